@@ -1,0 +1,316 @@
+"""The runtime's verbs on the host side: create, start, run, kill, delete, pause, resume,
+update. Each loads state, checks the lifecycle table in state.py, acts, and leaves
+nothing behind when it fails.
+
+    create:  validate everything -> reserve the ID -> cgroup -> fork init (init.py)
+             -> id maps / hooks on request -> "ready" -> state.json, --pid-file
+    start:   open exec.fifo for reading: the init unblocks and execs; poststart hooks
+    delete:  kill what is left, remove the cgroup, poststop hooks, remove the state dir
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import hooks, mounts, spec, state
+from .channel import Channel
+from .errors import ConfigError, OCIError, SetupError
+from .namespaces import Plan, write_id_maps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SIGKILL = 9
+
+
+class Options:
+    """create's flags (runc's names)."""
+
+    def __init__(self, *, bundle: str = ".", pid_file: str | None = None,
+                 console_socket: str | None = None, no_pivot: bool = False,
+                 no_new_keyring: bool = False, preserve_fds: int = 0,
+                 systemd_cgroup: bool = False) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.systemd_cgroup = systemd_cgroup
+
+
+def validate_all(config: dict[str, Any]) -> tuple[list[mounts.MountSpec], Plan]:
+    """Every check that needs no side effect, so bad input fails before anything exists."""
+    if config.get("process") is None:
+        raise ConfigError("process", "is required to create a container")
+    linux = config.get("linux")
+    if linux is None:
+        raise ConfigError("linux", "is required on Linux")
+    specs = mounts.parse(config.get("mounts") or [])
+    plan = Plan(linux.get("namespaces") or [])
+    if not plan.has("mount"):
+        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    from . import cgroups
+    cgroups.validate(linux.get("resources") or {})
+    if linux.get("seccomp") is not None:
+        from . import seccomp
+        seccomp.validate(linux["seccomp"])
+    return specs, plan
+
+
+def create(store: state.Store, cid: str, opts: Options) -> state.Container:
+    bundle = os.path.abspath(opts.bundle)
+    config, rootfs = spec.load(bundle)
+    specs, plan = validate_all(config)
+    linux = config["linux"]
+    sdir = store.reserve(cid)
+    undo: list[Any] = [lambda: _rmtree(sdir)]
+    pid = init_pid = 0
+    try:
+        from . import cgroups
+        from .devices import cgroup_rules
+        cg = cgroups.open_manager(container_id=cid, cgroups_path=linux.get("cgroupsPath"),
+                                  systemd=opts.systemd_cgroup)
+        cg.create()
+        undo.append(cg.destroy)
+        resources = dict(linux.get("resources") or {})
+        rules = cgroup_rules(config)
+        if rules:
+            resources["devices"] = rules
+        cg.apply(resources)
+
+        os.mkfifo(os.path.join(sdir, "exec.fifo"), 0o622)
+        dirfd = os.open(sdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        undo.append(lambda: os.close(dirfd))
+        console_fd = -1
+        if config["process"].get("terminal"):
+            if not opts.console_socket:
+                raise ConfigError("process.terminal", "cannot allocate tty if corral-runc "
+                                  "will detach without setting console socket")
+            from . import console
+            console_fd = console.connect(opts.console_socket)
+            undo.append(lambda: os.close(console_fd))
+        elif opts.console_socket:
+            raise ConfigError("process.terminal", "cannot use console socket if corral-runc "
+                              "will not detach or allocate tty")
+        join_fds = plan.open_joins()
+        undo.append(lambda: _close_all(join_fds))
+        parent, child = Channel.pair()
+        undo.append(parent.close)
+
+        from .init import Init
+        init = Init(config=config, rootfs=rootfs, plan=plan, chan=child, join_fds=join_fds,
+                    state_dirfd=dirfd, console_fd=console_fd, mounts=specs,
+                    preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
+                    no_new_keyring=opts.no_new_keyring, cid=cid, bundle=bundle)
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            init.bootstrap()
+        child.close()
+        undo.append(lambda: _kill_and_reap(pid, init_pid))
+        cg.add_pid(pid)
+        parent.send("go")
+        verb, payload = parent.recv()
+        if verb == "idmap":
+            write_id_maps(pid, linux)
+            parent.send("ok")
+            verb, payload = parent.recv()
+        if verb != "pid":
+            raise _unexpected(verb, payload)
+        init_pid = int(payload)
+        if init_pid != pid:
+            os.waitpid(pid, 0)  # the bootstrap process exits once the init is forked
+        c = state.Container(store, {
+            "id": cid, "pid": init_pid, "pidStart": state.proc_start_time(init_pid),
+            "bundle": bundle, "rootfs": rootfs, "created": state.now_rfc3339(),
+            "owner": "", "config": config, "cgroup": cg.to_state(),
+        })
+        parent.expect("hooks")
+        hooks.run("prestart", config, c.oci_state(state.CREATING))
+        hooks.run("createRuntime", config, c.oci_state(state.CREATING))
+        parent.send("ok")
+        parent.expect("ready")
+        c.save()
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, init_pid)
+        os.close(dirfd)
+        parent.close()
+        if console_fd >= 0:
+            os.close(console_fd)
+        for fd in join_fds.values():
+            os.close(fd)
+        return c
+    except BaseException:
+        undo_now(undo)
+        raise
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
+
+
+def undo_now(steps: list[Any]) -> None:
+    for fn in reversed(steps):
+        try:
+            fn()
+        except Exception:
+            pass
+
+
+def _unexpected(verb: str, payload: Any) -> OCIError:
+    if verb == "error":
+        from .channel import error_from
+        return error_from(payload)
+    if verb == "eof":
+        return SetupError("container init exited during setup")
+    return SetupError(f"container init: unexpected message {verb!r}")
+
+
+def _kill_and_reap(pid: int, init_pid: int) -> None:
+    for p in {pid, init_pid} - {0}:
+        try:
+            os.kill(p, SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    if init_pid and init_pid != pid:
+        wait_gone(init_pid, None, timeout=5.0)
+
+
+def wait_gone(pid: int, start_time: int | None, timeout: float) -> bool:
+    """Wait until PID has exited (reaped or zombie); reaps it if it is our child."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        st = state.proc_start_time(pid)
+        if st is None or (start_time is not None and st != start_time):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       "." + os.path.basename(path) + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def _rmtree(path: str) -> None:
+    for name in os.listdir(path):
+        os.unlink(os.path.join(path, name))
+    os.rmdir(path)
+
+
+# ---- start, kill, delete, pause, resume --------------------------------------------
+
+def start(c: state.Container) -> None:
+    state.require("start", c.status(), c.id)
+    import select
+    fifo = os.path.join(c.dir, "exec.fifo")
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        data = b""
+        while not data:
+            if poller.poll(100):
+                data = os.read(fd, 1)
+                if data:
+                    break
+            if not c.alive():
+                raise SetupError(f"container {c.id}: init exited before start")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+    try:
+        hooks.run("poststart", c.config, c.oci_state(state.RUNNING))
+    except SetupError as e:
+        from .log import warn
+        warn(f"poststart hook failed: {e}")
+
+
+def kill(c: state.Container, sig: int, *, all_processes: bool = False) -> None:
+    status = c.status()
+    if all_processes and status == state.STOPPED:
+        return  # runc: nothing left to signal is not an error with --all
+    state.require("kill", status, c.id)
+    if all_processes:
+        cg = c.cgroup()
+        if cg is not None:
+            cg.kill_all(sig)
+            return
+    try:
+        os.kill(c.pid, sig)
+    except ProcessLookupError:
+        raise OCIError("container not running") from None
+
+
+def delete(c: state.Container, *, force: bool = False) -> None:
+    status = c.status()
+    state.require("delete --force" if force else "delete", status, c.id)
+    cg = c.cgroup()
+    if status != state.STOPPED:
+        if cg is not None:
+            cg.kill_all(SIGKILL)
+        else:
+            os.kill(c.pid, SIGKILL)
+        if not wait_gone(c.pid, c.data["pidStart"], timeout=10.0):
+            raise SetupError(f"container {c.id}: init {c.pid} did not exit after SIGKILL")
+    destroy(c)
+
+
+def destroy(c: state.Container) -> None:
+    """Remove what create made (the processes are gone), then the poststop hooks."""
+    cg = c.cgroup()
+    if cg is not None:
+        pids = cg.pids()
+        if pids:  # processes outside the init's pid namespace, when it had none of its own
+            cg.kill_all(SIGKILL)
+        cg.destroy()
+    try:
+        hooks.run("poststop", c.config, c.oci_state(state.STOPPED))
+    except SetupError as e:
+        from .log import warn
+        warn(f"poststop hook failed: {e}")
+    _rmtree(c.dir)
+
+
+def pause(c: state.Container) -> None:
+    state.require("pause", c.status(), c.id)
+    c.cgroup().freeze()
+
+
+def resume(c: state.Container) -> None:
+    state.require("resume", c.status(), c.id)
+    c.cgroup().thaw()
+
+
+def update(c: state.Container, resources: dict[str, Any]) -> None:
+    state.require("update", c.status(), c.id)
+    from . import cgroups
+    spec.RESOURCES_SCHEMA.check(resources, "resources")
+    cgroups.validate(resources, "resources")
+    c.cgroup().apply(resources)
+    merged = c.config.setdefault("linux", {}).setdefault("resources", {})
+    for key, value in resources.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    c.save()
