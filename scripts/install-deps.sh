@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(python3 python3-venv busybox-static runc crun containerd podman conmon uidmap
           iproute2 libseccomp2 procps util-linux)
-[[ "${1:-}" == "--bench" ]] && packages+=(hyperfine)
+[[ "${1:-}" == "--bench" ]] && packages+=(hyperfine time)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -16,6 +16,7 @@ import time
 from . import hooks, mounts, spec, state
 from .channel import Channel
 from .errors import ConfigError, OCIError, SetupError
+from .linux import CLONE_NEWPID, SYS
 from .namespaces import Plan, write_id_maps
 
 TYPE_CHECKING = False
@@ -100,38 +101,41 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
         parent, child = Channel.pair()
         undo.append(parent.close)
 
+        # Without a new user namespace, enter the container's pid namespace here, so the
+        # forked child is its PID 1 and needs no second fork. (A user namespace must exist
+        # before the pid namespace it owns, so then the child does it.)
+        pidns_here = plan.needs_fork() and not plan.has("user")
         from .init import Init
         init = Init(config=config, rootfs=rootfs, plan=plan, chan=child, join_fds=join_fds,
                     state_dirfd=dirfd, console_fd=console_fd, mounts=specs,
                     preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
-                    no_new_keyring=opts.no_new_keyring, cid=cid, bundle=bundle)
-        pid = os.fork()
+                    no_new_keyring=opts.no_new_keyring, cid=cid, bundle=bundle, cgroup=cg,
+                    pidns_ready=pidns_here)
+        pid = _fork_init(init, parent, plan, join_fds) if pidns_here else os.fork()
         if pid == 0:
             parent.close()
             init.bootstrap()
         child.close()
         undo.append(lambda: _kill_and_reap(pid, init_pid))
-        cg.add_pid(pid)
-        parent.send("go")
-        verb, payload = parent.recv()
-        if verb == "idmap":
+        init_pid = pid
+        if "user" in plan.new:
+            parent.expect("idmap")
             write_id_maps(pid, linux)
             parent.send("ok")
-            verb, payload = parent.recv()
-        if verb != "pid":
-            raise _unexpected(verb, payload)
-        init_pid = int(payload)
-        if init_pid != pid:
+        if plan.needs_fork() and not pidns_here:
+            init_pid = int(parent.expect("pid"))
             os.waitpid(pid, 0)  # the bootstrap process exits once the init is forked
         c = state.Container(store, {
             "id": cid, "pid": init_pid, "pidStart": state.proc_start_time(init_pid),
             "bundle": bundle, "rootfs": rootfs, "created": state.now_rfc3339(),
             "owner": "", "config": config, "cgroup": cg.to_state(),
         })
-        parent.expect("hooks")
-        hooks.run("prestart", config, c.oci_state(state.CREATING))
-        hooks.run("createRuntime", config, c.oci_state(state.CREATING))
-        parent.send("ok")
+        from .init import has_runtime_hooks
+        if has_runtime_hooks(config):
+            parent.expect("hooks")
+            hooks.run("prestart", config, c.oci_state(state.CREATING))
+            hooks.run("createRuntime", config, c.oci_state(state.CREATING))
+            parent.send("ok")
         parent.expect("ready")
         c.save()
         if opts.pid_file:
@@ -146,6 +150,30 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
     except BaseException:
         undo_now(undo)
         raise
+
+
+def _fork_init(init: Any, parent: Channel, plan: Plan, join_fds: dict[str, int]) -> int:
+    """fork() with the container's pid namespace as ours for children; then switch back
+    so that our later children (hooks) are not created inside the container."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if "pid" in join_fds:
+            fd = join_fds.pop("pid")
+            try:
+                SYS.setns(fd, CLONE_NEWPID)
+            finally:
+                os.close(fd)
+        else:
+            SYS.unshare(CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            os.close(own)
+            parent.close()
+            init.bootstrap()
+        return pid
+    finally:  # only the parent gets here: bootstrap() never returns
+        SYS.setns(own, CLONE_NEWPID)
+        os.close(own)
 
 
 def _close_all(fds: dict[str, int]) -> None:
@@ -306,7 +334,7 @@ def update(c: state.Container, resources: dict[str, Any]) -> None:
     from . import cgroups
     spec.RESOURCES_SCHEMA.check(resources, "resources")
     cgroups.validate(resources, "resources")
-    c.cgroup().apply(resources)
+    c.cgroup().apply(resources, field="resources")
     merged = c.config.setdefault("linux", {}).setdefault("resources", {})
     for key, value in resources.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):

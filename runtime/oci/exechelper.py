@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import platform
 import struct
 
 _CODE = {
@@ -50,7 +49,7 @@ _PHDR = 56
 
 def elf_image(machine: str | None = None) -> bytes | None:
     """The helper as an ELF file for this machine, or None where we have no code for it."""
-    entry = _CODE.get(machine or platform.machine())
+    entry = _CODE.get(machine or os.uname().machine)
     if entry is None:
         return None
     e_machine, code = entry

@@ -1,8 +1,8 @@
 """`exec`: a new process inside a running container.
 
     parent                                  child (forked)
-      open the init's namespaces              non-dumpable, wait for "go"
-      fork -> add child to the cgroup  --->   setsid; setns user, then the rest
+      open the init's namespaces              non-dumpable, join the cgroup
+      fork                                    setsid; setns user, then the rest
                                               fork (pid namespace applies to children)
                                      <---     "pid" N       (grandchild)
                                               console, look up the program
@@ -16,8 +16,8 @@ import os
 
 from . import state
 from .channel import Channel
-from .init import finalize, lookup, preload_for_finalize
 from .errors import SetupError
+from .init import finalize, join_cgroup, lookup, preload_for_finalize
 from .linux import PR_SET_DUMPABLE, SYS
 from .namespaces import FLAGS, JOIN_ORDER, PROC_NAME
 
@@ -87,19 +87,16 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
             console_fd = console.connect(console_socket)
         preload_for_finalize({"linux": linux})
         if proc.get("terminal"):
-            from . import console  # noqa: F401 - imported while the host is reachable
+            from . import console
         if not detach:
             from .linux import PR_SET_CHILD_SUBREAPER
             SYS.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        cg = c.cgroup()
         pid = os.fork()
         if pid == 0:
             parent.close()
-            _child(child, fds, proc, linux, console_fd, preserve_fds)
+            _child(child, cg, fds, proc, linux, console_fd, preserve_fds)
         child.close()
-        cg = c.cgroup()
-        if cg is not None:
-            cg.add_pid(pid)
-        parent.send("go")
         target = int(parent.expect("pid"))
         if target != pid:
             os.waitpid(pid, 0)
@@ -123,11 +120,12 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
     return wait_forwarding(target)
 
 
-def _child(chan: Channel, fds: dict[str, int], proc: dict[str, Any], linux: dict[str, Any],
-           console_fd: int, preserve_fds: int) -> NoReturn:
+def _child(chan: Channel, cg: Any, fds: dict[str, int], proc: dict[str, Any],
+           linux: dict[str, Any], console_fd: int, preserve_fds: int) -> NoReturn:
     try:
         SYS.prctl(PR_SET_DUMPABLE, 0)
-        chan.expect("go")
+        if cg is not None:
+            join_cgroup(cg, linux)
         os.setsid()
         for kind in JOIN_ORDER:
             if kind in fds:

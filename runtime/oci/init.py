@@ -1,10 +1,11 @@
 """The container's side of create: from fork to the user's process.
 
     bootstrap()   in the forked child, still on the host
-        non-dumpable; wait until the parent has put us in the cgroup; setsid
+        non-dumpable; join the container's cgroup; setsid
         user namespace (join, or create and wait for the parent to write id maps)
         join the other namespaces by path, unshare the new ones
-        fork again if there is a pid namespace: the grandchild is PID 1
+        fork again if there is a pid namespace the parent could not enter for us (it
+        does when there is no new user namespace: then this child is already PID 1)
     setup()       the init, inside the new namespaces
         rootfs: propagation, mounts, devices, sysctls; hooks (createRuntime by the
         parent, createContainer here); pivot_root; console; hostname; read-only root;
@@ -29,6 +30,7 @@ from . import capabilities, exechelper, hooks, mounts, rlimits, signals
 from .channel import Channel
 from .errors import ConfigError, SetupError
 from .linux import (
+    CLONE_NEWPID,
     PR_SET_DUMPABLE,
     PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS,
@@ -53,7 +55,8 @@ class Init:
     def __init__(self, *, config: dict[str, Any], rootfs: str, plan: Plan, chan: Channel,
                  join_fds: dict[str, int], state_dirfd: int, console_fd: int,
                  mounts: list[mounts.MountSpec], preserve_fds: int, no_pivot: bool,
-                 no_new_keyring: bool, cid: str, bundle: str) -> None:
+                 no_new_keyring: bool, cid: str, bundle: str, cgroup: Any,
+                 pidns_ready: bool) -> None:
         self.config = config
         self.cid = cid
         self.bundle = bundle
@@ -69,6 +72,8 @@ class Init:
         self.preserve_fds = preserve_fds
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
+        self.cgroup = cgroup
+        self.pidns_ready = pidns_ready
         self.exe_path = ""
 
     # -- stage 1: namespaces ------------------------------------------------------------
@@ -76,7 +81,8 @@ class Init:
     def bootstrap(self) -> NoReturn:
         try:
             SYS.prctl(PR_SET_DUMPABLE, 0)
-            self.chan.expect("go")
+            # Before any namespace: a new cgroup namespace is rooted where we are now.
+            join_cgroup(self.cgroup, self.linux)
             os.setsid()
             if "user" in self.join_fds:
                 self.plan.join_all({"user": self.join_fds.pop("user")}, skip_user=False)
@@ -88,14 +94,15 @@ class Init:
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
             self.plan.join_all(self.join_fds)
-            SYS.unshare(self.plan.unshare_flags())
-            if self.plan.needs_fork():
+            flags = self.plan.unshare_flags()
+            if self.pidns_ready:  # we are PID 1 of it already
+                flags &= ~CLONE_NEWPID
+            SYS.unshare(flags)
+            if self.plan.needs_fork() and not self.pidns_ready:
                 pid = os.fork()
                 if pid:
                     self.chan.send("pid", pid)
                     os._exit(0)
-            else:
-                self.chan.send("pid", os.getpid())
             self.setup()
             self.wait_for_start()
             hooks.run("startContainer", self.config, self._state("running"))
@@ -135,13 +142,14 @@ class Init:
         finally:
             os.close(proc)
 
-        self.chan.send("hooks")
-        self.chan.expect("ok")
+        if has_runtime_hooks(cfg):
+            self.chan.send("hooks")
+            self.chan.expect("ok")
         hooks.run("createContainer", cfg, self._state("creating"))
 
         preload_for_finalize(cfg)
         if self.process.get("terminal"):
-            from . import console  # noqa: F401 - imported while the host is reachable
+            from . import console
         if self.no_pivot:
             mounts.move_root(self.rootfs)
         else:
@@ -239,6 +247,17 @@ def finalize(process: dict[str, Any], linux: dict[str, Any], exe: str,
         env.append("HOME=" + _home(user["uid"]))
     exechelper.exec_process(exe, process["args"], env)
     raise SetupError("exec returned")
+
+
+def join_cgroup(cg: Any, linux: dict[str, Any]) -> None:
+    """Join the container's cgroup from inside (see cgroups.Manager.join_self)."""
+    cg.join_self(hugetlb=bool((linux.get("resources") or {}).get("hugepageLimits")))
+
+
+def has_runtime_hooks(config: dict[str, Any]) -> bool:
+    """Whether create must stop for the parent to run prestart/createRuntime hooks."""
+    h = config.get("hooks") or {}
+    return bool(h.get("prestart") or h.get("createRuntime"))
 
 
 def preload_for_finalize(config: dict[str, Any]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ PROC_SUPER_MAGIC = 0x9FA0
 CGROUP2_SUPER_MAGIC = 0x63677270
 TMPFS_MAGIC = 0x01021994
 
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine
 # System call numbers glibc has no wrapper for (generic table on arm64/riscv64).
 _NR = {
     "x86_64": {"pivot_root": 155, "keyctl": 250, "openat2": 437},

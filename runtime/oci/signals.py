@@ -3,9 +3,8 @@ which cost ~5 ms of imports on every container start."""
 
 from __future__ import annotations
 
-import os
-
 import _signal  # type: ignore[import-not-found]  # no stub; same API as `signal`
+import os
 
 # HUP INT QUIT USR1 USR2 TERM WINCH: what a foreground run/exec passes on to its process.
 FORWARDED = (1, 2, 3, 10, 12, 15, 28)

@@ -52,9 +52,9 @@ def config(args: list[str], **overrides: object) -> dict[str, object]:
 
 def write_bundle(bundle: str, rootfs: str, cfg: dict[str, object]) -> str:
     os.makedirs(bundle, exist_ok=True)
-    link = os.path.join(bundle, "rootfs")
-    if not os.path.lexists(link):
-        os.symlink(rootfs, link)
+    root = cfg["root"]
+    assert isinstance(root, dict)
+    root["path"] = os.path.abspath(rootfs)  # shared rootfs; runc refuses a symlink
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     return bundle

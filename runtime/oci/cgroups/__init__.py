@@ -1,14 +1,15 @@
 """cgroups for corral-runc: one Manager per container, over v1, hybrid or v2 hosts.
 
-    validate(resources)                       pure value checks, before anything exists
+    validate(resources)                       value checks before anything exists (checks.py)
     open_manager(container_id, cgroups_path)  /proc/self/mountinfo (read once) -> host.py
         -> Manager(mode, dirs = {hierarchy: directory})
     Manager.create()        mkdir in every hierarchy; v1 cpuset cpus/mems from the parent,
                             v2 controllers enabled in the ancestors' cgroup.subtree_control
     Manager.apply(res)      one Controller per cgroup controller writes its section:
-                            v1.py (v1 and hybrid), v2.py, devices.py (v1 lines / v2 eBPF)
+                            v1.py (v1 and hybrid), v2.py, devices.py (v1 lines / v2 eBPF,
+                            loaded by bpf.py); all file I/O goes through fs.py
     Manager.add_pid(pid)    cgroup.procs of every hierarchy
-    freeze / thaw / kill_all / pids / stats / oom_kill_count / destroy
+    freeze / thaw / kill_all / pids / stats (stats.py) / oom_kill_count / destroy
     to_state() / from_state()  across the separate corral-runc invocations
 
 On hybrid hosts (v1 controllers + cgroup2 at /sys/fs/cgroup/unified) the container also
@@ -22,9 +23,9 @@ import errno
 import os
 
 from ..errors import SetupError, Unsupported
+from .checks import validate
 from .fs import FILES, CgroupFiles, Controller, requested
 from .host import UNIFIED, cgroup_dirs, read_host
-from .validate import validate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,17 +97,18 @@ class Manager:
                 self.files.mkdir(d)
             except OSError as e:
                 raise SetupError(f"creating cgroup {d}: {e.strerror}") from None
-        try:
-            if self.mode == "v2":
-                from .v2 import enable_controllers
-                enable_controllers(self.files, self.mounts[UNIFIED], self.dirs[UNIFIED])
-            else:
-                key = self._key_of("cpuset")
-                if key is not None:
-                    from .v1 import init_cpuset
-                    init_cpuset(self.files, self.mounts[key], self.dirs[key])
-        except OSError as e:
-            raise SetupError(f"initialising cgroup {self._primary()}: {e}") from None
+        if self.mode == "v2":
+            from .v2 import enable_controllers
+            enable_controllers(self.files, self.mounts[UNIFIED], self.dirs[UNIFIED])
+            return
+        key = self._key_of("cpuset")
+        if key is not None:
+            from .v1 import init_cpuset
+            try:
+                init_cpuset(self.files, self.mounts[key], self.dirs[key])
+            except OSError as e:
+                raise SetupError(f"initialising cpuset.cpus / cpuset.mems of {self.dirs[key]}: "
+                                 f"{e.strerror}") from None
 
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs.values())
@@ -194,6 +196,27 @@ class Manager:
 
     # --- processes -----------------------------------------------------------------------
 
+    def join_self(self, *, hugetlb: bool = False) -> None:
+        """Move the calling process, which must be single-threaded, into the cgroup.
+
+        The container's init (and exec's child) call this themselves rather than have the
+        parent write their pid to cgroup.procs: on v1 a thread that writes "0" to `tasks`
+        moves itself without the kernel's global threadgroup lock, whose synchronize_rcu
+        costs ~10 ms per container start. A cgroup2 migration always takes that lock, so
+        on hybrid hosts the v2 hierarchy is joined only when it carries a controller we
+        use (HUGETLB: hugetlb limits are set); on v2 hosts it is always joined."""
+        for key, d in self.dirs.items():
+            if key == UNIFIED:
+                if self.mode == "hybrid" and not hugetlb:
+                    continue
+                name = "cgroup.procs"
+            else:
+                name = "tasks"
+            try:
+                self.files.write(f"{d}/{name}", "0")
+            except OSError as e:
+                raise SetupError(f"joining cgroup {d}: {e.strerror}") from None
+
     def add_pid(self, pid: int) -> None:
         for d in self.dirs.values():
             try:
@@ -279,12 +302,15 @@ class Manager:
                     return
             except OSError as e:
                 raise SetupError(f"killing cgroup {self.dirs[UNIFIED]}: {e.strerror}") from None
-        freezer = self._freezer()
-        if freezer is not None:
+        froze = thaw = False
+        if self._freezer() is not None:
+            # A paused container stays paused, but SIGKILL needs the thaw to take effect.
+            thaw = sig == SIGKILL or not self.frozen()
             try:
                 self.freeze()
+                froze = True
             except SetupError:
-                freezer = None  # signal anyway, as runc does
+                pass  # signal anyway, as runc does
         try:
             for pid in self.pids():
                 try:
@@ -292,7 +318,7 @@ class Manager:
                 except ProcessLookupError:
                     pass
         finally:
-            if freezer is not None:
+            if froze and thaw:
                 self.thaw()
 
     # --- observation ---------------------------------------------------------------------

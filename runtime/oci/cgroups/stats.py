@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
+from .checks import huge_page_sizes
 from .fs import CgroupFiles
-from .validate import huge_page_sizes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,12 +108,15 @@ def v1(files: CgroupFiles, dirs: dict[str, str], hugetlb_v2_dir: str | None) -> 
     pids = _Reader(files, dirs.get("pids"))
     s["pids"] = {"current": pids.num("pids.current"), "limit": pids.num("pids.max")}
 
+    # As runc: the first of BFQ's, CFQ's and the throttling layer's counters that has any
+    # entries (a scheduler's files exist, empty, for devices that do not use it).
     blkio = _Reader(files, dirs.get("blkio"))
-    for prefix in ("blkio.", "blkio.bfq.", "blkio.throttle."):  # CFQ, BFQ, throttling
-        if blkio.text(prefix + "io_serviced_recursive") is not None:
+    for prefix in ("blkio.bfq.", "blkio.", "blkio.throttle."):
+        serviced = _blkio_v1(blkio, prefix + "io_serviced_recursive")
+        if serviced:
             s["blkio"] = {
                 "ioServiceBytesRecursive": _blkio_v1(blkio, prefix + "io_service_bytes_recursive"),
-                "ioServicedRecursive": _blkio_v1(blkio, prefix + "io_serviced_recursive"),
+                "ioServicedRecursive": serviced,
             }
             break
 
