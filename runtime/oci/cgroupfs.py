@@ -1,9 +1,11 @@
 """The `cgroup` mount inside a container: /sys/fs/cgroup as the container should see it.
 
-With a cgroup namespace the hierarchies are mounted afresh (the kernel shows the
-namespace's root); without one, the container's own cgroup directories are bind-mounted.
-Layout follows the host: cgroup2 alone on a unified host; a tmpfs with one directory per
-v1 hierarchy (plus `unified` for the v2 mount of a hybrid host) otherwise."""
+The layout follows the host's, as the container's cgroup manager knows it: cgroup2 alone
+on a v2 host; on v1 and hybrid hosts a tmpfs with one directory per hierarchy (named as
+on the host, with `cpu` -> `cpu,cpuacct` style links for co-mounted controllers).
+With a cgroup namespace each hierarchy is mounted afresh (the kernel shows the
+container's cgroup as its root); without one, the container's own cgroup directories
+are bind-mounted, so no other cgroup of the host is visible either way."""
 
 from __future__ import annotations
 
@@ -14,101 +16,68 @@ from .mounts import MountSpec, Rootfs, fdpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    pass
+    from typing import Any
+
+UNIFIED = "unified"
 
 
-def host_hierarchies() -> list[tuple[str, str, str, str]]:
-    """(mount point, fstype, super options, root) of every cgroup mount on the host."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            fstype, _source, superopts = right.split()[:3]
-            if fstype in ("cgroup", "cgroup2"):
-                out.append((fields[4], fstype, superopts, fields[3]))
-    return out
-
-
-def own_cgroups() -> dict[str, str]:
-    """controller list (as in /proc/self/cgroup, '' for v2) -> our cgroup path."""
-    paths = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            paths[ctrls] = path
-    return paths
-
-
-def _v1_key(superopts: str) -> str:
-    """The /proc/self/cgroup name of a v1 hierarchy from its mount options."""
-    names = []
-    for opt in superopts.split(","):
-        if opt.startswith("name=") or opt not in ("rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime",
-                         "xattr", "clone_children", "nsdelegate", "memory_recursiveprot",
-                         "cpuset_v2_mode", "noprefix", "favordynmods", "memory_localevents"):
-            names.append(opt)
-    return ",".join(names)
-
-
-def mount_cgroups(root: Rootfs, m: MountSpec) -> None:
-    new_ns = _in_new_cgroupns()
-    flags = (m.flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)) | MS_NOSUID | MS_NODEV | MS_NOEXEC
-    ro = bool(m.flags & MS_RDONLY)
-    hier = host_hierarchies()
-    own = own_cgroups()
+def mount_cgroups(root: Rootfs, m: MountSpec, *, cgroup: Any, cgroupns: bool,
+                  joined_unified: bool) -> None:
+    """Mount the cgroup filesystems for mount M. CGROUP is the container's
+    cgroups.Manager (its `mode`, `mounts` and `dirs`); CGROUPNS: the container has a
+    cgroup namespace of its own; JOINED_UNIFIED: on a hybrid host, whether the init joined
+    the v2 hierarchy (it is only shown then)."""
     sys = root.sys
-    if len(hier) == 1 and hier[0][1] == "cgroup2":
-        _mount_one(root, m.dest, "cgroup2", "", own.get("", "/"), hier[0], new_ns,
-                   flags | (MS_RDONLY if ro else 0))
+    flags = m.flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    flags |= MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if cgroup.mode == "v2":
+        dst = root.mkdir_all(m.dest)
+        try:
+            _mount_hierarchy(root, dst, m.dest, UNIFIED, cgroup, cgroupns, flags)
+        finally:
+            os.close(dst)
         return
     top = root.mkdir_all(m.dest)
     try:
-        sys.mount("tmpfs", fdpath(top), "tmpfs", flags, "mode=755")
+        sys.mount("tmpfs", fdpath(top), "tmpfs", flags & ~MS_RDONLY, "mode=755")
     finally:
         os.close(top)
-    for h in hier:
-        mountpoint, fstype, superopts, _ = h
-        name = os.path.basename(mountpoint)
-        key = "" if fstype == "cgroup2" else _v1_key(superopts)
-        path = own.get(key)
-        if path is None:
-            continue
-        data = key if fstype == "cgroup" else ""
-        _mount_one(root, f"{m.dest}/{name}", fstype, data, path, h, new_ns,
-                   flags | (MS_RDONLY if ro else 0))
-    if ro:
-        top = root.open(m.dest)
-        try:
-            sys.mount(None, fdpath(top), None, MS_REMOUNT | MS_RDONLY | flags, "mode=755")
-        finally:
-            os.close(top)
-
-
-def _mount_one(root: Rootfs, dest: str, fstype: str, data: str, path: str,
-               h: tuple[str, str, str, str], new_ns: bool, flags: int) -> None:
-    sys = root.sys
-    fd = root.mkdir_all(dest)
+    top = root.open(m.dest)  # the tmpfs just mounted (the old fd is the dir beneath)
     try:
-        if new_ns:
-            sys.mount("cgroup", fdpath(fd), fstype, flags, data or None)
-            return
-        mountpoint, _, _, mroot = h
-        rel = os.path.relpath(path, mroot) if mroot != "/" else path.lstrip("/")
-        src = os.path.join(mountpoint, rel) if rel not in (".", "") else mountpoint
-        sys.mount(src, fdpath(fd), None, MS_BIND | MS_REC, None)
+        for key, mountpoint in cgroup.mounts.items():
+            if key == UNIFIED and not joined_unified:
+                continue
+            name = os.path.basename(mountpoint)
+            os.mkdir(name, 0o755, dir_fd=top)  # a fresh tmpfs: nothing to resolve
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC,
+                         dir_fd=top)
+            try:
+                _mount_hierarchy(root, fd, f"{m.dest}/{name}", key, cgroup, cgroupns, flags)
+            finally:
+                os.close(fd)
+            if "," in name and not name.startswith("name="):
+                for part in name.split(","):
+                    os.symlink(name, part, dir_fd=top)
+        if flags & MS_RDONLY:
+            sys.mount(None, fdpath(top), None, MS_REMOUNT | flags, "mode=755")
     finally:
-        os.close(fd)
+        os.close(top)
+
+
+def _mount_hierarchy(root: Rootfs, fd: int, dest: str, key: str, cgroup: Any,
+                     cgroupns: bool, flags: int) -> None:
+    sys = root.sys
+    if cgroupns:
+        if key == UNIFIED:
+            sys.mount("cgroup2", fdpath(fd), "cgroup2", flags, None)
+        else:
+            data = f"none,{key}" if key.startswith("name=") else key
+            sys.mount("cgroup", fdpath(fd), "cgroup", flags, data)
+        return
+    sys.mount(cgroup.dirs[key], fdpath(fd), None, MS_BIND | MS_REC, None)
     if flags & MS_RDONLY:
-        top = root.open(dest)
+        top = root.open(dest)  # remount the bind mount itself, not the dir beneath
         try:
             sys.mount(None, fdpath(top), None, MS_BIND | MS_REMOUNT | flags, None)
         finally:
             os.close(top)
-
-
-def _in_new_cgroupns() -> bool:
-    try:
-        return os.readlink("/proc/self/ns/cgroup") != os.readlink("/proc/1/ns/cgroup")
-    except OSError:
-        return False

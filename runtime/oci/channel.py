@@ -53,6 +53,24 @@ class Channel:
             raise SetupError(f"container init: expected {verb!r}, got {got!r}")
         return payload
 
+    def fork_sending_pid(self) -> int:
+        """fork(); in the parent, send "pid" with the child's pid and return it. The child
+        gets 0 only after that is sent: both then write to the same pipe, and nothing the
+        child sends (such as "ready") may come before "pid"."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid:
+            os.close(r)
+            try:
+                self.send("pid", pid)
+            finally:
+                os.close(w)
+            return pid
+        os.close(w)
+        os.read(r, 1)  # EOF once the parent has sent "pid" (or died)
+        os.close(r)
+        return 0
+
     def send_error(self, e: BaseException) -> None:
         if isinstance(e, ConfigError):
             payload = {"type": type(e).__name__, "field": e.field, "problem": e.problem,

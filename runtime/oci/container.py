@@ -16,8 +16,7 @@ import time
 from . import hooks, mounts, spec, state
 from .channel import Channel
 from .errors import ConfigError, OCIError, SetupError
-from .linux import CLONE_NEWPID, SYS
-from .namespaces import Plan, write_id_maps
+from .namespaces import Plan, fork_into_pid_namespace, write_id_maps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,6 +64,7 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
     bundle = os.path.abspath(opts.bundle)
     config, rootfs = spec.load(bundle)
     specs, plan = validate_all(config)
+    check_preserved_fds(opts.preserve_fds)
     linux = config["linux"]
     sdir = store.reserve(cid)
     undo: list[Any] = [lambda: _rmtree(sdir)]
@@ -74,13 +74,11 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
         from .devices import cgroup_rules
         cg = cgroups.open_manager(container_id=cid, cgroups_path=linux.get("cgroupsPath"),
                                   systemd=opts.systemd_cgroup)
-        cg.create()
-        undo.append(cg.destroy)
+        undo.append(cg.destroy)  # runs after the init is killed (undo goes backwards)
         resources = dict(linux.get("resources") or {})
         rules = cgroup_rules(config)
         if rules:
             resources["devices"] = rules
-        cg.apply(resources)
 
         os.mkfifo(os.path.join(sdir, "exec.fifo"), 0o622)
         dirfd = os.open(sdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -111,13 +109,17 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
                     preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                     no_new_keyring=opts.no_new_keyring, cid=cid, bundle=bundle, cgroup=cg,
                     pidns_ready=pidns_here)
-        pid = _fork_init(init, parent, plan, join_fds) if pidns_here else os.fork()
+        pid = fork_into_pid_namespace(join_fds.get("pid")) if pidns_here else os.fork()
         if pid == 0:
             parent.close()
             init.bootstrap()
         child.close()
         undo.append(lambda: _kill_and_reap(pid, init_pid))
         init_pid = pid
+        # The child makes its namespaces meanwhile; it joins the cgroup after "go".
+        cg.create()
+        cg.apply(resources)
+        parent.send("go")
         if "user" in plan.new:
             parent.expect("idmap")
             write_id_maps(pid, linux)
@@ -152,33 +154,17 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
         raise
 
 
-def _fork_init(init: Any, parent: Channel, plan: Plan, join_fds: dict[str, int]) -> int:
-    """fork() with the container's pid namespace as ours for children; then switch back
-    so that our later children (hooks) are not created inside the container."""
-    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if "pid" in join_fds:
-            fd = join_fds.pop("pid")
-            try:
-                SYS.setns(fd, CLONE_NEWPID)
-            finally:
-                os.close(fd)
-        else:
-            SYS.unshare(CLONE_NEWPID)
-        pid = os.fork()
-        if pid == 0:
-            os.close(own)
-            parent.close()
-            init.bootstrap()
-        return pid
-    finally:  # only the parent gets here: bootstrap() never returns
-        SYS.setns(own, CLONE_NEWPID)
-        os.close(own)
-
-
 def _close_all(fds: dict[str, int]) -> None:
     for fd in fds.values():
         os.close(fd)
+
+
+def check_preserved_fds(n: int) -> None:
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OCIError(f"--preserve-fds {n}: file descriptor {fd} is not open") from None
 
 
 def undo_now(steps: list[Any]) -> None:
@@ -253,15 +239,18 @@ def start(c: state.Container) -> None:
     fifo = os.path.join(c.dir, "exec.fifo")
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
+        # Opening for reading releases the init; it writes "0" and holds the fifo open
+        # until its exec: EOF means the user's process is running.
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        data = b""
-        while not data:
+        got = b""
+        while True:
             if poller.poll(100):
                 data = os.read(fd, 1)
-                if data:
-                    break
-            if not c.alive():
+                if not data and got:
+                    break  # EOF after "0": exec'd (or died after the handshake)
+                got += data
+            if not got and not c.alive():
                 raise SetupError(f"container {c.id}: init exited before start")
     finally:
         os.close(fd)

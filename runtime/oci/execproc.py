@@ -19,7 +19,7 @@ from .channel import Channel
 from .errors import SetupError
 from .init import finalize, join_cgroup, lookup, preload_for_finalize
 from .linux import PR_SET_DUMPABLE, SYS
-from .namespaces import FLAGS, JOIN_ORDER, PROC_NAME
+from .namespaces import FLAGS, JOIN_ORDER, PROC_NAME, fork_into_pid_namespace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ def build_process(c: state.Container, *, process_file: str | None, args: list[st
 def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file: str | None,
             console_socket: str | None, preserve_fds: int) -> int:
     state.require("exec", c.status(), c.id)
+    from .container import check_preserved_fds
+    check_preserved_fds(preserve_fds)
     linux = c.config.get("linux") or {}
     kinds = {ns["type"] for ns in linux.get("namespaces") or []}
     fds: dict[str, int] = {}
@@ -92,13 +94,19 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
             from .linux import PR_SET_CHILD_SUBREAPER
             SYS.prctl(PR_SET_CHILD_SUBREAPER, 1)
         cg = c.cgroup()
-        pid = os.fork()
+        # As create does: enter the pid namespace here when there is no user namespace,
+        # so the child needs no second fork.
+        pidns_here = "pid" in fds and "user" not in kinds
+        pid = fork_into_pid_namespace(fds["pid"]) if pidns_here else os.fork()
         if pid == 0:
             parent.close()
+            if pidns_here:
+                os.close(fds.pop("pid"))
             _child(child, cg, fds, proc, linux, console_fd, preserve_fds)
         child.close()
-        target = int(parent.expect("pid"))
-        if target != pid:
+        target = pid
+        if "pid" in fds and not pidns_here:
+            target = int(parent.expect("pid"))
             os.waitpid(pid, 0)
         parent.expect("ready")
         verb, payload = parent.recv()  # "eof" once the exec has happened
@@ -127,17 +135,17 @@ def _child(chan: Channel, cg: Any, fds: dict[str, int], proc: dict[str, Any],
         if cg is not None:
             join_cgroup(cg, linux)
         os.setsid()
+        joined = set(fds)
         for kind in JOIN_ORDER:
             if kind in fds:
                 SYS.setns(fds[kind], FLAGS[kind])
                 os.close(fds.pop(kind))
-        if "pid" in {ns["type"] for ns in linux.get("namespaces") or []}:
-            pid = os.fork()
-            if pid:
-                chan.send("pid", pid)
+        if "pid" in joined:  # the pid namespace applies to children: fork once more
+            if chan.fork_sending_pid():
                 os._exit(0)
-        else:
-            chan.send("pid", os.getpid())
+            # Lead a session of our own, as runc's exec'd process does: console.setup()
+            # makes the pty our controlling terminal, which needs a session leader.
+            os.setsid()
         if proc.get("terminal"):
             from . import console
             console.setup(console_fd, proc, mount_console=False)

@@ -1,9 +1,10 @@
 """The container's side of create: from fork to the user's process.
 
     bootstrap()   in the forked child, still on the host
-        non-dumpable; join the container's cgroup; setsid
+        non-dumpable; setsid
         user namespace (join, or create and wait for the parent to write id maps)
-        join the other namespaces by path, unshare the new ones
+        join the other namespaces by path, unshare the new ones but the cgroup one
+        (meanwhile the parent creates the cgroup), join the cgroup, then its namespace
         fork again if there is a pid namespace the parent could not enter for us (it
         does when there is no new user namespace: then this child is already PID 1)
     setup()       the init, inside the new namespaces
@@ -30,6 +31,7 @@ from . import capabilities, exechelper, hooks, mounts, rlimits, signals
 from .channel import Channel
 from .errors import ConfigError, SetupError
 from .linux import (
+    CLONE_NEWCGROUP,
     CLONE_NEWPID,
     PR_SET_DUMPABLE,
     PR_SET_KEEPCAPS,
@@ -81,9 +83,13 @@ class Init:
     def bootstrap(self) -> NoReturn:
         try:
             SYS.prctl(PR_SET_DUMPABLE, 0)
-            # Before any namespace: a new cgroup namespace is rooted where we are now.
-            join_cgroup(self.cgroup, self.linux)
             os.setsid()
+            # A new user namespace would take away our rights over the host's cgroup
+            # files: then join first (and make the cgroup namespace after the others).
+            early_join = self.plan.has("user")
+            if early_join:
+                self.chan.expect("go")
+                join_cgroup(self.cgroup, self.linux)
             if "user" in self.join_fds:
                 self.plan.join_all({"user": self.join_fds.pop("user")}, skip_user=False)
             elif "user" in self.plan.new:
@@ -94,15 +100,23 @@ class Init:
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
             self.plan.join_all(self.join_fds)
-            flags = self.plan.unshare_flags()
+            flags = self.plan.unshare_flags() & ~CLONE_NEWCGROUP
             if self.pidns_ready:  # we are PID 1 of it already
                 flags &= ~CLONE_NEWPID
             SYS.unshare(flags)
+            # The parent creates the cgroup while we made the namespaces above; join it
+            # before the cgroup namespace, which is rooted where we are when it is made.
+            if not early_join:
+                self.chan.expect("go")
+                join_cgroup(self.cgroup, self.linux)
+            if "cgroup" in self.plan.new:
+                SYS.unshare(CLONE_NEWCGROUP)
             if self.plan.needs_fork() and not self.pidns_ready:
-                pid = os.fork()
-                if pid:
-                    self.chan.send("pid", pid)
+                if self.chan.fork_sending_pid():
                     os._exit(0)
+                # The forked init must lead its own session, or TIOCSCTTY on its
+                # terminal fails with EPERM (runc's nsexec does setsid in stage 2).
+                os.setsid()
             self.setup()
             self.wait_for_start()
             hooks.run("startContainer", self.config, self._state("running"))
@@ -121,7 +135,8 @@ class Init:
         cfg, linux = self.config, self.linux
         userns = self.plan.has("user")
         mounts.prepare_root(self.rootfs, linux.get("rootfsPropagation"))
-        root = mounts.Rootfs(self.rootfs)
+        root = mounts.Rootfs(self.rootfs, cgroup=self.cgroup, cgroupns=self.plan.has("cgroup"),
+                             joined_unified=self.cgroup.mode == "v2" or _wants_hugetlb(linux))
         try:
             for m in self.mounts:
                 root.mount(m)
@@ -137,7 +152,8 @@ class Init:
                 _write_proc(proc, "sys/" + key.replace(".", "/"), value,
                             f"linux.sysctl[{key!r}]")
             if self.process.get("oomScoreAdj") is not None:
-                _write_proc(proc, "self/oom_score_adj", str(self.process["oomScoreAdj"]),
+                me = os.readlink("/proc/self")  # our pid as this (host) procfs numbers it
+                _write_proc(proc, f"{me}/oom_score_adj", str(self.process["oomScoreAdj"]),
                             "process.oomScoreAdj")
         finally:
             os.close(proc)
@@ -192,10 +208,11 @@ class Init:
                 "annotations": self.config.get("annotations") or {}}
 
     def wait_for_start(self) -> None:
-        # Blocks until `corral-runc start` opens the fifo for reading.
+        # Blocks until `corral-runc start` opens the fifo for reading. The fd stays open
+        # (close-on-exec) so that start sees EOF only once the process has been exec'd:
+        # poststart hooks run after the startContainer ones and the exec, as the spec says.
         fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.state_dirfd)
         os.write(fd, b"0")
-        os.close(fd)
         os.close(self.state_dirfd)
         self.chan.close()
         self.chan.wfd = -1
@@ -251,7 +268,11 @@ def finalize(process: dict[str, Any], linux: dict[str, Any], exe: str,
 
 def join_cgroup(cg: Any, linux: dict[str, Any]) -> None:
     """Join the container's cgroup from inside (see cgroups.Manager.join_self)."""
-    cg.join_self(hugetlb=bool((linux.get("resources") or {}).get("hugepageLimits")))
+    cg.join_self(hugetlb=_wants_hugetlb(linux))
+
+
+def _wants_hugetlb(linux: dict[str, Any]) -> bool:
+    return bool((linux.get("resources") or {}).get("hugepageLimits"))
 
 
 def has_runtime_hooks(config: dict[str, Any]) -> bool:

@@ -135,9 +135,14 @@ def fdpath(fd: int) -> str:
 class Rootfs:
     """The rootfs being assembled, held by an O_PATH fd."""
 
-    def __init__(self, path: str, *, sys: Syscalls = SYS) -> None:
+    def __init__(self, path: str, *, sys: Syscalls = SYS, cgroup: Any = None,
+                 cgroupns: bool = False, joined_unified: bool = False) -> None:
         self.path = path
         self.sys = sys
+        # What a `cgroup` mount needs to know (see cgroupfs.py).
+        self.cgroup = cgroup
+        self.cgroupns = cgroupns
+        self.joined_unified = joined_unified
         self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
@@ -188,9 +193,16 @@ class Rootfs:
     # -- mounting ---------------------------------------------------------------------
 
     def mount(self, m: MountSpec) -> None:
-        if m.fstype == "cgroup" or m.fstype == "cgroup2":
+        if m.fstype in ("cgroup", "cgroup2"):
+            if self.cgroup is None:
+                raise SetupError(f"{m.field}: a cgroup mount needs the container's cgroup")
             from .cgroupfs import mount_cgroups
-            mount_cgroups(self, m)
+            try:
+                mount_cgroups(self, m, cgroup=self.cgroup, cgroupns=self.cgroupns,
+                              joined_unified=self.joined_unified)
+            except OSError as e:
+                raise SetupError(f"{m.field}: mounting cgroups on {m.dest}: "
+                                 f"{e.strerror}") from None
             return
         try:
             src_fd = -1

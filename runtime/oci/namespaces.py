@@ -90,6 +90,28 @@ class Plan:
         return flags
 
 
+def fork_into_pid_namespace(join_fd: int | None, *, sys: Syscalls = SYS) -> int:
+    """fork() with the child in a new pid namespace (JOIN_FD None) or in the one JOIN_FD
+    names, so that the child is in it from its first instruction (PID 1 of a new one) and
+    needs no second fork. Our own later children stay in our namespace.
+
+    Only for containers without a new user namespace: a pid namespace must be created
+    after the user namespace that owns it, which only the child can do."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    pid = -1
+    try:
+        if join_fd is None:
+            sys.unshare(CLONE_NEWPID)
+        else:
+            sys.setns(join_fd, CLONE_NEWPID)
+        pid = os.fork()
+        return pid
+    finally:
+        if pid != 0:  # the parent (or a failed fork): back to our own pid namespace
+            sys.setns(own, CLONE_NEWPID)
+        os.close(own)
+
+
 def container_namespaces(pid: int) -> dict[str, str]:
     """The namespaces of a running container's init, as setns-able paths (for exec)."""
     return {kind: f"/proc/{pid}/ns/{PROC_NAME[kind]}" for kind in JOIN_ORDER}
