@@ -99,3 +99,73 @@ def _mount_console(slave_path: str, *, sys: Syscalls) -> None:
             os.close(dev)
     finally:
         os.close(root)
+
+
+class Listener:
+    """A console socket of our own, for `run` in the foreground with a terminal: the
+    container's pty master comes back to us and we relay it to our own stdio."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, "console.sock")
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+
+    def receive(self) -> int:
+        conn, _ = self.sock._accept()  # type: ignore[attr-defined]  # C-level: (fd, addr)
+        try:
+            return recv_fd(conn)
+        finally:
+            os.close(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def relay(master: int) -> None:
+    """Copy our stdin to the pty and the pty to our stdout until the pty closes (every
+    process of the container has exited); our terminal is raw meanwhile."""
+    import select
+    import tty
+
+    stdin_tty = os.isatty(0)
+    saved = termios.tcgetattr(0) if stdin_tty else None
+    if stdin_tty:
+        _copy_size(0, master)
+        tty.setraw(0, termios.TCSADRAIN)  # not TCSAFLUSH: keep what was typed ahead
+    try:
+        fds = [master, 0]
+        while True:
+            try:
+                ready, _, _ = select.select(fds, [], [], 0.1)
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every slave end is closed
+                    return
+                if not data:
+                    return
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    fds.remove(0)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def _copy_size(src: int, dst: int) -> None:
+    try:
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass

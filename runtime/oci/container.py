@@ -31,7 +31,7 @@ class Options:
     def __init__(self, *, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
-                 systemd_cgroup: bool = False) -> None:
+                 systemd_cgroup: bool = False, own_console: bool = False) -> None:
         self.bundle = bundle
         self.pid_file = pid_file
         self.console_socket = console_socket
@@ -39,6 +39,8 @@ class Options:
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
         self.systemd_cgroup = systemd_cgroup
+        # `run` in the foreground: a terminal without --console-socket comes back to us
+        self.own_console = own_console
 
 
 def validate_all(config: dict[str, Any]) -> tuple[list[mounts.MountSpec], Plan]:
@@ -80,10 +82,21 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
         if rules:
             resources["devices"] = rules
 
-        os.mkfifo(os.path.join(sdir, "exec.fifo"), 0o622)
-        dirfd = os.open(sdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        undo.append(lambda: os.close(dirfd))
+        fifo = os.path.join(sdir, "exec.fifo")
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # whatever the umask: the container's root writes to it
+        _give_to_container_root(fifo, linux)
+        # The init holds the fifo alone, never a directory of the host: until `start` a
+        # neighbour with CAP_SYS_PTRACE could walk out of one via /proc/<init>/fd/N/.. .
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        undo.append(lambda: os.close(fifo_fd))
         console_fd = -1
+        listener = None
+        if config["process"].get("terminal") and opts.own_console and not opts.console_socket:
+            from .console import Listener
+            listener = Listener(sdir)
+            undo.append(listener.close)
+            opts.console_socket = listener.path
         if config["process"].get("terminal"):
             if not opts.console_socket:
                 raise ConfigError("process.terminal", "cannot allocate tty if corral-runc "
@@ -105,7 +118,7 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
         pidns_here = plan.needs_fork() and not plan.has("user")
         from .init import Init
         init = Init(config=config, rootfs=rootfs, plan=plan, chan=child, join_fds=join_fds,
-                    state_dirfd=dirfd, console_fd=console_fd, mounts=specs,
+                    fifo_fd=fifo_fd, console_fd=console_fd, mounts=specs,
                     preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                     no_new_keyring=opts.no_new_keyring, cid=cid, bundle=bundle, cgroup=cg,
                     pidns_ready=pidns_here)
@@ -140,9 +153,10 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
             parent.send("ok")
         parent.expect("ready")
         c.save()
+        c.console = listener
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
-        os.close(dirfd)
+        os.close(fifo_fd)
         parent.close()
         if console_fd >= 0:
             os.close(console_fd)
@@ -152,6 +166,17 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
     except BaseException:
         undo_now(undo)
         raise
+
+
+def _give_to_container_root(path: str, linux: dict[str, Any]) -> None:
+    """chown PATH to the host ids the container's root maps to, as runc does with its
+    exec.fifo (a joined user namespace has no mappings here: the 0622 mode covers it)."""
+    def host_id(maps: list[dict[str, int]] | None) -> int:
+        for m in maps or []:
+            if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+                return m["hostID"] - m["containerID"]
+        return 0
+    os.chown(path, host_id(linux.get("uidMappings")), host_id(linux.get("gidMappings")))
 
 
 def _close_all(fds: dict[str, int]) -> None:

@@ -17,7 +17,7 @@ import os
 from . import state
 from .channel import Channel
 from .errors import SetupError
-from .init import finalize, join_cgroup, lookup, preload_for_finalize
+from .init import close_inherited_fds, finalize, join_cgroup, lookup, preload_for_finalize
 from .linux import PR_SET_DUMPABLE, SYS
 from .namespaces import FLAGS, JOIN_ORDER, PROC_NAME, fork_into_pid_namespace
 
@@ -90,9 +90,11 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
         preload_for_finalize({"linux": linux})
         if proc.get("terminal"):
             from . import console
-        if not detach:
-            from .linux import PR_SET_CHILD_SUBREAPER
-            SYS.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        # Always: the process in the container becomes our child when the intermediate one
+        # exits, so that we can reap it if it fails before its exec. Left to the host's
+        # init, its zombie keeps the container's PID 1 from dying (and `delete` waiting).
+        from .linux import PR_SET_CHILD_SUBREAPER
+        SYS.prctl(PR_SET_CHILD_SUBREAPER, 1)
         cg = c.cgroup()
         # As create does: enter the pid namespace here when there is no user namespace,
         # so the child needs no second fork.
@@ -108,11 +110,15 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
         if "pid" in fds and not pidns_here:
             target = int(parent.expect("pid"))
             os.waitpid(pid, 0)
-        parent.expect("ready")
-        verb, payload = parent.recv()  # "eof" once the exec has happened
-        if verb == "error":
-            from .channel import error_from
-            raise error_from(payload)
+        try:
+            parent.expect("ready")
+            verb, payload = parent.recv()  # "eof" once the exec has happened
+            if verb == "error":
+                from .channel import error_from
+                raise error_from(payload)
+        except BaseException:
+            _reap(target)  # it exits right after reporting the error
+            raise
     finally:
         parent.close()
         for fd in fds.values():
@@ -128,10 +134,18 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
     return wait_forwarding(target)
 
 
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def _child(chan: Channel, cg: Any, fds: dict[str, int], proc: dict[str, Any],
            linux: dict[str, Any], console_fd: int, preserve_fds: int) -> NoReturn:
     try:
         SYS.prctl(PR_SET_DUMPABLE, 0)
+        close_inherited_fds(preserve_fds)
         if cg is not None:
             join_cgroup(cg, linux)
         os.setsid()

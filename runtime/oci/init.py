@@ -11,8 +11,11 @@
         rootfs: propagation, mounts, devices, sysctls; hooks (createRuntime by the
         parent, createContainer here); pivot_root; console; hostname; read-only root;
         masked and read-only paths; keyring; look up the program.  -> "ready"
-    wait for `start` (blocks opening exec.fifo), startContainer hooks, then
-    finalize()    rlimits, user, capabilities, no_new_privs, seccomp, fds, cwd, exec
+    drop_privileges()   rlimits, user, capabilities, no_new_privs, seccomp, fds, cwd
+        -> "ready" (create returns)
+    exec the sealed helper (exechelper.py), which waits for `start` (blocks opening
+    exec.fifo) and execs the user's process; with startContainer hooks, Python waits
+    and runs them first.
 
 Every failure before "ready" goes back to the parent as an error message and ends the
 child; the parent removes whatever was made.
@@ -55,7 +58,7 @@ class Init:
     """Everything the child needs, handed over by fork."""
 
     def __init__(self, *, config: dict[str, Any], rootfs: str, plan: Plan, chan: Channel,
-                 join_fds: dict[str, int], state_dirfd: int, console_fd: int,
+                 join_fds: dict[str, int], fifo_fd: int, console_fd: int,
                  mounts: list[mounts.MountSpec], preserve_fds: int, no_pivot: bool,
                  no_new_keyring: bool, cid: str, bundle: str, cgroup: Any,
                  pidns_ready: bool) -> None:
@@ -68,7 +71,7 @@ class Init:
         self.plan = plan
         self.chan = chan
         self.join_fds = join_fds
-        self.state_dirfd = state_dirfd
+        self.fifo_fd = fifo_fd
         self.console_fd = console_fd
         self.mounts = mounts
         self.preserve_fds = preserve_fds
@@ -83,6 +86,7 @@ class Init:
     def bootstrap(self) -> NoReturn:
         try:
             SYS.prctl(PR_SET_DUMPABLE, 0)
+            close_inherited_fds(self.preserve_fds)
             os.setsid()
             # A new user namespace would take away our rights over the host's cgroup
             # files: then join first (and make the cgroup namespace after the others).
@@ -92,6 +96,8 @@ class Init:
                 join_cgroup(self.cgroup, self.linux)
             if "user" in self.join_fds:
                 self.plan.join_all({"user": self.join_fds.pop("user")}, skip_user=False)
+                os.setresgid(0, 0, 0)  # our host ids are unmapped in there (EOVERFLOW)
+                os.setresuid(0, 0, 0)
             elif "user" in self.plan.new:
                 from .linux import CLONE_NEWUSER
                 SYS.unshare(CLONE_NEWUSER)
@@ -118,9 +124,19 @@ class Init:
                 # terminal fails with EPERM (runc's nsexec does setsid in stage 2).
                 os.setsid()
             self.setup()
-            self.wait_for_start()
-            hooks.run("startContainer", self.config, self._state("running"))
-            self.finalize()
+            env, helper = drop_privileges(self.process, self.linux, self.preserve_fds,
+                                          keep_fd=self.fifo_fd)
+            self.chan.send("ready")
+            if (self.config.get("hooks") or {}).get("startContainer"):
+                self.wait_for_start()  # in Python: the hooks run between start and exec
+                hooks.run("startContainer", self.config, self._state("running"))
+                exechelper.exec_process(helper, self.exe_path, self.process["args"], env)
+            # Wait for `start` in the sealed helper, not as the host's Python: a neighbour
+            # in a shared pid namespace must not find our interpreter at /proc/1/exe.
+            self.chan.close()
+            self.chan.wfd = -1
+            exechelper.exec_process(helper, self.exe_path, self.process["args"], env,
+                                    fifo_fd=self.fifo_fd)
         except BaseException as e:
             if self.chan.wfd >= 0:
                 self.chan.send_error(e)
@@ -200,7 +216,6 @@ class Init:
         if linux.get("personality"):
             SYS.personality(0x0008 if linux["personality"]["domain"] == "LINUX32" else 0)
         self.exe_path = lookup(self.process)
-        self.chan.send("ready")
 
     def _state(self, status: str) -> dict[str, Any]:
         return {"ociVersion": self.config.get("ociVersion", ""), "id": self.cid,
@@ -211,45 +226,60 @@ class Init:
         # Blocks until `corral-runc start` opens the fifo for reading. The fd stays open
         # (close-on-exec) so that start sees EOF only once the process has been exec'd:
         # poststart hooks run after the startContainer ones and the exec, as the spec says.
-        fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.state_dirfd)
+        # Reopened through the container's procfs, as runc does: we hold no directory of
+        # the host to open it relative to (and the state directory is 0700 to the root of
+        # a user namespace).
+        try:
+            fd = os.open(f"/proc/self/fd/{self.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise SetupError("exec.fifo: reopening it needs /proc mounted in the "
+                             "container") from None
         os.write(fd, b"0")
-        os.close(self.state_dirfd)
+        os.close(self.fifo_fd)
         self.chan.close()
         self.chan.wfd = -1
-
-    # -- stage 3: become the user's process ---------------------------------------------
-
-    def finalize(self) -> None:
-        finalize(self.process, self.linux, self.exe_path, self.preserve_fds)
 
 
 def finalize(process: dict[str, Any], linux: dict[str, Any], exe: str,
              preserve_fds: int) -> NoReturn:
-    """Drop to the configured identity and privileges, then exec. Shared with exec."""
+    """Drop to the configured identity and privileges, then exec (for `exec`)."""
+    env, helper = drop_privileges(process, linux, preserve_fds)
+    exechelper.exec_process(helper, exe, process["args"], env)
+
+
+def drop_privileges(process: dict[str, Any], linux: dict[str, Any], preserve_fds: int,
+                    *, keep_fd: int = -1) -> tuple[list[str], int | None]:
+    """Become the configured user with the configured capabilities, rlimits, umask,
+    no_new_privs, cwd and seccomp filter, ready to exec. Returns the environment and the
+    exec helper's memfd (made while the seccomp filter cannot refuse memfd_create).
+    KEEP_FD survives the exec into the helper (the exec fifo)."""
     rlimits.apply(process.get("rlimits") or [])
     caps = process.get("capabilities") or {}
     nnp = bool(process.get("noNewPrivileges"))
     seccomp = linux.get("seccomp")
+    user = process.get("user") or {"uid": 0, "gid": 0}
+    env = list(process.get("env") or [])
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + _home(user["uid"]))
+    helper = exechelper.sealed_memfd()
     if seccomp and not nnp:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it.
         from . import seccomp as sc
         sc.load(seccomp)
     capabilities.drop_bounding(caps)
-    user = process.get("user") or {"uid": 0, "gid": 0}
     SYS.prctl(PR_SET_KEEPCAPS, 1)
     os.setgroups(user.get("additionalGids") or [])
     os.setresgid(user["gid"], user["gid"], user["gid"])
     os.setresuid(user["uid"], user["uid"], user["uid"])
     SYS.prctl(PR_SET_KEEPCAPS, 0)
     capabilities.apply(caps)
-    if "umask" in user:
-        os.umask(user["umask"])
-    else:
-        os.umask(0o022)
+    os.umask(user.get("umask", 0o022))
     if nnp:
         SYS.prctl(PR_SET_NO_NEW_PRIVS, 1)
     signals.reset_for_exec()
     _close_fds_on_exec(preserve_fds)
+    if keep_fd >= 0:
+        os.set_inheritable(keep_fd, True)
     cwd = process.get("cwd") or "/"
     try:
         os.chdir(cwd)
@@ -259,11 +289,7 @@ def finalize(process: dict[str, Any], linux: dict[str, Any], exe: str,
     if seccomp and nnp:
         from . import seccomp as sc
         sc.load(seccomp)
-    env = list(process.get("env") or [])
-    if not any(e.startswith("HOME=") for e in env):
-        env.append("HOME=" + _home(user["uid"]))
-    exechelper.exec_process(exe, process["args"], env)
-    raise SetupError("exec returned")
+    return env, helper
 
 
 def join_cgroup(cg: Any, linux: dict[str, Any]) -> None:
@@ -362,6 +388,21 @@ def _write_proc(proc_fd: int, rel: str, value: str, field: str) -> None:
         raise ConfigError(field, f"writing {value!r} to /proc/{rel}: {e.strerror}") from None
     finally:
         os.close(fd)
+
+
+def close_inherited_fds(preserve: int) -> None:
+    """Close what our caller left open by mistake (inheritable fds above the preserved
+    ones), first thing in the child: held until `start`, a host directory among them
+    would be one /proc/<init>/fd/N away from the container. Ours are all close-on-exec
+    (PEP 446), so they stay."""
+    for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
+        if fd < 3 + preserve:
+            continue
+        try:
+            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                os.close(fd)
+        except OSError:  # the listing's own fd, gone by now
+            pass
 
 
 def _close_fds_on_exec(preserve: int) -> None:

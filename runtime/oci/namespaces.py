@@ -18,6 +18,7 @@ from .linux import (
     CLONE_NEWPID,
     CLONE_NEWUSER,
     CLONE_NEWUTS,
+    PR_SET_DUMPABLE,
     SYS,
     Syscalls,
 )
@@ -97,6 +98,9 @@ def fork_into_pid_namespace(join_fd: int | None, *, sys: Syscalls = SYS) -> int:
 
     Only for containers without a new user namespace: a pid namespace must be created
     after the user namespace that owns it, which only the child can do."""
+    # Non-dumpable before the fork: the child is in the (maybe shared) pid namespace from
+    # its first instruction, before its own prctl, and is still the host's Python.
+    sys.prctl(PR_SET_DUMPABLE, 0)
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     pid = -1
     try:

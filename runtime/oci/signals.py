@@ -18,9 +18,8 @@ def reset_for_exec() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
-def wait_forwarding(pid: int) -> int:
-    """Wait for PID (our child, or reparented to us as subreaper), passing on signals;
-    reap every other child meanwhile. Returns the shell-style exit code."""
+def forward_to(pid: int) -> None:
+    """From now on, pass the FORWARDED signals we receive on to PID."""
 
     def forward(sig: int, _frame: object) -> None:
         try:
@@ -30,6 +29,12 @@ def wait_forwarding(pid: int) -> int:
 
     for sig in FORWARDED:
         _signal.signal(sig, forward)
+
+
+def wait_forwarding(pid: int) -> int:
+    """Wait for PID (our child, or reparented to us as subreaper), passing on signals;
+    reap every other child meanwhile. Returns the shell-style exit code."""
+    forward_to(pid)
     while True:
         try:
             got, status = os.waitpid(-1, 0)

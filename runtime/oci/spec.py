@@ -339,7 +339,44 @@ def _check_semantics(c: dict[str, Any]) -> None:
     for key, value in (linux.get("sysctl") or {}).items():
         if not key or "/" in key or key.startswith(".") or ".." in key:
             raise ConfigError(f"linux.sysctl[{key!r}]", "not a valid sysctl name")
+        needs = sysctl_namespace(key)
+        if needs is None:
+            raise ConfigError(f"linux.sysctl[{key!r}]", "not namespaced: writing it would "
+                              "change the host")
+        if needs not in seen or any(ns["type"] == needs and ns.get("path")
+                                    and _is_own_namespace(needs, ns["path"])
+                                    for ns in linux.get("namespaces") or []):
+            raise ConfigError(f"linux.sysctl[{key!r}]", f"needs a {needs} namespace of the "
+                              "container's own, not the host's")
         del value
+
+
+# Sysctls that belong to a namespace, as runc's validator allows them (everything else
+# in /proc/sys is global: kernel.core_pattern, vm.*, fs.* but mqueue, ...).
+_IPC_SYSCTLS = frozenset({
+    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+    "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace type KEY lives in, or None if it is global to the host."""
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.domainname", "kernel.hostname"):
+        return "uts"
+    return None
+
+
+def _is_own_namespace(kind: str, path: str) -> bool:
+    """Whether PATH (a namespace to join) is the namespace corral-runc itself is in."""
+    from .namespaces import PROC_NAME
+    try:
+        a, b = os.stat(path), os.stat(f"/proc/self/ns/{PROC_NAME[kind]}")
+    except OSError:
+        return False  # reported when the namespace is opened
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def check_process(proc: dict[str, Any], field: str, *, source: str = "config.json") -> None:

@@ -160,6 +160,7 @@ class Container:
     def __init__(self, store: Store, data: dict[str, Any]) -> None:
         self.store = store
         self.data = data
+        self.console: Any = None  # run's own console socket (console.Listener), if any
 
     @property
     def id(self) -> str:

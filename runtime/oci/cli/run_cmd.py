@@ -1,9 +1,12 @@
 """corral-runc run [--detach] [create's flags] ID
 
-Foreground: we become a child subreaper (the init is our grandchild), forward signals to
-it, wait, remove the container, and exit with its exit code (128+N for signal N)."""
+Foreground: we become a child subreaper (with a user namespace the init is our
+grandchild), forward signals to it, relay its terminal to ours if it has one, wait,
+remove the container, and exit with its exit code (128+N for signal N)."""
 
 from __future__ import annotations
+
+import os
 
 from .create_cmd import FLAGS, options
 from .flags import parse
@@ -16,10 +19,15 @@ def main(g: Globals, argv: list[str]) -> int:
     from ..container import create, destroy, start
     from ..linux import PR_SET_CHILD_SUBREAPER, SYS
     opts = options(g, v)
+    opts.own_console = not v["detach"]
     if not v["detach"]:
         SYS.prctl(PR_SET_CHILD_SUBREAPER, 1)
     c = create(g.store(), cid, opts)
+    master = -1
     try:
+        if c.console is not None:
+            master = c.console.receive()
+            c.console.close()
         start(c)
     except BaseException:
         from ..container import delete
@@ -27,7 +35,12 @@ def main(g: Globals, argv: list[str]) -> int:
         raise
     if v["detach"]:
         return 0
-    from ..signals import wait_forwarding
+    from ..signals import forward_to, wait_forwarding
+    if master >= 0:
+        from ..console import relay
+        forward_to(c.pid)
+        relay(master)
+        os.close(master)
     code = wait_forwarding(c.pid)
     destroy(c)
     return code

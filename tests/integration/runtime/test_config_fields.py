@@ -302,3 +302,39 @@ def test_features(runc: Runc) -> None:
     assert doc["linux"]["seccomp"]["enabled"] is True
     assert "CAP_SYS_ADMIN" in doc["linux"]["capabilities"]
     assert "rbind" in doc["mountOptions"] and "pid" in doc["linux"]["namespaces"]
+
+
+def test_run_in_the_foreground_with_a_terminal(runc: Runc, bundle: MakeBundle,
+                                               tag: str) -> None:
+    """`run` with process.terminal and no --console-socket relays the container's pty to
+    its own terminal, as runc does."""
+    import pty
+    b = edit(bundle(["/bin/sh"]), lambda c: c["process"].update(terminal=True))
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(runc.binary, [runc.binary, "--root", runc.root, "run", "--bundle", b, tag])
+    import select
+    out = b""
+    sent = False
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not sent and b"# " in out:  # the shell's prompt: type the commands
+                os.write(fd, b"tty; echo hi-$((40+2)); exit 5\n")
+                sent = True
+            if not select.select([fd], [], [], 0.5)[0]:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except OSError:  # EIO: the runtime exited and closed our pty
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        if time.monotonic() >= deadline:
+            os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"/dev/pts/0" in out and b"hi-42" in out
+    assert os.waitstatus_to_exitcode(status) == 5
