@@ -13,11 +13,21 @@ LAUNCHERS = {
     "corral-runc": "runtime.oci.cli.main",
 }
 
+# gc.disable(): a short-lived command makes no cycles worth collecting, and collections
+# during the imports cost time. os._exit(): interpreter teardown (module and object
+# finalisation) is ~10 ms we do not need; stdout/stderr are flushed first. Together they
+# take about a fifth off a `corral-runc run`.
 TEMPLATE = """#!{python} -IS
+import gc
+gc.disable()
 import sys
 sys.path.insert(0, {root!r})
 from {module} import main
-sys.exit(main())
+rc = main()
+sys.stdout.flush()
+sys.stderr.flush()
+import os
+os._exit(rc)
 """
 
 

@@ -321,8 +321,11 @@ def destroy(c: state.Container) -> None:
     """Remove what create made (the processes are gone), then the poststop hooks."""
     cg = c.cgroup()
     if cg is not None:
-        pids = cg.pids()
-        if pids:  # processes outside the init's pid namespace, when it had none of its own
+        own_pidns = any(ns["type"] == "pid" and not ns.get("path")
+                        for ns in (c.config.get("linux") or {}).get("namespaces") or [])
+        # The kernel kills the rest of a pid namespace when its init dies; without one of
+        # its own, processes the init left behind may still be in the cgroup.
+        if not own_pidns and cg.pids():
             cg.kill_all(SIGKILL)
         cg.destroy()
     try:

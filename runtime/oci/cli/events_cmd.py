@@ -46,6 +46,8 @@ def main(g: Globals, argv: list[str]) -> int:
     if v["stats"]:
         emit({"type": "stats", "id": cid, "data": cg.stats()})
         return 0
+    import gc
+    gc.enable()  # the launcher disables it for short commands; this one runs on
     ooms = cg.oom_kill_count()
     next_stats = time.monotonic()
     while c.status() != state.STOPPED:
