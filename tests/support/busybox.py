@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
+from typing import Any
 
 BUSYBOX = "/bin/busybox"
 
@@ -57,4 +59,15 @@ def write_bundle(bundle: str, rootfs: str, cfg: dict[str, object]) -> str:
     root["path"] = os.path.abspath(rootfs)  # shared rootfs; runc refuses a symlink
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
+    return bundle
+
+
+def edit_config(bundle: str, edit: Callable[[dict[str, Any]], object]) -> str:
+    """Apply EDIT to BUNDLE's config.json in place; returns the bundle."""
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    edit(cfg)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
     return bundle

@@ -17,18 +17,12 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import MakeBundle, Runc
+from tests.support import busybox
 
 Config = dict[str, object]
 
 
-def edit(b: str, fn: Callable[[dict], None]) -> str:  # type: ignore[type-arg]
-    path = os.path.join(b, "config.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    fn(cfg)
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    return b
+edit = busybox.edit_config
 
 
 def sh(script: str) -> list[str]:

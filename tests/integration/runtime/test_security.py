@@ -140,14 +140,7 @@ def own_bundle(tmp_path: Path, tag: str, rootfs: Path, args: list[str], *, name:
     return busybox.write_bundle(str(tmp_path / name), str(rootfs), cfg)
 
 
-def edit_bundle(bundle: str, edit: Callable[[dict[str, Any]], None]) -> str:
-    path = os.path.join(bundle, "config.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    edit(cfg)
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    return bundle
+edit_bundle = busybox.edit_config
 
 
 def with_fds(runc: Runc, tmp_path: Path, fds: dict[int, str]) -> Runc:
