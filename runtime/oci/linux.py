@@ -1,14 +1,15 @@
 """Every Linux system call the runtime makes that `os` does not offer, in one place.
 
-`Syscalls` is the real kernel (through libc and ctypes); `RecordingSyscalls` records the
+`Syscalls` is the real kernel (libc, through libc.py); `RecordingSyscalls` records the
 calls instead of making them, so setup sequences (mounts, namespaces, capabilities) can be
 unit-tested without root. Failures raise OSError with errno, like `os` functions do.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from . import libc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,35 +88,44 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+class _OpenHow(libc.Structure):
+    _fields_ = [("flags", libc.c_uint64), ("mode", libc.c_uint64), ("resolve", libc.c_uint64)]
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(libc.Structure):
+    _fields_ = [("version", libc.c_uint32), ("pid", libc.c_int)]
 
 
-class _CapData(ctypes.Structure):
+class _CapData(libc.Structure):
     _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
+        ("effective", libc.c_uint32),
+        ("permitted", libc.c_uint32),
+        ("inheritable", libc.c_uint32),
     ]
 
 
-_libc: Any = None
+_CAP_DATA_PAIR = libc.array(_CapData, 2)  # _LINUX_CAPABILITY_U32S_3
+
+
+class _Libc:
+    """libc's functions by attribute, looked up once each (syscall() returns a long)."""
+
+    def __getattr__(self, name: str) -> Any:
+        fn = libc.function(name, returns_long=name == "syscall")
+        setattr(self, name, fn)
+        return fn
+
+
+_LIBC = _Libc()
 
 
 def _lib() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
+    return _LIBC
 
 
 def _check(ret: int, what: str, detail: str = "") -> int:
     if ret < 0:
-        err = ctypes.get_errno()
+        err = libc.get_errno()
         msg = f"{what}: {os.strerror(err)}"
         raise OSError(err, msg + (f" ({detail})" if detail else ""))
     return ret
@@ -130,7 +140,7 @@ class Syscalls:
 
     def mount(self, source: str | None, target: str, fstype: str | None, flags: int,
               data: str | None = None) -> None:
-        ret = _lib().mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+        ret = _lib().mount(_b(source), _b(target), _b(fstype), libc.c_ulong(flags), _b(data))
         _check(ret, "mount", f"{source} on {target} type {fstype} flags {flags:#x} data {data!r}")
 
     def umount2(self, target: str, flags: int = 0) -> None:
@@ -147,7 +157,7 @@ class Syscalls:
         _check(_lib().setns(fd, nstype), "setns", f"type {nstype:#x}")
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-        c = ctypes.c_ulong
+        c = libc.c_ulong
         return _check(_lib().prctl(option, c(arg2), c(arg3), c(arg4), c(arg5)), "prctl",
                       f"option {option}")
 
@@ -161,21 +171,21 @@ class Syscalls:
 
     def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
         how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-        ret = _lib().syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how),
-                             ctypes.sizeof(how))
+        ret = _lib().syscall(_NR["openat2"], dirfd, _b(path), libc.byref(how),
+                             libc.sizeof(how))
         return _check(ret, "openat2", path)
 
     def capset(self, effective: int, permitted: int, inheritable: int) -> None:
         hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-        data = (_CapData * 2)()
+        data = _CAP_DATA_PAIR()
         for i in range(2):
             data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
             data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
             data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
-        _check(_lib().capset(ctypes.byref(hdr), data), "capset")
+        _check(_lib().capset(libc.byref(hdr), data), "capset")
 
     def personality(self, persona: int) -> None:
-        _check(_lib().personality(ctypes.c_ulong(persona)), "personality", f"{persona:#x}")
+        _check(_lib().personality(libc.c_ulong(persona)), "personality", f"{persona:#x}")
 
     def join_session_keyring(self, name: str | None) -> None:
         ret = _lib().syscall(_NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, _b(name))
@@ -203,8 +213,11 @@ class RecordingSyscalls(Syscalls):
 SYS = Syscalls()
 
 
+_STATFS_BUF = libc.array(libc.c_char, 256)  # struct statfs is 120 bytes on 64-bit
+
+
 def fs_type(fd: int) -> int:
     """statfs(2) f_type of the filesystem FD is on (os.statvfs does not report it)."""
-    buf = ctypes.create_string_buffer(256)
+    buf = _STATFS_BUF()
     _check(_lib().fstatfs(fd, buf), "fstatfs")
     return int.from_bytes(buf.raw[:8], "little", signed=False) & 0xFFFFFFFF
