@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(python3 python3-venv busybox-static runc crun containerd podman conmon uidmap
-          iproute2 libseccomp2 procps util-linux)
+          iproute2 libseccomp2 procps util-linux etcd-server etcd-client)
 [[ "${1:-}" == "--bench" ]] && packages+=(hyperfine time)
 
 missing=()
