@@ -332,3 +332,29 @@ def test_run_in_the_foreground_with_a_terminal(runc: Runc, bundle: MakeBundle,
         os.close(fd)
     assert b"/dev/pts/0" in out and b"hi-42" in out
     assert os.waitstatus_to_exitcode(status) == 5
+
+
+def test_events_report_an_oom_kill(runc: Runc, bundle: MakeBundle, tag: str) -> None:
+    """`events` streams stats and an "oom" event when the kernel OOM-kills in the
+    container's cgroup (memory.oom_control's oom_kill count grows)."""
+    b = edit(bundle(sh("sleep 0.5; head -c 300000000 /dev/zero | tail; sleep 1000")),
+             lambda c: c["linux"]["resources"].update(memory={"limit": 16 << 20}))
+    runc("run", "-d", "--bundle", b, tag)
+    p = subprocess.Popen([runc.binary, "--root", runc.root, "events", "--interval", "200ms",
+                          tag], stdout=subprocess.PIPE)
+    kinds = []
+    try:
+        deadline = time.monotonic() + 15
+        import select
+        while "oom" not in kinds and time.monotonic() < deadline:
+            assert p.stdout is not None
+            if select.select([p.stdout], [], [], 0.5)[0]:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                kinds.append(json.loads(line)["type"])
+    finally:
+        p.kill()
+        p.wait()
+        runc("delete", "--force", tag)
+    assert "stats" in kinds and "oom" in kinds
