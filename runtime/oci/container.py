@@ -200,15 +200,6 @@ def undo_now(steps: list[Any]) -> None:
             pass
 
 
-def _unexpected(verb: str, payload: Any) -> OCIError:
-    if verb == "error":
-        from .channel import error_from
-        return error_from(payload)
-    if verb == "eof":
-        return SetupError("container init exited during setup")
-    return SetupError(f"container init: unexpected message {verb!r}")
-
-
 def _kill_and_reap(pid: int, init_pid: int) -> None:
     for p in {pid, init_pid} - {0}:
         try:

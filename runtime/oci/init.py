@@ -10,9 +10,9 @@
     setup()       the init, inside the new namespaces
         rootfs: propagation, mounts, devices, sysctls; hooks (createRuntime by the
         parent, createContainer here); pivot_root; console; hostname; read-only root;
-        masked and read-only paths; keyring; look up the program.  -> "ready"
+        masked and read-only paths; keyring; look up the program
     drop_privileges()   rlimits, user, capabilities, no_new_privs, seccomp, fds, cwd
-        -> "ready" (create returns)
+        -> "ready": create returns
     exec the sealed helper (exechelper.py), which waits for `start` (blocks opening
     exec.fifo) and execs the user's process; with startContainer hooks, Python waits
     and runs them first.

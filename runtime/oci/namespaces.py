@@ -116,11 +116,6 @@ def fork_into_pid_namespace(join_fd: int | None, *, sys: Syscalls = SYS) -> int:
         os.close(own)
 
 
-def container_namespaces(pid: int) -> dict[str, str]:
-    """The namespaces of a running container's init, as setns-able paths (for exec)."""
-    return {kind: f"/proc/{pid}/ns/{PROC_NAME[kind]}" for kind in JOIN_ORDER}
-
-
 def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
     """Write uid_map/gid_map of PID's new user namespace (from the parent, as root)."""
     def fmt(maps: list[dict[str, int]]) -> str:

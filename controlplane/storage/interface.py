@@ -1,0 +1,112 @@
+"""The Store protocol and the values it hands back.
+
+A Store maps string keys to opaque bytes and stamps every write with etcd's global
+revision. Callers (the API server) put that revision into ``metadata.resourceVersion``
+after reading, and pass it back as ``expected_revision`` to update: that is what makes
+every update a compare-and-swap.
+
+Every implementation must pass ``tests/integration/controlplane/storage/test_conformance.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One key as it was at a revision."""
+
+    key: str
+    value: bytes
+    mod_revision: int
+
+
+class ListResult(NamedTuple):
+    """A page of a list: unpack it as ``items, revision, continue_token``."""
+
+    items: list[Item]
+    revision: int  # the snapshot every page of this list is read at
+    continue_token: str | None  # None on the last page
+
+
+class EventType(enum.Enum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    # No object changed: everything up to ``revision`` has been delivered, so a watcher
+    # that restarts may resume from here instead of from its last real event.
+    BOOKMARK = "BOOKMARK"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change seen by a watch.
+
+    ``value`` is the object after the change; for DELETED it is the object as it was last
+    stored (what Kubernetes sends), so a consumer always decodes ``value``. ``prev_value``
+    is the state before the change (MODIFIED, DELETED) so selector-filtered watches can tell
+    that an object left their selection. BOOKMARK events have an empty key and value.
+    """
+
+    type: EventType
+    key: str
+    value: bytes
+    revision: int
+    prev_value: bytes | None = None
+
+
+class Store(Protocol):
+    """Keys, bytes and revisions over etcd's semantics. Every method may raise Unavailable."""
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Store a new key; return its revision. AlreadyExists if the key exists."""
+        ...
+
+    async def get(self, key: str) -> tuple[bytes, int]:
+        """Return (value, mod_revision). NotFound if the key does not exist."""
+        ...
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        """Replace the value if the key is still at expected_revision; return the new revision.
+
+        Conflict (with the current revision) if it moved on; NotFound if it is gone.
+        """
+        ...
+
+    async def delete(self, key: str, expected_revision: int | None = None) -> int:
+        """Delete the key (only at expected_revision, if given); return the deletion revision."""
+        ...
+
+    async def list(self, prefix: str, *, limit: int = 0, continue_token: str | None = None,
+                   revision: int | None = None) -> ListResult:
+        """Keys under prefix (which must end with '/'), in key order, at one revision.
+
+        ``limit`` > 0 pages the result; pass the returned token to get the next page, which
+        is read at the first page's revision. ``revision`` reads an older snapshot. Gone if
+        that revision (or a token's) was compacted.
+        """
+        ...
+
+    def watch(self, prefix: str, *, from_revision: int,
+              bookmark_interval: float | None = None) -> AsyncIterator[Event]:
+        """Changes under prefix made after from_revision (0: from now), in revision order.
+
+        Replays the history after from_revision, then streams. Raises Gone if that history
+        was compacted. With bookmark_interval, a BOOKMARK arrives at least that often while
+        nothing changes. Close it with ``contextlib.aclosing`` (or ``aclose()``).
+        """
+        ...
+
+    async def compact(self, revision: int) -> None:
+        """Forget history before revision; a no-op if already compacted that far."""
+        ...
+
+    async def current_revision(self) -> int:
+        ...
+
+    async def close(self) -> None:
+        ...
