@@ -18,11 +18,14 @@ bench-deps:
 up: deps
 	@scripts/up.sh
 
+# mypy strict for the library packages (pyproject.toml sets strict per package)
+PACKAGES := runtime controlplane
+
 lint: deps
-	$(VENV)/bin/ruff check runtime tests bench scripts
+	$(VENV)/bin/ruff check $(PACKAGES) tests bench scripts
 
 typecheck: deps
-	$(VENV)/bin/mypy runtime
+	$(VENV)/bin/mypy $(PACKAGES)
 
 unit: deps
 	$(PY) -m pytest -q tests/unit
@@ -31,8 +34,8 @@ integration: deps
 	$(PY) -m pytest -q tests/integration
 
 test: deps
-	$(VENV)/bin/ruff check runtime tests bench scripts
-	$(VENV)/bin/mypy runtime
+	$(VENV)/bin/ruff check $(PACKAGES) tests bench scripts
+	$(VENV)/bin/mypy $(PACKAGES)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: bench-deps

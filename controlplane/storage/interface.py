@@ -93,7 +93,11 @@ class Store(Protocol):
 
     def watch(self, prefix: str, *, from_revision: int,
               bookmark_interval: float | None = None) -> AsyncIterator[Event]:
-        """Changes under prefix made after from_revision (0: from now), in revision order.
+        """Changes under prefix made after from_revision, in revision order.
+
+        from_revision 0 means "from now", where now is the first ``anext()``: like every
+        async generator, nothing runs before that. Callers that must not miss a change
+        list first and watch from the list's revision.
 
         Replays the history after from_revision, then streams. Raises Gone if that history
         was compacted. With bookmark_interval, a BOOKMARK arrives at least that often while

@@ -210,7 +210,9 @@ def test_lifecycle_on_this_host():
         assert stats["memory"]["usage"]["usage"] >= 16 << 20
         assert stats["memory"]["usage"]["limit"] == 256 << 20
         assert stats["cpu"]["usage"]["total"] > 0
-        assert stats["pids"] == {"current": 1, "limit": 32}
+        # tasks, not processes: a library of the test process (grpc) may add threads in
+        # a forked child
+        assert stats["pids"]["current"] >= 1 and stats["pids"]["limit"] == 32
 
         assert child.state() in ("R", "S")  # just answered: may still be running
         m.freeze()

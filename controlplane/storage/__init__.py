@@ -1,0 +1,51 @@
+"""Cluster state storage: keys, bytes and revisions on etcd.
+
+::
+
+    apiserver ── Store protocol ──┬── EtcdStore ──grpc.aio──► etcd (KV: Range/Put/Txn/
+              (interface.py)      │   (etcd.py)                     DeleteRange/Compact; Watch)
+                                  └── InMemoryStore (memory.py): same semantics, no I/O
+    keys.py        key layout, prefix and size checks      (pure)
+    pagination.py  opaque continue tokens                  (pure)
+    errors.py      the one error taxonomy both stores raise
+
+A value's etcd mod revision is its resourceVersion: reads return it, update and delete
+take it back for a compare-and-swap, list pages share one snapshot revision, and watches
+resume after it until compaction makes it Gone.
+"""
+
+from controlplane.storage.errors import (
+    AlreadyExists,
+    Conflict,
+    Gone,
+    InvalidArgument,
+    NotFound,
+    StorageError,
+    TooLarge,
+    Unavailable,
+)
+from controlplane.storage.etcd import EtcdStore
+from controlplane.storage.interface import Event, EventType, Item, ListResult, Store
+from controlplane.storage.keys import MAX_OBJECT_BYTES, list_prefix, object_key
+from controlplane.storage.memory import InMemoryStore
+
+__all__ = [
+    "MAX_OBJECT_BYTES",
+    "AlreadyExists",
+    "Conflict",
+    "EtcdStore",
+    "Event",
+    "EventType",
+    "Gone",
+    "InMemoryStore",
+    "InvalidArgument",
+    "Item",
+    "ListResult",
+    "NotFound",
+    "StorageError",
+    "Store",
+    "TooLarge",
+    "Unavailable",
+    "list_prefix",
+    "object_key",
+]

@@ -1,0 +1,264 @@
+"""EtcdStore: the Store over etcd's v3 API, asyncio all the way (grpc.aio + etcd's stubs).
+
+::
+
+    create  ──► Txn(if create_revision(key) == 0: put)           else AlreadyExists
+    update  ──► Txn(if mod_revision(key) == rev: put, else: get) else Conflict / NotFound
+    delete  ──► DeleteRange, or Txn(if mod_revision == rev: delete, else: get)
+    list    ──► Range(prefix .. prefix+1, limit, revision = first page's revision)
+    watch   ──► Watch stream (prev_kv, progress requests on a timer -> BOOKMARK)
+
+Every unary call carries a deadline (2 s by default), so a dead etcd turns into
+Unavailable quickly instead of a hung request; the channel reconnects by itself with a
+short backoff, so the store recovers as soon as etcd is back, without being recreated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+# grpcio ships no type information (types-grpcio is not a dev dependency yet), and the
+# generated etcd stubs have no py.typed: gRPC objects and etcd messages are Any here.
+import grpc  # type: ignore[import-untyped]
+from grpc import aio
+from pyetcd import etcdrpc as rpc  # type: ignore[import-untyped]
+from pyetcd.etcdrpc import kv_pb2  # type: ignore[import-untyped]
+
+from controlplane.storage import keys, pagination
+from controlplane.storage.errors import (
+    AlreadyExists,
+    Conflict,
+    Gone,
+    InvalidArgument,
+    NotFound,
+    StorageError,
+    TooLarge,
+    Unavailable,
+)
+from controlplane.storage.interface import Event, EventType, Item, ListResult
+
+_CHANNEL_OPTIONS = [
+    # Reconnect within ~1 s of etcd coming back instead of gRPC's default 120 s backoff cap.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # Notice a silently dead peer on long-lived watches; etcd allows pings every 5 s.
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Responses (a large list page) may exceed gRPC's 4 MiB default.
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    # With several endpoints, spread calls and skip a dead member instead of pinning one.
+    ("grpc.lb_policy_name", "round_robin"),
+]
+
+
+def grpc_target(endpoints: Sequence[str]) -> str:
+    """A gRPC target for etcd client URLs ('http://127.0.0.1:2379' or 'host:port').
+
+    Several endpoints become one 'ipv4:' target that gRPC balances and fails over across.
+    """
+    hosts = [e.removeprefix("http://").rstrip("/") for e in endpoints]
+    if not hosts or any("://" in h for h in hosts):
+        raise InvalidArgument(f"etcd endpoints {list(endpoints)}: want http://HOST:PORT URLs")
+    if len(hosts) == 1:
+        return hosts[0]
+    for host in hosts:
+        try:
+            ipaddress.IPv4Address(host.rpartition(":")[0])
+        except ValueError:
+            raise InvalidArgument(
+                f"etcd endpoint {host}: several endpoints must be IPv4 addresses") from None
+    return "ipv4:" + ",".join(hosts)
+
+
+def translate_error(code: grpc.StatusCode, details: str, *, key: str, revision: int,
+                    endpoint: str) -> StorageError:
+    """Map one failed etcd call to the storage taxonomy (the only place that knows gRPC)."""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(f"{endpoint}: {code.name}: {details}")
+    if "required revision has been compacted" in details:
+        return Gone(revision)
+    if "required revision is a future revision" in details:
+        return InvalidArgument(f"revision {revision} is newer than etcd's current revision")
+    if "request is too large" in details:
+        return TooLarge(key, size=-1, limit=keys.MAX_OBJECT_BYTES)
+    return StorageError(f"{key or endpoint}: etcd: {code.name}: {details}")
+
+
+def event_from_proto(ev: Any) -> Event:
+    """An etcd mvccpb.Event (with prev_kv) as a storage Event."""
+    kv = ev.kv
+    key = bytes(kv.key).decode()
+    prev = bytes(ev.prev_kv.value) if ev.HasField("prev_kv") else None
+    if ev.type == kv_pb2.Event.DELETE:
+        return Event(EventType.DELETED, key, prev or b"", int(kv.mod_revision), prev)
+    if kv.create_revision == kv.mod_revision:
+        return Event(EventType.ADDED, key, bytes(kv.value), int(kv.mod_revision))
+    return Event(EventType.MODIFIED, key, bytes(kv.value), int(kv.mod_revision), prev)
+
+
+class EtcdStore:
+    """A Store on an etcd cluster. Create it inside the event loop that will use it."""
+
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 2.0) -> None:
+        self._endpoint = ",".join(endpoints)
+        self._timeout = timeout
+        self._channel = aio.insecure_channel(grpc_target(endpoints), options=_CHANNEL_OPTIONS)
+        self._kv = rpc.KVStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+
+    async def __aenter__(self) -> EtcdStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Any, request: Any, *, key: str = "",
+                    revision: int = 0) -> Any:
+        try:
+            return await method(request, timeout=self._timeout)
+        except aio.AioRpcError as e:
+            raise translate_error(e.code(), e.details() or "", key=key, revision=revision,
+                                  endpoint=self._endpoint) from None
+
+    async def _txn(self, key: str, compare: Any, success: Any, failure: list[Any]) -> Any:
+        request = rpc.TxnRequest(compare=[compare], success=[success], failure=failure)
+        return await self._call(self._kv.Txn, request, key=key)
+
+    async def _cas(self, key: str, expected_revision: int, op: Any) -> int:
+        """Run op if key is still at expected_revision; else NotFound or Conflict."""
+        k = key.encode()
+        compare = rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=k,
+                              mod_revision=expected_revision)
+        resp = await self._txn(key, compare, op,
+                               [rpc.RequestOp(request_range=rpc.RangeRequest(key=k))])
+        if resp.succeeded:
+            return int(resp.header.revision)
+        kvs = resp.responses[0].response_range.kvs
+        if not kvs:
+            raise NotFound(key)
+        raise Conflict(key, expected_revision=expected_revision,
+                       current_revision=int(kvs[0].mod_revision))
+
+    # -- the Store protocol -----------------------------------------------------------
+
+    async def create(self, key: str, value: bytes) -> int:
+        keys.check_size(key, value)
+        k = key.encode()
+        compare = rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, key=k,
+                              create_revision=0)
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))
+        resp = await self._txn(key, compare, put, [])
+        if not resp.succeeded:
+            raise AlreadyExists(key)
+        return int(resp.header.revision)
+
+    async def get(self, key: str) -> tuple[bytes, int]:
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()), key=key)
+        if not resp.kvs:
+            raise NotFound(key)
+        return bytes(resp.kvs[0].value), int(resp.kvs[0].mod_revision)
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        keys.check_size(key, value)
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value))
+        return await self._cas(key, expected_revision, put)
+
+    async def delete(self, key: str, expected_revision: int | None = None) -> int:
+        request = rpc.DeleteRangeRequest(key=key.encode())
+        if expected_revision is not None:
+            return await self._cas(key, expected_revision,
+                                   rpc.RequestOp(request_delete_range=request))
+        resp = await self._call(self._kv.DeleteRange, request, key=key)
+        if resp.deleted == 0:
+            raise NotFound(key)
+        return int(resp.header.revision)
+
+    async def list(self, prefix: str, *, limit: int = 0, continue_token: str | None = None,
+                   revision: int | None = None) -> ListResult:
+        keys.check_prefix(prefix)
+        if continue_token is not None and revision is not None:
+            raise InvalidArgument("list: give a continue token or a revision, not both")
+        start = prefix
+        if continue_token is not None:
+            start, revision = pagination.decode(continue_token, prefix=prefix)
+        request = rpc.RangeRequest(key=start.encode(),
+                                   range_end=keys.prefix_range_end(prefix.encode()),
+                                   limit=limit, revision=revision or 0)
+        resp = await self._call(self._kv.Range, request, key=prefix, revision=revision or 0)
+        read_at = revision or int(resp.header.revision)
+        items = [Item(bytes(kv.key).decode(), bytes(kv.value), int(kv.mod_revision))
+                 for kv in resp.kvs]
+        token = None
+        if resp.more and items:
+            token = pagination.encode(prefix=prefix, last_key=items[-1].key, revision=read_at)
+        return ListResult(items, read_at, token)
+
+    async def current_revision(self) -> int:
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=b"\0", count_only=True))
+        return int(resp.header.revision)
+
+    async def compact(self, revision: int) -> None:
+        try:
+            await self._call(self._kv.Compact,
+                             rpc.CompactionRequest(revision=revision, physical=True),
+                             revision=revision)
+        except Gone:
+            pass  # already compacted at or past revision: nothing to do
+
+    async def watch(self, prefix: str, *, from_revision: int,
+                    bookmark_interval: float | None = None) -> AsyncIterator[Event]:
+        keys.check_prefix(prefix)
+        p = prefix.encode()
+        create = rpc.WatchCreateRequest(
+            key=p, range_end=keys.prefix_range_end(p), prev_kv=True, progress_notify=True,
+            start_revision=from_revision + 1 if from_revision else 0)
+        call = self._watch.Watch()
+        ticker: asyncio.Task[None] | None = None
+        try:
+            await call.write(rpc.WatchRequest(create_request=create))
+            if bookmark_interval:
+                ticker = asyncio.create_task(self._request_progress(call, bookmark_interval))
+            while True:
+                resp = await call.read()
+                if resp is aio.EOF:
+                    raise Unavailable(f"{self._endpoint}: watch stream closed by etcd")
+                if resp.compact_revision:
+                    raise Gone(from_revision, int(resp.compact_revision))
+                if resp.canceled:
+                    raise StorageError(f"{prefix}: watch canceled by etcd: {resp.cancel_reason}")
+                if resp.created:
+                    continue
+                if not resp.events:
+                    # A progress notification: etcd has sent everything up to this revision.
+                    yield Event(EventType.BOOKMARK, "", b"", int(resp.header.revision))
+                for ev in resp.events:
+                    yield event_from_proto(ev)
+        except aio.AioRpcError as e:
+            raise translate_error(e.code(), e.details() or "", key=prefix,
+                                  revision=from_revision, endpoint=self._endpoint) from None
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            call.cancel()
+
+    @staticmethod
+    async def _request_progress(call: Any, interval: float) -> None:
+        """Ask etcd for a progress notification every interval; ends with the stream.
+
+        etcd 3.4 may answer a progress request before a watcher that is still replaying
+        old history has caught up; bookmarks are exact once the replay is done.
+        """
+        progress = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+        with contextlib.suppress(aio.AioRpcError, aio.UsageError, asyncio.InvalidStateError):
+            while True:
+                await asyncio.sleep(interval)
+                await call.write(progress)
