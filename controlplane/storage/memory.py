@@ -62,12 +62,8 @@ class InMemoryStore:
 
     async def list(self, prefix: str, *, limit: int = 0, continue_token: str | None = None,
                    revision: int | None = None) -> ListResult:
-        keys.check_prefix(prefix)
-        if continue_token is not None and revision is not None:
-            raise InvalidArgument("list: give a continue token or a revision, not both")
-        start = prefix
-        if continue_token is not None:
-            start, revision = pagination.decode(continue_token, prefix=prefix)
+        start, revision = pagination.start_of(prefix, continue_token=continue_token,
+                                              revision=revision)
         read_at = revision or self._revision
         self._check_revision(read_at)
         items: list[Item] = []

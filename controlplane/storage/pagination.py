@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 
+from controlplane.storage import keys
 from controlplane.storage.errors import InvalidArgument
 
 _VERSION = 1
@@ -36,3 +37,15 @@ def decode(token: str, *, prefix: str) -> tuple[str, int]:
     if not isinstance(rv, int) or isinstance(rv, bool) or rv <= 0 or not isinstance(start, str):
         raise InvalidArgument("continue token: bad revision or start key")
     return prefix + start, rv
+
+
+def start_of(prefix: str, *, continue_token: str | None,
+             revision: int | None) -> tuple[str, int | None]:
+    """Where a list page starts and at which revision (None: the current one), from the
+    list call's arguments; the same checks for every Store."""
+    keys.check_prefix(prefix)
+    if continue_token is not None and revision is not None:
+        raise InvalidArgument("list: give a continue token or a revision, not both")
+    if continue_token is None:
+        return prefix, revision
+    return decode(continue_token, prefix=prefix)
