@@ -8,6 +8,8 @@
     keys.py        key layout, prefix and size checks      (pure)
     pagination.py  opaque continue tokens                  (pure)
     errors.py      the one error taxonomy both stores raise
+    encryption.py  EncryptingStore: Secrets sealed with AES-GCM before they reach etcd,
+                   key rotation by reencrypt()
 
 A value's etcd mod revision is its resourceVersion: reads return it, update and delete
 take it back for a compare-and-swap, list pages share one snapshot revision, and watches
