@@ -10,6 +10,7 @@
     errors.py      the one error taxonomy both stores raise
     encryption.py  EncryptingStore: Secrets sealed with AES-GCM before they reach etcd,
                    key rotation by reencrypt()
+    compaction.py  compact to the previous tick's revision every 5 minutes
 
 A value's etcd mod revision is its resourceVersion: reads return it, update and delete
 take it back for a compare-and-swap, list pages share one snapshot revision, and watches
