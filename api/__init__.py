@@ -1,6 +1,8 @@
 """corral's resource model, shared by every component (clusterctl, controlplane, agent).
 
-So far: the schema nodes every kind will be written in (`schema.py`: validation that
-reports every error with its field path, defaults, explain) and label and field selectors
-(`selectors.py`). Next: ObjectMeta and the kinds themselves, and the YAML/JSON codec (see
-the notes on issue 4)."""
+`schema.py` holds the nodes every kind is written in (validation reporting every error
+with its field path, defaults, explain); `selectors.py` label and field selectors;
+`quantity.py` resource.Quantity; `meta.py` ObjectMeta. The kinds: `core.py` (Pod,
+Service, Secret, Node, Event, Lease; the pod spec in `pod.py` and `container.py`),
+`apps.py` (Deployment, ReplicaSet, DaemonSet), `batch.py` (Job), registered in `kinds.py`
+with `validate(obj)` and `defaults(obj)`. Next: the YAML/JSON codec."""

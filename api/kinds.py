@@ -2,6 +2,7 @@
 
     KINDS[(apiVersion, kind)] -> Kind(resource, namespaced, schema)
     validate(obj)             Invalid listing every problem: `ConfigMap app: data: ...`
+    defaults(obj)             a copy with every default applied (the admission step)
 
 Field names, meanings and defaults follow Kubernetes `v1`, `apps/v1`, `batch/v1` for the
 supported subset, so manifests written for Kubernetes apply unchanged.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api import meta
+from api import apps, batch, core, meta
 from api import schema as s
 
 
@@ -60,11 +61,22 @@ KINDS = _kinds(
              "binaryData": s.Map(s.string(), doc="Base64-encoded binary values."),
              "immutable": s.boolean("Data cannot change once set."),
          }),
+    *(Kind(**d._asdict()) for d in (*core.KIND_DEFS, *apps.KIND_DEFS, *batch.KIND_DEFS)),
 )
 
 
 def lookup(api_version: str, kind: str) -> Kind | None:
     return KINDS.get((api_version, kind))
+
+
+def defaults(obj: Any) -> Any:
+    """A copy of OBJ with every Kubernetes default applied (field defaults, then the
+    defaults that depend on other fields); OBJ itself is not changed. Unknown kinds and
+    non-objects come back as they are: validate() reports them."""
+    if not isinstance(obj, dict):
+        return obj
+    k = lookup(str(obj.get("apiVersion")), str(obj.get("kind")))
+    return k.schema.with_defaults(obj) if k else obj
 
 
 def validate(obj: Any) -> Kind:

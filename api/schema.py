@@ -34,6 +34,12 @@ class FieldError:
 
 Errors = list[FieldError]
 Check = Callable[[Any], "str | None"]  # a value check: None if fine, else the problem
+# A cross-field rule of an object: given the (well-typed) value and its path, it appends
+# errors at whatever sub-path they concern, e.g. `spec.template.metadata.labels`.
+Validator = Callable[[Any, str, "Errors"], None]
+# A default that depends on other fields: given the object with its field defaults
+# applied, it fills in more (imagePullPolicy from the image tag, targetPort from port).
+PostDefault = Callable[[dict[str, Any]], None]
 
 
 class Node:
@@ -137,15 +143,24 @@ class Map(Node):
             self.value.validate(v, f"{path}[{k!r}]", errors)
         return True
 
+    def with_defaults(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: self.value.with_defaults(v) for k, v in value.items()}
+
 
 class Obj(Node):
     type_name = "an object"
 
     def __init__(self, fields: dict[str, Node], *, doc: str = "",
-                 required: tuple[str, ...] = (), checks: tuple[Check, ...] = ()) -> None:
-        super().__init__(doc=doc, checks=checks)
+                 required: tuple[str, ...] = (), checks: tuple[Check, ...] = (),
+                 validators: tuple[Validator, ...] = (),
+                 post_defaults: tuple[PostDefault, ...] = (), default: Any = None) -> None:
+        super().__init__(doc=doc, checks=checks, default=default)
         self.fields = fields
         self.required = required
+        self.validators = validators  # run only when the fields themselves are valid
+        self.post_defaults = post_defaults
 
     def _type_ok(self, value: Any, path: str, errors: Errors) -> bool:
         if not isinstance(value, dict):
@@ -154,6 +169,7 @@ class Obj(Node):
         for key in self.required:
             if value.get(key) in (None, ""):
                 errors.append(FieldError(_join(path, key), "is required"))
+        before = len(errors)
         for key, v in value.items():
             node = self.fields.get(key)
             if node is None:
@@ -161,6 +177,9 @@ class Obj(Node):
                                          "unknown field" + did_you_mean(key, self.fields)))
             elif v is not None:
                 node.validate(v, _join(path, key), errors)
+        if len(errors) == before:
+            for validator in self.validators:
+                validator(value, path, errors)
         return True
 
     def with_defaults(self, value: Any) -> Any:
@@ -173,6 +192,8 @@ class Obj(Node):
                 out[key] = d() if callable(d) else d
             if key in out:
                 out[key] = node.with_defaults(out[key])
+        for post in self.post_defaults:
+            post(out)
         return out
 
     def describe(self, path: str) -> tuple[str, Node]:
@@ -211,6 +232,30 @@ def explain(node: Node, path: str = "") -> str:
 def one_of(choices: tuple[str, ...]) -> Check:
     def check(v: Any) -> str | None:
         return None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
+    return check
+
+
+def exactly_one_of(*keys: str, what: str = "") -> Check:
+    """An object check: exactly one of KEYS is set (a volume's source, a probe's handler)."""
+    def check(v: Any) -> str | None:
+        given = [k for k in keys if isinstance(v, dict) and v.get(k) is not None]
+        if len(given) == 1:
+            return None
+        name = what or "of " + ", ".join(keys)
+        if not given:
+            return f"must specify exactly one {name}: {', '.join(keys)}"
+        return f"must specify exactly one {name}, got {', '.join(given)}"
+    return check
+
+
+def at_most_one_of(*keys: str, what: str = "") -> Check:
+    """An object check: at most one of KEYS is set."""
+    def check(v: Any) -> str | None:
+        given = [k for k in keys if isinstance(v, dict) and v.get(k) is not None]
+        if len(given) <= 1:
+            return None
+        return f"may not specify more than one {what or 'of ' + ', '.join(keys)}, " \
+               f"got {', '.join(given)}"
     return check
 
 
