@@ -19,7 +19,6 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from types import TracebackType
 from typing import BinaryIO
 
 from runtime.service.content.digest import HEX_LENGTHS, Digest, new_hash
@@ -27,6 +26,7 @@ from runtime.service.content.errors import ContentError, Locked, NotFound
 from runtime.service.content.store import (
     Info,
     IngestStatus,
+    WriterContext,
     check_expected_size,
     check_ref,
     merge_labels,
@@ -267,7 +267,7 @@ class FileContentStore:
         _fsync_dir(os.path.dirname(target))
 
 
-class FileWriter:
+class FileWriter(WriterContext):
     def __init__(
         self,
         store: FileContentStore,
@@ -356,16 +356,3 @@ class FileWriter:
     def close(self) -> None:
         self._release(discard=False)
 
-    def __enter__(self) -> FileWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import BinaryIO
 
 from runtime.service.content.digest import Digest, new_hash
@@ -18,6 +17,7 @@ from runtime.service.content.errors import ContentError, Locked, NotFound
 from runtime.service.content.store import (
     Info,
     IngestStatus,
+    WriterContext,
     check_expected_size,
     check_ref,
     merge_labels,
@@ -151,7 +151,7 @@ class MemoryContentStore:
                 self._blobs[digest] = _Blob(data, self._clock(), dict(labels))
 
 
-class MemoryWriter:
+class MemoryWriter(WriterContext):
     def __init__(
         self,
         store: MemoryContentStore,
@@ -221,16 +221,3 @@ class MemoryWriter:
             self._done = True
             self._store._finish(self.ref, discard=False)
 
-    def __enter__(self) -> MemoryWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()

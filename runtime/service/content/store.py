@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, Self
 
 from runtime.service.content.digest import Digest
 from runtime.service.content.errors import ContentError, DigestMismatch, SizeMismatch
@@ -128,3 +128,24 @@ def merge_labels(current: Mapping[str, str], update: Mapping[str, str | None]) -
         else:
             merged[key] = value
     return merged
+
+
+class WriterContext:
+    """What every Writer does as a context manager: abort on an exception, else close
+    (keeping the ingest, so a later writer on the same ref can resume it)."""
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
