@@ -31,7 +31,8 @@ class Options:
     def __init__(self, *, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
-                 systemd_cgroup: bool = False, own_console: bool = False) -> None:
+                 systemd_cgroup: bool = False, own_console: bool = False,
+                 start_now: bool = False) -> None:
         self.bundle = bundle
         self.pid_file = pid_file
         self.console_socket = console_socket
@@ -41,6 +42,9 @@ class Options:
         self.systemd_cgroup = systemd_cgroup
         # `run` in the foreground: a terminal without --console-socket comes back to us
         self.own_console = own_console
+        # `run`: no stop in the created state, so no exec.fifo handshake; create returns
+        # once the process is exec'd, after the poststart hooks
+        self.start_now = start_now
 
 
 def validate_all(config: dict[str, Any]) -> tuple[list[mounts.MountSpec], Plan]:
@@ -82,14 +86,16 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
         if rules:
             resources["devices"] = rules
 
-        fifo = os.path.join(sdir, "exec.fifo")
-        os.mkfifo(fifo, 0o622)
-        os.chmod(fifo, 0o622)  # whatever the umask: the container's root writes to it
-        _give_to_container_root(fifo, linux)
-        # The init holds the fifo alone, never a directory of the host: until `start` a
-        # neighbour with CAP_SYS_PTRACE could walk out of one via /proc/<init>/fd/N/.. .
-        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        undo.append(lambda: os.close(fifo_fd))
+        fifo_fd = -1
+        if not opts.start_now:
+            fifo = os.path.join(sdir, "exec.fifo")
+            os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)  # whatever the umask: the container's root writes to it
+            _give_to_container_root(fifo, linux)
+            # The init holds the fifo alone, never a directory of the host: until `start`
+            # a neighbour with CAP_SYS_PTRACE could walk out of one via /proc/<init>/fd/N.
+            fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            undo.append(lambda: os.close(fifo_fd))
         console_fd = -1
         listener = None
         if config["process"].get("terminal") and opts.own_console and not opts.console_socket:
@@ -152,11 +158,17 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
             hooks.run("createRuntime", config, c.oci_state(state.CREATING))
             parent.send("ok")
         parent.expect("ready")
+        if opts.start_now:
+            verb, payload = parent.recv()  # EOF: the channel closed with the exec
+            if verb == "error":
+                from .channel import error_from
+                raise error_from(payload)
         c.save()
         c.console = listener
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
-        os.close(fifo_fd)
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
         parent.close()
         if console_fd >= 0:
             os.close(console_fd)
@@ -271,6 +283,11 @@ def start(c: state.Container) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
+    poststart(c)
+
+
+def poststart(c: state.Container) -> None:
+    """After the process was exec'd; a failure is logged, never fatal (runtime-spec)."""
     try:
         hooks.run("poststart", c.config, c.oci_state(state.RUNNING))
     except SetupError as e:

@@ -128,13 +128,17 @@ class Init:
                                           keep_fd=self.fifo_fd)
             self.chan.send("ready")
             if (self.config.get("hooks") or {}).get("startContainer"):
-                self.wait_for_start()  # in Python: the hooks run between start and exec
+                if self.fifo_fd >= 0:
+                    self.wait_for_start()  # in Python: hooks run between start and exec
                 hooks.run("startContainer", self.config, self._state("running"))
                 exechelper.exec_process(helper, self.exe_path, self.process["args"], env)
-            # Wait for `start` in the sealed helper, not as the host's Python: a neighbour
-            # in a shared pid namespace must not find our interpreter at /proc/1/exe.
-            self.chan.close()
-            self.chan.wfd = -1
+            if self.fifo_fd >= 0:
+                # Wait for `start` in the sealed helper, not as the host's Python: a
+                # neighbour in a shared pid namespace must not find our interpreter at
+                # /proc/1/exe. (Without a fifo, `run` is waiting for the channel to close
+                # with our exec.)
+                self.chan.close()
+                self.chan.wfd = -1
             exechelper.exec_process(helper, self.exe_path, self.process["args"], env,
                                     fifo_fd=self.fifo_fd)
         except BaseException as e:

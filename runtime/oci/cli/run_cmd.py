@@ -16,10 +16,11 @@ from .main import Globals, need_id
 def main(g: Globals, argv: list[str]) -> int:
     v, args = parse(FLAGS, argv, interspersed=True)
     cid = need_id(args, "run")
-    from ..container import create, destroy, start
+    from ..container import create, destroy, poststart
     from ..linux import PR_SET_CHILD_SUBREAPER, SYS
     opts = options(g, v)
     opts.own_console = not v["detach"]
+    opts.start_now = True
     if not v["detach"]:
         SYS.prctl(PR_SET_CHILD_SUBREAPER, 1)
     c = create(g.store(), cid, opts)
@@ -28,7 +29,7 @@ def main(g: Globals, argv: list[str]) -> int:
         if c.console is not None:
             master = c.console.receive()
             c.console.close()
-        start(c)
+        poststart(c)
     except BaseException:
         from ..container import delete
         delete(c, force=True)
