@@ -1,0 +1,193 @@
+"""The framework (Kubernetes `pkg/scheduler/framework`): statuses, extension points as tiny
+Protocols, a per-cycle scratchpad, a registry of plugin factories and a profile built from
+config.
+
+A plugin that finds a pod does not fit *returns* a `Status`; exceptions are bugs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from controlplane.scheduler.snapshot import NodeInfo
+
+Pod = Mapping[str, Any]
+MAX_NODE_SCORE = 100
+MIN_NODE_SCORE = 0
+
+
+class Code(enum.Enum):
+    SUCCESS = "Success"
+    UNSCHEDULABLE = "Unschedulable"  # might fit after preemption or a cluster change
+    UNSCHEDULABLE_AND_UNRESOLVABLE = "UnschedulableAndUnresolvable"  # preemption won't help
+    ERROR = "Error"  # a bug or bad input; the cycle aborts
+
+
+@dataclass(frozen=True)
+class Status:
+    code: Code = Code.SUCCESS
+    reasons: list[str] = field(default_factory=list)
+    plugin: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code is Code.SUCCESS
+
+    @property
+    def rejected(self) -> bool:
+        return self.code in (Code.UNSCHEDULABLE, Code.UNSCHEDULABLE_AND_UNRESOLVABLE)
+
+    def message(self) -> str:
+        return ", ".join(self.reasons)
+
+
+SUCCESS = Status()
+
+
+def unschedulable(plugin: str, *reasons: str, unresolvable: bool = False) -> Status:
+    code = Code.UNSCHEDULABLE_AND_UNRESOLVABLE if unresolvable else Code.UNSCHEDULABLE
+    return Status(code, list(reasons), plugin)
+
+
+def error(plugin: str, reason: str) -> Status:
+    return Status(Code.ERROR, [reason], plugin)
+
+
+class CycleState(MutableMapping[str, Any]):
+    """Scratch data of one scheduling cycle, keyed by plugin-chosen names."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+# ---- extension points ------------------------------------------------------------------
+
+
+@runtime_checkable
+class Plugin(Protocol):
+    name: str
+
+
+@runtime_checkable
+class PreFilterPlugin(Plugin, Protocol):
+    def pre_filter(self, state: CycleState, pod: Pod) -> Status: ...
+
+
+@runtime_checkable
+class FilterPlugin(Plugin, Protocol):
+    def filter(self, state: CycleState, pod: Pod, node: NodeInfo) -> Status: ...
+
+
+@runtime_checkable
+class ScorePlugin(Plugin, Protocol):
+    def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]: ...
+
+
+@runtime_checkable
+class ScoreNormalizer(Protocol):
+    """Optional on a ScorePlugin: rescale the raw scores (node name -> score) in place."""
+
+    def normalize_scores(self, state: CycleState, pod: Pod,
+                         scores: dict[str, int]) -> Status: ...
+
+
+@runtime_checkable
+class ReservePlugin(Plugin, Protocol):
+    def reserve(self, state: CycleState, pod: Pod, node_name: str) -> Status: ...
+
+    def unreserve(self, state: CycleState, pod: Pod, node_name: str) -> None: ...
+
+
+@runtime_checkable
+class PermitPlugin(Plugin, Protocol):
+    def permit(self, state: CycleState, pod: Pod, node_name: str) -> Status: ...
+
+
+@runtime_checkable
+class BindPlugin(Plugin, Protocol):
+    def bind(self, state: CycleState, pod: Pod, node_name: str) -> Status: ...
+
+
+EXTENSION_POINTS: dict[str, type] = {
+    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "score": ScorePlugin,
+    "reserve": ReservePlugin, "permit": PermitPlugin, "bind": BindPlugin,
+}
+
+# ---- registry and profile --------------------------------------------------------------
+
+Factory = Callable[[Mapping[str, Any]], Plugin]  # plugin args -> plugin
+
+
+class Registry(dict[str, Factory]):
+    """Plugin name -> factory."""
+
+    def register(self, name: str, factory: Factory) -> None:
+        if name in self:
+            raise ValueError(f"plugin {name!r} is already registered")
+        self[name] = factory
+
+
+@dataclass
+class Profile:
+    """The plugins of one scheduler profile, per extension point, in run order."""
+
+    name: str = "default-scheduler"
+    pre_filter: list[PreFilterPlugin] = field(default_factory=list)
+    filter: list[FilterPlugin] = field(default_factory=list)
+    score: list[tuple[ScorePlugin, int]] = field(default_factory=list)  # (plugin, weight)
+    reserve: list[ReservePlugin] = field(default_factory=list)
+    permit: list[PermitPlugin] = field(default_factory=list)
+    bind: list[BindPlugin] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], registry: Mapping[str, Factory]) -> Profile:
+        """CONFIG: {"schedulerName": ..., "plugins": {point: [name | {"name", "weight"}]},
+        "pluginConfig": {name: args}}. One instance per plugin name, shared by its points."""
+        args: Mapping[str, Any] = config.get("pluginConfig") or {}
+        instances: dict[str, Plugin] = {}
+        profile = cls(name=str(config.get("schedulerName") or "default-scheduler"))
+        for point, entries in (config.get("plugins") or {}).items():
+            proto = EXTENSION_POINTS.get(point)
+            if proto is None:
+                raise ValueError(f"unknown extension point {point!r}; known: "
+                                 f"{', '.join(EXTENSION_POINTS)}")
+            for entry in entries:
+                name, weight = (entry, 1) if isinstance(entry, str) else (
+                    entry["name"], entry.get("weight", 1))
+                if name not in registry:
+                    raise ValueError(f"{point}: no plugin named {name!r}")
+                if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+                    raise ValueError(f"{point}: weight of {name!r} must be a positive integer")
+                if name not in instances:
+                    instances[name] = registry[name](args.get(name) or {})
+                plugin = instances[name]
+                if not isinstance(plugin, proto):
+                    raise ValueError(f"plugin {name!r} does not implement {point}")
+                if point == "score":
+                    profile.score.append((plugin, weight))  # type: ignore[arg-type]
+                else:
+                    getattr(profile, _FIELD[point]).append(plugin)
+        return profile
+
+
+_FIELD = {"preFilter": "pre_filter", "filter": "filter", "reserve": "reserve",
+          "permit": "permit", "bind": "bind"}

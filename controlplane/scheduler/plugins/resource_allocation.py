@@ -1,0 +1,74 @@
+"""Scoring by cpu and memory allocation (Kubernetes' resource_allocation.go): what the node's
+pods request plus what this pod requests, against allocatable; each plugin turns that into
+0..100 per resource and takes the weighted mean."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controlplane.scheduler.framework import MAX_NODE_SCORE, SUCCESS, CycleState, Pod, Status
+from controlplane.scheduler.snapshot import NodeInfo, Resource, pod_requests
+
+DEFAULT_WEIGHTS = {"cpu": 1, "memory": 1}
+
+
+def _amounts(r: Resource) -> dict[str, int]:
+    return {"cpu": r.milli_cpu, "memory": r.memory, **r.scalar}
+
+
+def _weights(args: Mapping[str, Any] | None) -> dict[str, int]:
+    """args {"resources": [{"name": "cpu", "weight": 1}, ...]}, default cpu and memory 1."""
+    resources = (args or {}).get("resources")
+    if not resources:
+        return dict(DEFAULT_WEIGHTS)
+    return {r["name"]: int(r.get("weight", 1)) for r in resources}
+
+
+class LeastAllocated:
+    """(allocatable - requested) * 100 / allocatable per resource, integer arithmetic;
+    requests use the non-zero defaults so best-effort pods spread too."""
+
+    name = "LeastAllocated"
+
+    def __init__(self, args: Mapping[str, Any] | None = None) -> None:
+        self.weights = _weights(args)
+
+    def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]:
+        alloc = _amounts(node.allocatable)
+        requested = _amounts(node.non_zero_requested + pod_requests(pod, non_zero=True))
+        total = weight_sum = 0
+        for name, weight in self.weights.items():
+            cap, req = alloc.get(name, 0), requested.get(name, 0)
+            if cap == 0:
+                continue  # a resource the node does not have does not count
+            total += (0 if req > cap else (cap - req) * MAX_NODE_SCORE // cap) * weight
+            weight_sum += weight
+        return (total // weight_sum if weight_sum else 0), SUCCESS
+
+
+class BalancedAllocation:
+    """100 * (1 - standard deviation of the requested/allocatable fractions); with two
+    resources the deviation is |f1 - f2| / 2. Uses the actual requests."""
+
+    name = "BalancedAllocation"
+
+    def __init__(self, args: Mapping[str, Any] | None = None) -> None:
+        self.weights = _weights(args)
+
+    def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]:
+        alloc = _amounts(node.allocatable)
+        requested = _amounts(node.requested + pod_requests(pod))
+        fractions = []
+        for name in self.weights:
+            cap = alloc.get(name, 0)
+            if cap:
+                fractions.append(min(requested.get(name, 0) / cap, 1.0))
+        if len(fractions) == 2:
+            std = abs(fractions[0] - fractions[1]) / 2
+        elif len(fractions) > 2:
+            mean = sum(fractions) / len(fractions)
+            std = (sum((f - mean) ** 2 for f in fractions) / len(fractions)) ** 0.5
+        else:
+            std = 0.0
+        return int((1 - std) * MAX_NODE_SCORE), SUCCESS

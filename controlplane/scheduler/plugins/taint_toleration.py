@@ -1,0 +1,60 @@
+"""TaintToleration: a node's NoSchedule and NoExecute taints must each be tolerated by the
+pod (PreferNoSchedule only matters to scoring)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from controlplane.scheduler.framework import SUCCESS, CycleState, Pod, Status, unschedulable
+from controlplane.scheduler.snapshot import NodeInfo
+
+NAME = "TaintToleration"
+FILTERED_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+    """Kubernetes' ToleratesTaint: an empty effect matches every effect, an empty key (with
+    Exists) every key; Exists ignores the value, Equal (the default) compares it."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    if key and key != taint.get("key"):
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return True
+    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def tolerated(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
+    return any(tolerates(t, taint) for t in tolerations)
+
+
+def pod_tolerations(pod: Pod) -> list[Mapping[str, Any]]:
+    return list((pod.get("spec") or {}).get("tolerations") or [])
+
+
+def first_untolerated(taints: Iterable[Mapping[str, Any]],
+                      tolerations: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    for taint in taints:
+        if taint.get("effect") in FILTERED_EFFECTS and not tolerated(tolerations, taint):
+            return taint
+    return None
+
+
+class TaintToleration:
+    name = NAME
+
+    def __init__(self, args: Mapping[str, Any] | None = None) -> None:
+        pass
+
+    def filter(self, state: CycleState, pod: Pod, node: NodeInfo) -> Status:
+        taints = (node.node.get("spec") or {}).get("taints") or []
+        taint = first_untolerated(taints, pod_tolerations(pod))
+        if taint is None:
+            return SUCCESS
+        reason = (f"node(s) had untolerated taint {{{taint.get('key', '')}: "
+                  f"{taint.get('value') or ''}}}")
+        return unschedulable(NAME, reason, unresolvable=True)

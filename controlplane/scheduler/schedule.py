@@ -1,0 +1,131 @@
+"""One scheduling cycle, top to bottom: PreFilter, Filter every node, Score the feasible
+ones, pick the best. Pure: it reads a snapshot and returns a Decision; reserving, permitting
+and binding the decision (and undoing the reservation on failure) belong to the caller."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from controlplane.scheduler.framework import (
+    MAX_NODE_SCORE,
+    MIN_NODE_SCORE,
+    SUCCESS,
+    Code,
+    CycleState,
+    Pod,
+    Profile,
+    ScoreNormalizer,
+    Status,
+    error,
+)
+from controlplane.scheduler.snapshot import NodeInfo, Snapshot
+
+NO_NODES = "no nodes available to schedule pods"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """NODE is the chosen node, or None with STATUS saying why and MESSAGE the text a user
+    sees (`0/5 nodes are available: 3 Insufficient cpu, ...`)."""
+
+    node: str | None
+    status: Status = SUCCESS
+    message: str = ""
+    node_statuses: dict[str, Status] = field(default_factory=dict)  # rejected nodes only
+    scores: dict[str, int] = field(default_factory=dict)  # weighted totals, feasible nodes
+    state: CycleState = field(default_factory=CycleState)
+
+
+def fit_message(num_nodes: int, statuses: dict[str, Status], pre_filter: str = "") -> str:
+    """Kubernetes' FitError text: every reason counted over the nodes, each rendered as
+    "<count> <reason>", and those strings sorted (Go's sort.Strings, byte order)."""
+    msg = f"0/{num_nodes} nodes are available:"
+    if pre_filter:
+        return f"{msg} {pre_filter}."
+    counts = Counter(r for s in statuses.values() for r in s.reasons)
+    histogram = sorted(f"{n} {reason}" for reason, n in counts.items())
+    return f"{msg} {', '.join(histogram)}." if histogram else msg
+
+
+def _fail(status: Status, message: str, state: CycleState,
+          node_statuses: dict[str, Status] | None = None) -> Decision:
+    return Decision(None, status, message, node_statuses or {}, state=state)
+
+
+def _filter(profile: Profile, state: CycleState, pod: Pod, node: NodeInfo) -> Status:
+    """The first plugin that rejects the node decides (Kubernetes stops there too)."""
+    for plugin in profile.filter:
+        status = plugin.filter(state, pod, node)
+        if not status.ok:
+            return status
+    return SUCCESS
+
+
+def _score(profile: Profile, state: CycleState, pod: Pod,
+           feasible: list[NodeInfo]) -> tuple[dict[str, int], Status]:
+    totals = dict.fromkeys((n.name for n in feasible), 0)
+    for plugin, weight in profile.score:
+        scores: dict[str, int] = {}
+        for node in feasible:
+            scores[node.name], status = plugin.score(state, pod, node)
+            if not status.ok:
+                return totals, status
+        if isinstance(plugin, ScoreNormalizer):
+            status = plugin.normalize_scores(state, pod, scores)
+            if not status.ok:
+                return totals, status
+        for name, score in scores.items():
+            if not MIN_NODE_SCORE <= score <= MAX_NODE_SCORE:
+                return totals, error(plugin.name, f"score {score} for node {name} is outside "
+                                     f"{MIN_NODE_SCORE}..{MAX_NODE_SCORE}")
+            totals[name] += score * weight
+    return totals, SUCCESS
+
+
+def _select(scores: dict[str, int], rng: random.Random | None) -> str:
+    best = max(scores.values())
+    tied = sorted(name for name, score in scores.items() if score == best)
+    return rng.choice(tied) if rng is not None else tied[0]
+
+
+def schedule_one(pod: Pod, snapshot: Snapshot, profile: Profile,
+                 rng: random.Random | None = None) -> Decision:
+    """Ties between the best nodes go to the first by name, or to RNG's choice (seed it for
+    a repeatable spread)."""
+    state = CycleState()
+    if len(snapshot) == 0:
+        return _fail(Status(Code.UNSCHEDULABLE, [NO_NODES]), NO_NODES, state)
+
+    for pre in profile.pre_filter:
+        status = pre.pre_filter(state, pod)
+        if status.code is Code.ERROR:
+            return _fail(status, status.message(), state)
+        if not status.ok:
+            return _fail(status, fit_message(len(snapshot), {}, status.message()), state)
+
+    feasible: list[NodeInfo] = []
+    rejected: dict[str, Status] = {}
+    for node in snapshot:
+        status = _filter(profile, state, pod, node)
+        if status.code is Code.ERROR:
+            return _fail(status, status.message(), state)
+        if status.ok:
+            feasible.append(node)
+        else:
+            rejected[node.name] = status
+
+    if not feasible:
+        unresolvable = all(s.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE
+                           for s in rejected.values())
+        code = Code.UNSCHEDULABLE_AND_UNRESOLVABLE if unresolvable else Code.UNSCHEDULABLE
+        message = fit_message(len(snapshot), rejected)
+        return _fail(Status(code, [message]), message, state, rejected)
+    if len(feasible) == 1:  # nothing to compare: Kubernetes skips scoring too
+        return Decision(feasible[0].name, node_statuses=rejected, state=state)
+
+    scores, status = _score(profile, state, pod, feasible)
+    if not status.ok:
+        return _fail(status, status.message(), state, rejected)
+    return Decision(_select(scores, rng), node_statuses=rejected, scores=scores, state=state)

@@ -1,0 +1,158 @@
+"""The scheduler's view of the cluster: one `NodeInfo` per node with the pods bound to it and
+what they request, built from plain node and pod dicts. Pure: nothing here does I/O, and
+`assume` returns a new snapshot instead of changing this one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from api import quantity
+
+CPU, MEMORY, PODS = "cpu", "memory", "pods"
+# Kubernetes' defaults for a container that requests no cpu / memory, used only for scoring
+# (so that best-effort pods still spread): 100 millicores and 200 MiB.
+DEFAULT_MILLI_CPU_REQUEST = 100
+DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
+_TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Amounts: cpu in millicores, memory in bytes, a pod count, and every other resource
+    (extended resources such as example.com/gpu, ephemeral-storage, hugepages) as integers."""
+
+    milli_cpu: int = 0
+    memory: int = 0
+    pods: int = 0
+    scalar: Mapping[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: Resource) -> Resource:
+        scalar = dict(self.scalar)
+        for name, v in other.scalar.items():
+            scalar[name] = scalar.get(name, 0) + v
+        return Resource(self.milli_cpu + other.milli_cpu, self.memory + other.memory,
+                        self.pods + other.pods, scalar)
+
+    def max(self, other: Resource) -> Resource:
+        names = set(self.scalar) | set(other.scalar)
+        return Resource(max(self.milli_cpu, other.milli_cpu), max(self.memory, other.memory),
+                        max(self.pods, other.pods),
+                        {n: max(self.scalar.get(n, 0), other.scalar.get(n, 0)) for n in names})
+
+    @classmethod
+    def from_list(cls, resources: Mapping[str, Any] | None) -> Resource:
+        """A ResourceList ({"cpu": "500m", "memory": "1Gi", ...}) as amounts."""
+        cpu = mem = pods = 0
+        scalar: dict[str, int] = {}
+        for name, raw in (resources or {}).items():
+            q = quantity.parse(raw)
+            if name == CPU:
+                cpu = q.milli_value()
+            elif name == MEMORY:
+                mem = q.value()
+            elif name == PODS:
+                pods = q.value()
+            else:
+                scalar[name] = q.value()
+        return cls(cpu, mem, pods, scalar)
+
+
+def _container_requests(container: Mapping[str, Any], non_zero: bool) -> Resource:
+    requests = (container.get("resources") or {}).get("requests") or {}
+    r = Resource.from_list(requests)
+    if non_zero:
+        r = replace(r, milli_cpu=r.milli_cpu if CPU in requests else DEFAULT_MILLI_CPU_REQUEST,
+                    memory=r.memory if MEMORY in requests else DEFAULT_MEMORY_REQUEST)
+    return r
+
+
+def pod_requests(pod: Mapping[str, Any], non_zero: bool = False) -> Resource:
+    """The pod's effective request, as Kubernetes computes it: the sum over its containers,
+    raised to the largest init container's request (init containers run one at a time).
+    NON_ZERO fills in the scoring defaults for containers without a cpu / memory request.
+    The result's `pods` is 0: a pod count is not a container request."""
+    spec = pod.get("spec") or {}
+    total = Resource()
+    for c in spec.get("containers") or []:
+        total = total + _container_requests(c, non_zero)
+    for c in spec.get("initContainers") or []:
+        total = total.max(_container_requests(c, non_zero))
+    return total
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node: Mapping[str, Any]
+    pods: tuple[Mapping[str, Any], ...] = ()
+    allocatable: Resource = field(default_factory=Resource)
+    requested: Resource = field(default_factory=Resource)  # pods = number of pods
+    non_zero_requested: Resource = field(default_factory=Resource)  # for scoring
+
+    @property
+    def name(self) -> str:
+        return _name(self.node)
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return (self.node.get("metadata") or {}).get("labels") or {}
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any],
+                  pods: Iterable[Mapping[str, Any]] = ()) -> NodeInfo:
+        """Allocatable from status.allocatable, else status.capacity (the kubelet reports
+        allocatable; capacity stands in for nodes registered without it)."""
+        status = node.get("status") or {}
+        alloc = status.get("allocatable") or status.get("capacity")
+        info = cls(node, allocatable=Resource.from_list(alloc))
+        for pod in pods:
+            info = info.with_pod(pod)
+        return info
+
+    def with_pod(self, pod: Mapping[str, Any]) -> NodeInfo:
+        one = Resource(pods=1)
+        return replace(self, pods=(*self.pods, pod),
+                       requested=self.requested + pod_requests(pod) + one,
+                       non_zero_requested=self.non_zero_requested
+                       + pod_requests(pod, non_zero=True) + one)
+
+
+class Snapshot:
+    """Node infos in a fixed order (the order filters run in), with lookup by name."""
+
+    def __init__(self, infos: Iterable[NodeInfo] = ()) -> None:
+        self._infos = list(infos)
+        self._by_name = {i.name: i for i in self._infos}
+        if len(self._by_name) != len(self._infos):
+            raise ValueError("two nodes with one name in a snapshot")
+
+    @classmethod
+    def from_objects(cls, nodes: Iterable[Mapping[str, Any]],
+                     pods: Iterable[Mapping[str, Any]] = ()) -> Snapshot:
+        """Pods count against the node in spec.nodeName; unbound pods, pods of unknown nodes
+        and finished pods (Succeeded, Failed) hold nothing."""
+        by_node: dict[str, list[Mapping[str, Any]]] = {}
+        for pod in pods:
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            phase = (pod.get("status") or {}).get("phase")
+            if node_name and phase not in _TERMINAL_PHASES:
+                by_node.setdefault(node_name, []).append(pod)
+        return cls(NodeInfo.from_node(n, by_node.get(_name(n), ())) for n in nodes)
+
+    def get(self, name: str) -> NodeInfo | None:
+        return self._by_name.get(name)
+
+    def assume(self, pod: Mapping[str, Any], node_name: str) -> Snapshot:
+        """A new snapshot in which POD is bound to NODE_NAME."""
+        return Snapshot(i.with_pod(pod) if i.name == node_name else i for i in self._infos)
+
+    def __iter__(self) -> Iterator[NodeInfo]:
+        return iter(self._infos)
+
+    def __len__(self) -> int:
+        return len(self._infos)
