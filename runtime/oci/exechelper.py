@@ -129,14 +129,22 @@ def exec_process(helper: int | None, path: str, args: list[str], env: list[str],
                                             str(fifo_fd).encode()]
     if helper is None:
         if fifo_fd >= 0:
-            _wait_for_start(fifo_fd)
+            wait_for_start(fifo_fd)
         os.execve(path, args, envmap)
     os.execve(helper, [b"corral-exec", *fifo, os.fsencode(path)]
               + [os.fsencode(a) for a in args], envmap)
 
 
-def _wait_for_start(fifo_fd: int) -> None:
-    """What the helper does before its exec, for machines we have no helper code for."""
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-    os.write(fd, b"0")
+def wait_for_start(fifo_fd: int) -> None:
+    """What the helper does before its exec, in Python: block until `start` opens the
+    fifo (FIFO_FD is an O_PATH fd of it, reopened through the container's procfs, as runc
+    does), write "0", close FIFO_FD. The write end stays open, close-on-exec, so `start`
+    sees EOF only once the process has been exec'd."""
+    try:
+        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        from .errors import SetupError
+        raise SetupError("exec.fifo: reopening it needs /proc mounted in the "
+                         "container") from None
+    os.write(fd, b"0")  # fd is left open on purpose (see above)
     os.close(fifo_fd)

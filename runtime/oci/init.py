@@ -166,17 +166,8 @@ class Init:
                 _ptmx_link(root)
         finally:
             root.close()
-        proc = _open_proc()
-        try:
-            for key, value in (linux.get("sysctl") or {}).items():
-                _write_proc(proc, "sys/" + key.replace(".", "/"), value,
-                            f"linux.sysctl[{key!r}]")
-            if self.process.get("oomScoreAdj") is not None:
-                me = os.readlink("/proc/self")  # our pid as this (host) procfs numbers it
-                _write_proc(proc, f"{me}/oom_score_adj", str(self.process["oomScoreAdj"]),
-                            "process.oomScoreAdj")
-        finally:
-            os.close(proc)
+        if linux.get("sysctl") or self.process.get("oomScoreAdj") is not None:
+            self._write_proc_settings()
 
         if has_runtime_hooks(cfg):
             self.chan.send("hooks")
@@ -221,25 +212,29 @@ class Init:
             SYS.personality(0x0008 if linux["personality"]["domain"] == "LINUX32" else 0)
         self.exe_path = lookup(self.process)
 
+    def _write_proc_settings(self) -> None:
+        """linux.sysctl and process.oomScoreAdj, through the host's verified procfs."""
+        proc = _open_proc()
+        try:
+            for key, value in (self.linux.get("sysctl") or {}).items():
+                _write_proc(proc, "sys/" + key.replace(".", "/"), value,
+                            f"linux.sysctl[{key!r}]")
+            if self.process.get("oomScoreAdj") is not None:
+                me = os.readlink("/proc/self")  # our pid as this (host) procfs numbers it
+                _write_proc(proc, f"{me}/oom_score_adj", str(self.process["oomScoreAdj"]),
+                            "process.oomScoreAdj")
+        finally:
+            os.close(proc)
+
     def _state(self, status: str) -> dict[str, Any]:
         return {"ociVersion": self.config.get("ociVersion", ""), "id": self.cid,
                 "status": status, "pid": os.getpid(), "bundle": self.bundle,
                 "annotations": self.config.get("annotations") or {}}
 
     def wait_for_start(self) -> None:
-        # Blocks until `corral-runc start` opens the fifo for reading. The fd stays open
-        # (close-on-exec) so that start sees EOF only once the process has been exec'd:
-        # poststart hooks run after the startContainer ones and the exec, as the spec says.
-        # Reopened through the container's procfs, as runc does: we hold no directory of
-        # the host to open it relative to (and the state directory is 0700 to the root of
-        # a user namespace).
-        try:
-            fd = os.open(f"/proc/self/fd/{self.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise SetupError("exec.fifo: reopening it needs /proc mounted in the "
-                             "container") from None
-        os.write(fd, b"0")
-        os.close(self.fifo_fd)
+        # As the sealed helper would, in Python: startContainer hooks run between `start`
+        # and the exec (poststart hooks then run after both, as the spec says).
+        exechelper.wait_for_start(self.fifo_fd)
         self.chan.close()
         self.chan.wfd = -1
 

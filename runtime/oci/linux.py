@@ -119,10 +119,6 @@ class _Libc:
 _LIBC = _Libc()
 
 
-def _lib() -> Any:
-    return _LIBC
-
-
 def _check(ret: int, what: str, detail: str = "") -> int:
     if ret < 0:
         err = libc.get_errno()
@@ -140,38 +136,38 @@ class Syscalls:
 
     def mount(self, source: str | None, target: str, fstype: str | None, flags: int,
               data: str | None = None) -> None:
-        ret = _lib().mount(_b(source), _b(target), _b(fstype), libc.c_ulong(flags), _b(data))
+        ret = _LIBC.mount(_b(source), _b(target), _b(fstype), libc.c_ulong(flags), _b(data))
         _check(ret, "mount", f"{source} on {target} type {fstype} flags {flags:#x} data {data!r}")
 
     def umount2(self, target: str, flags: int = 0) -> None:
-        _check(_lib().umount2(_b(target), flags), "umount2", target)
+        _check(_LIBC.umount2(_b(target), flags), "umount2", target)
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
-        ret = _lib().syscall(_NR["pivot_root"], _b(new_root), _b(put_old))
+        ret = _LIBC.syscall(_NR["pivot_root"], _b(new_root), _b(put_old))
         _check(ret, "pivot_root", new_root)
 
     def unshare(self, flags: int) -> None:
-        _check(_lib().unshare(flags), "unshare", f"{flags:#x}")
+        _check(_LIBC.unshare(flags), "unshare", f"{flags:#x}")
 
     def setns(self, fd: int, nstype: int) -> None:
-        _check(_lib().setns(fd, nstype), "setns", f"type {nstype:#x}")
+        _check(_LIBC.setns(fd, nstype), "setns", f"type {nstype:#x}")
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
         c = libc.c_ulong
-        return _check(_lib().prctl(option, c(arg2), c(arg3), c(arg4), c(arg5)), "prctl",
+        return _check(_LIBC.prctl(option, c(arg2), c(arg3), c(arg4), c(arg5)), "prctl",
                       f"option {option}")
 
     def sethostname(self, name: str) -> None:
         b = name.encode()
-        _check(_lib().sethostname(b, len(b)), "sethostname", name)
+        _check(_LIBC.sethostname(b, len(b)), "sethostname", name)
 
     def setdomainname(self, name: str) -> None:
         b = name.encode()
-        _check(_lib().setdomainname(b, len(b)), "setdomainname", name)
+        _check(_LIBC.setdomainname(b, len(b)), "setdomainname", name)
 
     def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
         how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-        ret = _lib().syscall(_NR["openat2"], dirfd, _b(path), libc.byref(how),
+        ret = _LIBC.syscall(_NR["openat2"], dirfd, _b(path), libc.byref(how),
                              libc.sizeof(how))
         return _check(ret, "openat2", path)
 
@@ -182,13 +178,13 @@ class Syscalls:
             data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
             data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
             data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
-        _check(_lib().capset(libc.byref(hdr), data), "capset")
+        _check(_LIBC.capset(libc.byref(hdr), data), "capset")
 
     def personality(self, persona: int) -> None:
-        _check(_lib().personality(libc.c_ulong(persona)), "personality", f"{persona:#x}")
+        _check(_LIBC.personality(libc.c_ulong(persona)), "personality", f"{persona:#x}")
 
     def join_session_keyring(self, name: str | None) -> None:
-        ret = _lib().syscall(_NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, _b(name))
+        ret = _LIBC.syscall(_NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, _b(name))
         _check(ret, "keyctl(JOIN_SESSION_KEYRING)")
 
 
@@ -219,5 +215,5 @@ _STATFS_BUF = libc.array(libc.c_char, 256)  # struct statfs is 120 bytes on 64-b
 def fs_type(fd: int) -> int:
     """statfs(2) f_type of the filesystem FD is on (os.statvfs does not report it)."""
     buf = _STATFS_BUF()
-    _check(_lib().fstatfs(fd, buf), "fstatfs")
+    _check(_LIBC.fstatfs(fd, buf), "fstatfs")
     return int.from_bytes(buf.raw[:8], "little", signed=False) & 0xFFFFFFFF

@@ -336,7 +336,7 @@ def _check_semantics(c: dict[str, Any]) -> None:
         for i, h in enumerate(hooks or []):
             if not h["path"].startswith("/"):
                 raise ConfigError(f"hooks.{stage}[{i}].path", "must be an absolute path")
-    for key, value in (linux.get("sysctl") or {}).items():
+    for key in linux.get("sysctl") or {}:
         if not key or "/" in key or key.startswith(".") or ".." in key:
             raise ConfigError(f"linux.sysctl[{key!r}]", "not a valid sysctl name")
         needs = sysctl_namespace(key)
@@ -348,7 +348,6 @@ def _check_semantics(c: dict[str, Any]) -> None:
                                     for ns in linux.get("namespaces") or []):
             raise ConfigError(f"linux.sysctl[{key!r}]", f"needs a {needs} namespace of the "
                               "container's own, not the host's")
-        del value
 
 
 # Sysctls that belong to a namespace, as runc's validator allows them (everything else
