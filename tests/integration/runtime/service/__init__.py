@@ -1,0 +1,1 @@
+"""Integration tests of the node runtime service against real binaries (a real registry)."""
