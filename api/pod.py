@@ -182,6 +182,12 @@ TOPOLOGY_SPREAD_CONSTRAINT = s.Obj({
                                   enum=("DoNotSchedule", "ScheduleAnyway")),
     "labelSelector": label_selector("The pods that are counted."),
     "minDomains": s.integer("Minimum number of eligible domains.", minimum=1),
+    "matchLabelKeys": s.List(s.string(), doc="Keys of the incoming pod's labels whose "
+                             "values narrow the pods counted."),
+    "nodeAffinityPolicy": s.string("Honor (default) or Ignore the pod's node affinity "
+                                   "when counting domains.", enum=("Honor", "Ignore")),
+    "nodeTaintsPolicy": s.string("Honor or Ignore (default) node taints when counting "
+                                 "domains.", enum=("Honor", "Ignore")),
 }, required=("maxSkew", "topologyKey", "whenUnsatisfiable"),
     doc="How matching pods are spread over topology domains.")
 
@@ -253,6 +259,8 @@ POD_SPEC = s.Obj({
                                         doc="How to spread pods over domains."),
     "priorityClassName": s.string("Name of the pod's priority class."),
     "priority": s.integer("Priority; higher preempts lower. Set from priorityClassName."),
+    "preemptionPolicy": s.string("PreemptLowerPriority (default) or Never.",
+                                 enum=("PreemptLowerPriority", "Never")),
     "schedulerName": s.string("Scheduler that places the pod.",
                               default="default-scheduler"),
     "securityContext": POD_SECURITY_CONTEXT,

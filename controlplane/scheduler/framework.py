@@ -2,18 +2,22 @@
 Protocols, a per-cycle scratchpad, a registry of plugin factories and a profile built from
 config.
 
-A plugin that finds a pod does not fit *returns* a `Status`; exceptions are bugs.
+    PreFilter -> Filter (each node) -> [PostFilter if none fit] -> PreScore -> Score
+    (each feasible node) -> NormalizeScore -> weighted sum -> pick
+
+A plugin that finds a pod does not fit *returns* a `Status`; exceptions are bugs. A PreFilter
+or PreScore that returns SKIP takes its plugin out of that cycle's Filter or Score.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from controlplane.scheduler.snapshot import NodeInfo
+    from controlplane.scheduler.snapshot import NodeInfo, Snapshot
 
 Pod = Mapping[str, Any]
 MAX_NODE_SCORE = 100
@@ -25,6 +29,7 @@ class Code(enum.Enum):
     UNSCHEDULABLE = "Unschedulable"  # might fit after preemption or a cluster change
     UNSCHEDULABLE_AND_UNRESOLVABLE = "UnschedulableAndUnresolvable"  # preemption won't help
     ERROR = "Error"  # a bug or bad input; the cycle aborts
+    SKIP = "Skip"  # from PreFilter / PreScore: this plugin has nothing to do this cycle
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,31 @@ def error(plugin: str, reason: str) -> Status:
     return Status(Code.ERROR, [reason], plugin)
 
 
+def skip(plugin: str) -> Status:
+    return Status(Code.SKIP, [], plugin)
+
+
+def default_normalize(scores: dict[str, int], reverse: bool = False) -> None:
+    """Kubernetes' DefaultNormalizeScore: scale so the highest is 100 (integer maths);
+    REVERSE turns it around (100 - score). All zero stays zero, or becomes 100 reversed."""
+    top = max(scores.values(), default=0)
+    for name, value in scores.items():
+        if top == 0:
+            scores[name] = MAX_NODE_SCORE if reverse else value
+            continue
+        scaled = MAX_NODE_SCORE * value // top
+        scores[name] = MAX_NODE_SCORE - scaled if reverse else scaled
+
+
 class CycleState(MutableMapping[str, Any]):
     """Scratch data of one scheduling cycle, keyed by plugin-chosen names."""
 
-    def __init__(self) -> None:
+    def __init__(self, snapshot: Snapshot | None = None, profile: Profile | None = None) -> None:
         self._data: dict[str, Any] = {}
+        self.snapshot = snapshot  # the cluster this cycle sees (plugins that look wider)
+        self.profile = profile  # the profile running the cycle (PostFilter re-runs filters)
+        self.skip_filter: set[str] = set()  # plugins whose PreFilter said SKIP
+        self.skip_score: set[str] = set()  # plugins whose PreScore said SKIP
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -97,6 +122,30 @@ class FilterPlugin(Plugin, Protocol):
     def filter(self, state: CycleState, pod: Pod, node: NodeInfo) -> Status: ...
 
 
+@dataclass(frozen=True)
+class PostFilterResult:
+    """Preemption's answer: the node the pod should wait for, and the pods to evict there."""
+
+    nominated_node: str
+    victims: tuple[Mapping[str, Any], ...] = ()
+
+
+@runtime_checkable
+class PostFilterPlugin(Plugin, Protocol):
+    """Runs when no node fits; STATUSES are the rejected nodes' filter statuses."""
+
+    def post_filter(self, state: CycleState, pod: Pod,
+                    statuses: Mapping[str, Status]) -> tuple[PostFilterResult | None, Status]:
+        ...
+
+
+@runtime_checkable
+class PreScorePlugin(Plugin, Protocol):
+    """Once per cycle, before Score, with the feasible nodes."""
+
+    def pre_score(self, state: CycleState, pod: Pod, nodes: Sequence[NodeInfo]) -> Status: ...
+
+
 @runtime_checkable
 class ScorePlugin(Plugin, Protocol):
     def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]: ...
@@ -128,7 +177,8 @@ class BindPlugin(Plugin, Protocol):
 
 
 EXTENSION_POINTS: dict[str, type] = {
-    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "score": ScorePlugin,
+    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "postFilter": PostFilterPlugin,
+    "preScore": PreScorePlugin, "score": ScorePlugin,
     "reserve": ReservePlugin, "permit": PermitPlugin, "bind": BindPlugin,
 }
 
@@ -153,6 +203,8 @@ class Profile:
     name: str = "default-scheduler"
     pre_filter: list[PreFilterPlugin] = field(default_factory=list)
     filter: list[FilterPlugin] = field(default_factory=list)
+    post_filter: list[PostFilterPlugin] = field(default_factory=list)
+    pre_score: list[PreScorePlugin] = field(default_factory=list)
     score: list[tuple[ScorePlugin, int]] = field(default_factory=list)  # (plugin, weight)
     reserve: list[ReservePlugin] = field(default_factory=list)
     permit: list[PermitPlugin] = field(default_factory=list)
@@ -189,5 +241,6 @@ class Profile:
         return profile
 
 
-_FIELD = {"preFilter": "pre_filter", "filter": "filter", "reserve": "reserve",
+_FIELD = {"preFilter": "pre_filter", "filter": "filter", "postFilter": "post_filter",
+          "preScore": "pre_score", "reserve": "reserve",
           "permit": "permit", "bind": "bind"}

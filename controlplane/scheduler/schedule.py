@@ -1,6 +1,8 @@
-"""One scheduling cycle, top to bottom: PreFilter, Filter every node, Score the feasible
-ones, pick the best. Pure: it reads a snapshot and returns a Decision; reserving, permitting
-and binding the decision (and undoing the reservation on failure) belong to the caller."""
+"""One scheduling cycle, top to bottom: PreFilter, Filter every node, PostFilter (preemption)
+when none fits, PreScore and Score the feasible ones, pick the best. Pure: it reads a
+snapshot and returns a Decision; reserving, permitting and binding the decision (and undoing
+the reservation on failure), evicting preemption victims and writing the pod's
+status.nominatedNodeName belong to the caller."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from controlplane.scheduler.framework import (
     Code,
     CycleState,
     Pod,
+    PostFilterResult,
     Profile,
     ScoreNormalizer,
     Status,
@@ -28,7 +31,8 @@ NO_NODES = "no nodes available to schedule pods"
 @dataclass(frozen=True)
 class Decision:
     """NODE is the chosen node, or None with STATUS saying why and MESSAGE the text a user
-    sees (`0/5 nodes are available: 3 Insufficient cpu, ...`)."""
+    sees (`0/5 nodes are available: 3 Insufficient cpu, ...`). When preemption found room,
+    NOMINATED names the node and VICTIMS the pods to evict there first."""
 
     node: str | None
     status: Status = SUCCESS
@@ -36,6 +40,7 @@ class Decision:
     node_statuses: dict[str, Status] = field(default_factory=dict)  # rejected nodes only
     scores: dict[str, int] = field(default_factory=dict)  # weighted totals, feasible nodes
     state: CycleState = field(default_factory=CycleState)
+    nominated: PostFilterResult | None = None
 
 
 def fit_message(num_nodes: int, statuses: dict[str, Status], pre_filter: str = "") -> str:
@@ -50,13 +55,18 @@ def fit_message(num_nodes: int, statuses: dict[str, Status], pre_filter: str = "
 
 
 def _fail(status: Status, message: str, state: CycleState,
-          node_statuses: dict[str, Status] | None = None) -> Decision:
-    return Decision(None, status, message, node_statuses or {}, state=state)
+          node_statuses: dict[str, Status] | None = None,
+          nominated: PostFilterResult | None = None) -> Decision:
+    return Decision(None, status, message, node_statuses or {}, state=state,
+                    nominated=nominated)
 
 
 def _filter(profile: Profile, state: CycleState, pod: Pod, node: NodeInfo) -> Status:
     """The first plugin that rejects the node decides (Kubernetes stops there too)."""
+    skipped = state.skip_filter
     for plugin in profile.filter:
+        if skipped and plugin.name in skipped:
+            continue
         status = plugin.filter(state, pod, node)
         if not status.ok:
             return status
@@ -66,7 +76,15 @@ def _filter(profile: Profile, state: CycleState, pod: Pod, node: NodeInfo) -> St
 def _score(profile: Profile, state: CycleState, pod: Pod,
            feasible: list[NodeInfo]) -> tuple[dict[str, int], Status]:
     totals = dict.fromkeys((n.name for n in feasible), 0)
+    for pre in profile.pre_score:
+        status = pre.pre_score(state, pod, feasible)
+        if status.code is Code.SKIP:
+            state.skip_score.add(pre.name)
+        elif not status.ok:
+            return totals, status
     for plugin, weight in profile.score:
+        if plugin.name in state.skip_score:
+            continue
         scores: dict[str, int] = {}
         for node in feasible:
             scores[node.name], status = plugin.score(state, pod, node)
@@ -94,12 +112,15 @@ def schedule_one(pod: Pod, snapshot: Snapshot, profile: Profile,
                  rng: random.Random | None = None) -> Decision:
     """Ties between the best nodes go to the first by name, or to RNG's choice (seed it for
     a repeatable spread)."""
-    state = CycleState()
+    state = CycleState(snapshot, profile)
     if len(snapshot) == 0:
         return _fail(Status(Code.UNSCHEDULABLE, [NO_NODES]), NO_NODES, state)
 
     for pre in profile.pre_filter:
         status = pre.pre_filter(state, pod)
+        if status.code is Code.SKIP:
+            state.skip_filter.add(pre.name)
+            continue
         if status.code is Code.ERROR:
             return _fail(status, status.message(), state)
         if not status.ok:
@@ -121,7 +142,16 @@ def schedule_one(pod: Pod, snapshot: Snapshot, profile: Profile,
                            for s in rejected.values())
         code = Code.UNSCHEDULABLE_AND_UNRESOLVABLE if unresolvable else Code.UNSCHEDULABLE
         message = fit_message(len(snapshot), rejected)
-        return _fail(Status(code, [message]), message, state, rejected)
+        nominated = None
+        if code is Code.UNSCHEDULABLE:
+            for post in profile.post_filter:
+                result, post_status = post.post_filter(state, pod, rejected)
+                if post_status.code is Code.ERROR:
+                    return _fail(post_status, post_status.message(), state, rejected)
+                if result is not None and post_status.ok:
+                    nominated = result
+                    break
+        return _fail(Status(code, [message]), message, state, rejected, nominated)
     if len(feasible) == 1:  # nothing to compare: Kubernetes skips scoring too
         return Decision(feasible[0].name, node_statuses=rejected, state=state)
 

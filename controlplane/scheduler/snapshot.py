@@ -1,14 +1,21 @@
 """The scheduler's view of the cluster: one `NodeInfo` per node with the pods bound to it and
 what they request, built from plain node and pod dicts. Pure: nothing here does I/O, and
-`assume` returns a new snapshot instead of changing this one."""
+`assume` returns a new snapshot instead of changing this one.
+
+    nodes, pods, namespaces -> Snapshot -> NodeInfo (pods, requested, images, pods with
+    affinity) ; per snapshot: image -> number of nodes that have it, namespace labels,
+    the nodes that hold pods with (anti-)affinity (so most cycles never look at the rest)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from api import quantity
+from controlplane.scheduler.terms import PodAffinityInfo, parse_or_empty, pod_key
 
 CPU, MEMORY, PODS = "cpu", "memory", "pods"
 # Kubernetes' defaults for a container that requests no cpu / memory, used only for scoring
@@ -86,6 +93,29 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name") or "")
 
 
+def normalize_image(name: str) -> str:
+    """One spelling per image: `:latest` when there is no tag or digest (as Kubernetes'
+    ImageLocality does), and Docker Hub's implied `docker.io/` and `library/` spelled out,
+    so `busybox` on a pod matches `docker.io/library/busybox:latest` in node status."""
+    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    first, slash, _ = name.partition("/")
+    if not slash:
+        return "docker.io/library/" + name
+    if "." not in first and ":" not in first and first != "localhost":
+        return "docker.io/" + name
+    return name
+
+
+def _image_sizes(node: Mapping[str, Any]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for image in (node.get("status") or {}).get("images") or ():
+        size = int(image.get("sizeBytes") or 0)
+        for n in image.get("names") or ():
+            sizes[normalize_image(str(n))] = size
+    return sizes
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     node: Mapping[str, Any]
@@ -93,12 +123,15 @@ class NodeInfo:
     allocatable: Resource = field(default_factory=Resource)
     requested: Resource = field(default_factory=Resource)  # pods = number of pods
     non_zero_requested: Resource = field(default_factory=Resource)  # for scoring
+    image_sizes: Mapping[str, int] = field(default_factory=dict)  # normalized name -> bytes
+    affinity_pods: tuple[PodAffinityInfo, ...] = ()  # pods with pod (anti-)affinity
+    required_anti_affinity_pods: tuple[PodAffinityInfo, ...] = ()
 
-    @property
+    @cached_property
     def name(self) -> str:
         return _name(self.node)
 
-    @property
+    @cached_property
     def labels(self) -> Mapping[str, str]:
         return (self.node.get("metadata") or {}).get("labels") or {}
 
@@ -109,47 +142,98 @@ class NodeInfo:
         allocatable; capacity stands in for nodes registered without it)."""
         status = node.get("status") or {}
         alloc = status.get("allocatable") or status.get("capacity")
-        info = cls(node, allocatable=Resource.from_list(alloc))
+        info = cls(node, allocatable=Resource.from_list(alloc), image_sizes=_image_sizes(node))
         for pod in pods:
             info = info.with_pod(pod)
         return info
 
     def with_pod(self, pod: Mapping[str, Any]) -> NodeInfo:
         one = Resource(pods=1)
+        affinity, anti = self.affinity_pods, self.required_anti_affinity_pods
+        if (pod.get("spec") or {}).get("affinity"):
+            terms = parse_or_empty(pod)
+            if terms.has_any:
+                affinity = (*affinity, terms)
+            if terms.required_anti:
+                anti = (*anti, terms)
         return replace(self, pods=(*self.pods, pod),
                        requested=self.requested + pod_requests(pod) + one,
                        non_zero_requested=self.non_zero_requested
-                       + pod_requests(pod, non_zero=True) + one)
+                       + pod_requests(pod, non_zero=True) + one,
+                       affinity_pods=affinity, required_anti_affinity_pods=anti)
+
+    def without_pods(self, keys: set[str]) -> NodeInfo:
+        """This node without the pods whose namespace/name is in KEYS (for preemption)."""
+        base = replace(self, pods=(), requested=Resource(), non_zero_requested=Resource(),
+                       affinity_pods=(), required_anti_affinity_pods=())
+        for pod in self.pods:
+            if pod_key(pod) not in keys:
+                base = base.with_pod(pod)
+        return base
 
 
 class Snapshot:
     """Node infos in a fixed order (the order filters run in), with lookup by name."""
 
-    def __init__(self, infos: Iterable[NodeInfo] = ()) -> None:
+    def __init__(self, infos: Iterable[NodeInfo] = (),
+                 namespaces: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self._infos = list(infos)
         self._by_name = {i.name: i for i in self._infos}
         if len(self._by_name) != len(self._infos):
             raise ValueError("two nodes with one name in a snapshot")
+        self.namespaces: Mapping[str, Mapping[str, str]] = namespaces or {}
+        self._image_nodes: dict[str, int] | None = None
+        self.have_pods_with_affinity = [i for i in self._infos if i.affinity_pods]
+        self.have_pods_with_required_anti_affinity = [
+            i for i in self._infos if i.required_anti_affinity_pods]
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        return self.namespaces.get(namespace) or {}
+
+    def image_nodes(self, image: str) -> int:
+        """How many nodes hold IMAGE (a normalized name)."""
+        if self._image_nodes is None:
+            counts: dict[str, int] = {}
+            for info in self._infos:
+                for name in info.image_sizes:
+                    counts[name] = counts.get(name, 0) + 1
+            self._image_nodes = counts
+        return self._image_nodes.get(image, 0)
 
     @classmethod
     def from_objects(cls, nodes: Iterable[Mapping[str, Any]],
-                     pods: Iterable[Mapping[str, Any]] = ()) -> Snapshot:
+                     pods: Iterable[Mapping[str, Any]] = (),
+                     namespaces: Iterable[Mapping[str, Any]] = ()) -> Snapshot:
         """Pods count against the node in spec.nodeName; unbound pods, pods of unknown nodes
-        and finished pods (Succeeded, Failed) hold nothing."""
+        and finished pods (Succeeded, Failed) hold nothing. NAMESPACES (Namespace objects)
+        give the labels that namespaceSelectors match."""
         by_node: dict[str, list[Mapping[str, Any]]] = {}
         for pod in pods:
             node_name = (pod.get("spec") or {}).get("nodeName")
             phase = (pod.get("status") or {}).get("phase")
             if node_name and phase not in _TERMINAL_PHASES:
                 by_node.setdefault(node_name, []).append(pod)
-        return cls(NodeInfo.from_node(n, by_node.get(_name(n), ())) for n in nodes)
+        labels = {_name(ns): dict((ns.get("metadata") or {}).get("labels") or {})
+                  for ns in namespaces}
+        return cls((NodeInfo.from_node(n, by_node.get(_name(n), ())) for n in nodes), labels)
 
     def get(self, name: str) -> NodeInfo | None:
         return self._by_name.get(name)
 
     def assume(self, pod: Mapping[str, Any], node_name: str) -> Snapshot:
         """A new snapshot in which POD is bound to NODE_NAME."""
-        return Snapshot(i.with_pod(pod) if i.name == node_name else i for i in self._infos)
+        info = self._by_name.get(node_name)
+        return self.replace(info.with_pod(pod)) if info is not None else self
+
+    def replace(self, info: NodeInfo) -> Snapshot:
+        """A new snapshot with INFO in place of the node of the same name."""
+        out = Snapshot((info if i.name == info.name else i for i in self._infos),
+                       self.namespaces)
+        old = self._by_name.get(info.name)
+        if self._image_nodes is not None and old is not None and \
+                info.image_sizes is old.image_sizes:
+            out._image_nodes = self._image_nodes  # images unchanged: reuse the counts
+        return out
 
     def __iter__(self) -> Iterator[NodeInfo]:
         return iter(self._infos)

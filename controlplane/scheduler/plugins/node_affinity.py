@@ -1,18 +1,30 @@
-"""NodeAffinity (required part): the pod's spec.nodeSelector labels must all be on the node,
-and one of the requiredDuringSchedulingIgnoredDuringExecution nodeSelectorTerms must match
-(terms are ORed, a term's requirements ANDed; an empty term matches nothing)."""
+"""NodeAffinity. Filter: the pod's spec.nodeSelector labels must all be on the node, and one
+of the requiredDuringSchedulingIgnoredDuringExecution nodeSelectorTerms must match (terms
+are ORed, a term's requirements ANDed; an empty term matches nothing). Score: the sum of the
+weights of the preferredDuringSchedulingIgnoredDuringExecution terms the node matches,
+scaled so the best node has 100."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controlplane.scheduler.framework import SUCCESS, CycleState, Pod, Status, unschedulable
+from controlplane.scheduler.framework import (
+    SUCCESS,
+    CycleState,
+    Pod,
+    Status,
+    default_normalize,
+    skip,
+    unschedulable,
+)
 from controlplane.scheduler.snapshot import NodeInfo
 
 NAME = "NodeAffinity"
 REASON = "node(s) didn't match Pod's node affinity/selector"
 _REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+_PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+_STATE_KEY = "PreScore" + NAME
 
 
 def _int(text: str) -> int | None:
@@ -76,3 +88,23 @@ class NodeAffinity:
         if required_matches(pod, node):
             return SUCCESS
         return unschedulable(NAME, REASON, unresolvable=True)
+
+    def pre_score(self, state: CycleState, pod: Pod, nodes: Sequence[NodeInfo]) -> Status:
+        node_affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity")
+        preferred = [(int(p.get("weight") or 0), p.get("preference") or {})
+                     for p in (node_affinity or {}).get(_PREFERRED) or ()]
+        if not preferred:
+            return skip(NAME)
+        state[_STATE_KEY] = preferred
+        return SUCCESS
+
+    def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]:
+        preferred: list[tuple[int, Mapping[str, Any]]] | None = state.get(_STATE_KEY)
+        if preferred is None:
+            self.pre_score(state, pod, ())
+            preferred = state.get(_STATE_KEY) or []
+        return sum(w for w, term in preferred if term_matches(term, node)), SUCCESS
+
+    def normalize_scores(self, state: CycleState, pod: Pod, scores: dict[str, int]) -> Status:
+        default_normalize(scores)
+        return SUCCESS

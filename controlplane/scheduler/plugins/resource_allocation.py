@@ -17,6 +17,15 @@ def _amounts(r: Resource) -> dict[str, int]:
     return {"cpu": r.milli_cpu, "memory": r.memory, **r.scalar}
 
 
+def _request(state: CycleState, pod: Pod, non_zero: bool) -> Resource:
+    """The pod's request, computed once per cycle (quantity parsing is not cheap)."""
+    key = "PodRequestNonZero" if non_zero else "PodRequest"
+    cached = state.get(key)
+    if not isinstance(cached, Resource):
+        cached = state[key] = pod_requests(pod, non_zero=non_zero)
+    return cached
+
+
 def _weights(args: Mapping[str, Any] | None) -> dict[str, int]:
     """args {"resources": [{"name": "cpu", "weight": 1}, ...]}, default cpu and memory 1."""
     resources = (args or {}).get("resources")
@@ -36,7 +45,7 @@ class LeastAllocated:
 
     def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]:
         alloc = _amounts(node.allocatable)
-        requested = _amounts(node.non_zero_requested + pod_requests(pod, non_zero=True))
+        requested = _amounts(node.non_zero_requested + _request(state, pod, True))
         total = weight_sum = 0
         for name, weight in self.weights.items():
             cap, req = alloc.get(name, 0), requested.get(name, 0)
@@ -58,7 +67,7 @@ class BalancedAllocation:
 
     def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]:
         alloc = _amounts(node.allocatable)
-        requested = _amounts(node.requested + pod_requests(pod))
+        requested = _amounts(node.requested + _request(state, pod, False))
         fractions = []
         for name in self.weights:
             cap = alloc.get(name, 0)

@@ -177,10 +177,14 @@ def test_pre_filter_rejection_reports_once() -> None:
 def test_default_profile_order() -> None:
     prof = Profile.from_config(DEFAULT_CONFIG, default_registry())
     assert [p.name for p in prof.filter] == DEFAULT_CONFIG["plugins"]["filter"]
-    assert [(p.name, w) for p, w in prof.score] == [("LeastAllocated", 1),
-                                                    ("BalancedAllocation", 1)]
+    assert dict((p.name, w) for p, w in prof.score) == {
+        "LeastAllocated": 1, "BalancedAllocation": 1, "ImageLocality": 1,
+        "InterPodAffinity": 2, "NodeAffinity": 2, "PodTopologySpread": 2,
+        "TaintToleration": 3}
+    assert [p.name for p in prof.post_filter] == ["DefaultPreemption"]
     # one instance per plugin, shared by its extension points
-    assert prof.pre_filter[0] is prof.filter[-1]
+    assert prof.pre_filter[0] is prof.filter[4]
+    assert prof.pre_score[-1] is prof.score[-1][0]
 
 
 @pytest.mark.parametrize(("plugins", "match"), [
