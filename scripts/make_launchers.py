@@ -12,15 +12,19 @@ import sys
 LAUNCHERS = {
     "corral-runc": "runtime.oci.cli.main",
 }
+# Commands that import third-party packages (grpc, yaml): the venv's interpreter with its
+# site-packages, still -I (no user site, no PYTHONPATH) and no console_scripts wrapper.
+SITE_LAUNCHERS = {
+    "corral-controlplane": "controlplane.main",
+    "clusterctl": "clusterctl.main",
+}
 
 # gc.disable(): a short-lived command makes no cycles worth collecting, and collections
 # during the imports cost time. os._exit(): interpreter teardown (module and object
 # finalisation) is ~10 ms we do not need; stdout/stderr are flushed first. Together they
 # take about a fifth off a `corral-runc run`.
-TEMPLATE = """#!{python} -IS
-import gc
-gc.disable()
-import sys
+TEMPLATE = """#!{python} -I{flags}
+{gc}import sys
 sys.path.insert(0, {root!r})
 from {module} import main
 rc = main()
@@ -39,9 +43,15 @@ def main() -> None:
     # The venv's base interpreter itself: with -I -S the venv adds nothing to the
     # runtime (it has no third-party imports) but costs ~2 ms of start-up.
     python = os.path.realpath(os.path.join(os.path.abspath(bindir), "python3"))
-    for name, module in LAUNCHERS.items():
+    venv_python = os.path.join(os.path.abspath(bindir), "python3")
+    entries = [(n, m, python, "S") for n, m in LAUNCHERS.items()]
+    entries += [(n, m, venv_python, "") for n, m in SITE_LAUNCHERS.items()]
+    for name, module, interpreter, flags in entries:
         path = os.path.join(bindir, name)
-        text = TEMPLATE.format(python=python, root=root, module=module)
+        # daemons and watches live long: only the short-lived runtime turns the GC off
+        gc = "import gc\ngc.disable()\n" if flags else ""
+        text = TEMPLATE.format(python=interpreter, root=root, module=module, flags=flags,
+                               gc=gc)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)

@@ -168,8 +168,9 @@ class InMemoryStore:
                 yield event
                 after = event.revision
             while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), bookmark_interval)
+                try:  # asyncio.timeout, not wait_for: a cancel must end this at once
+                    async with asyncio.timeout(bookmark_interval):
+                        event = await queue.get()
                 except TimeoutError:
                     yield Event(EventType.BOOKMARK, "", b"", self._revision)
                     continue

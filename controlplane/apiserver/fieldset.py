@@ -1,0 +1,291 @@
+"""Field sets: which fields of an object a field manager owns (server-side apply).
+
+::
+
+    object ──fields_of()──► FieldSet ◄──from_fields_v1()── {"f:spec": {"f:replicas": {}}}
+                              │  | & -  (union, intersection, difference)
+                              └──to_fields_v1()──► metadata.managedFields[].fieldsV1
+
+A path is a tuple of elements, each as Kubernetes' FieldsV1 spells it:
+
+    f:<name>              a field of a map          f:spec, f:replicas
+    k:{"name":"web"}      an item of an associative list, by its key (JSON, keys sorted)
+    v:"x"                 an item of a set list (finalizers), by its value (JSON)
+    i:<n>                 an item by index (read, never produced)
+
+A set holds the leaves an object sets (scalars, empty maps, atomic lists, set items) and
+the items of associative lists; a map is never owned itself, only its fields. Lists are
+associative or sets by the same table strategic merge patch uses (patch.merge_key,
+patch.is_set_list); every other list is owned as a whole. In metadata only labels,
+annotations, finalizers and ownerReferences are ever owned; apiVersion and kind never.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from controlplane.apiserver.patch import is_set_list, json_equal, merge_key
+
+Path = tuple[str, ...]
+
+OWNED_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+_UNOWNED_TOP = ("apiVersion", "kind")
+
+
+class FieldSetError(ValueError):
+    """A FieldsV1 document or an object that cannot be turned into a field set."""
+
+
+class FieldSet:
+    """An immutable set of field paths."""
+
+    __slots__ = ("_paths",)
+
+    def __init__(self, paths: Iterable[Path] = ()) -> None:
+        self._paths: frozenset[Path] = frozenset(tuple(p) for p in paths)
+
+    # -- set operations --
+    def union(self, other: FieldSet) -> FieldSet:
+        return FieldSet(self._paths | other._paths)
+
+    def intersection(self, other: FieldSet) -> FieldSet:
+        return FieldSet(self._paths & other._paths)
+
+    def difference(self, other: FieldSet) -> FieldSet:
+        return FieldSet(self._paths - other._paths)
+
+    __or__ = union
+    __and__ = intersection
+    __sub__ = difference
+
+    def has_prefix(self, prefix: Path) -> bool:
+        """Whether PREFIX or anything below it is in the set."""
+        n = len(prefix)
+        return any(p[:n] == prefix for p in self._paths)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._paths
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(sorted(self._paths))
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __bool__(self) -> bool:
+        return bool(self._paths)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FieldSet) and self._paths == other._paths
+
+    def __hash__(self) -> int:
+        return hash(self._paths)
+
+    def __repr__(self) -> str:
+        return f"FieldSet({[path_string(p) for p in self]})"
+
+    # -- FieldsV1 --
+    def to_fields_v1(self) -> dict[str, Any]:
+        """The set in FieldsV1 form: a tree of elements; "." marks a member that also
+        has members below it, a member with nothing below is an empty map."""
+        root: dict[str, Any] = {}
+        for path in self._paths:
+            node = root
+            for element in path:
+                node = node.setdefault(element, {})
+        for path in self._paths:
+            node = root
+            for element in path:
+                node = node[element]
+            if node and "." not in node:
+                node["."] = {}
+        return _sorted_tree(root)
+
+    @classmethod
+    def from_fields_v1(cls, data: object) -> FieldSet:
+        if not isinstance(data, dict):
+            raise FieldSetError(f"fieldsV1 must be a map, got {type(data).__name__}")
+        paths: set[Path] = set()
+        _read_tree(data, (), paths)
+        return cls(paths)
+
+
+def _sorted_tree(node: dict[str, Any]) -> dict[str, Any]:
+    return {k: _sorted_tree(node[k]) for k in sorted(node)}
+
+
+def _read_tree(node: dict[str, Any], prefix: Path, out: set[Path]) -> None:
+    if not node and prefix:
+        out.add(prefix)
+    for element, child in node.items():
+        if element == ".":
+            if prefix:
+                out.add(prefix)
+            continue
+        tag, sep, body = element.partition(":")
+        if not sep or tag not in ("f", "k", "v", "i") or not body:
+            raise FieldSetError(f"fieldsV1: bad path element {element!r} below "
+                                f"{path_string(prefix) or '<root>'}")
+        if tag in ("k", "v"):
+            try:
+                value = json.loads(body)
+            except ValueError:
+                raise FieldSetError(f"fieldsV1: {element!r} does not hold JSON") from None
+            if tag == "k" and not isinstance(value, dict):
+                raise FieldSetError(f"fieldsV1: {element!r}: a key must be a JSON object")
+        if not isinstance(child, dict):
+            raise FieldSetError(f"fieldsV1: {element!r} must map to a map")
+        _read_tree(child, (*prefix, element), out)
+
+
+# ---- path elements ---------------------------------------------------------------------
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def field_element(name: str) -> str:
+    return f"f:{name}"
+
+
+def key_element(keys: Mapping[str, Any]) -> str:
+    return f"k:{_dumps(dict(keys))}"
+
+
+def value_element(value: Any) -> str:
+    return f"v:{_dumps(value)}"
+
+
+def path_string(path: Path) -> str:
+    """PATH as Kubernetes prints it: .spec.template.spec.containers[name="web"].image"""
+    out = []
+    for element in path:
+        tag, _, body = element.partition(":")
+        if tag == "f":
+            out.append(f".{body}")
+        elif tag == "k":
+            keys = json.loads(body)
+            out.append("[" + ",".join(f"{k}={_dumps(v)}" for k, v in keys.items()) + "]")
+        elif tag == "v":
+            out.append(f"[={body}]")
+        else:
+            out.append(f"[{body}]")
+    return "".join(out)
+
+
+# ---- the fields an object sets ---------------------------------------------------------
+
+def fields_of(obj: Mapping[str, Any]) -> FieldSet:
+    """The paths OBJ sets: its leaves and the items of its associative and set lists."""
+    kind = str(obj.get("kind") or "")
+    out: set[Path] = set()
+    for key, value in obj.items():
+        if key in _UNOWNED_TOP or value is None:
+            continue
+        if key == "metadata" and isinstance(value, dict):
+            for mkey in OWNED_METADATA:
+                if value.get(mkey) is not None:
+                    _walk(value[mkey], ("f:metadata", f"f:{mkey}"), field=mkey, kind=kind,
+                          out=out)
+            continue
+        _walk(value, (f"f:{key}",), field=key, kind=kind, out=out)
+    return FieldSet(out)
+
+
+def list_item_element(item: Any, *, field: str, kind: str, path: Path) -> str | None:
+    """The element naming ITEM of list FIELD: k:{...} or v:..., None for atomic lists."""
+    key = merge_key(kind, field)
+    if key is not None:
+        if not isinstance(item, dict) or item.get(key) is None:
+            raise FieldSetError(f"{path_string(path)}: an item of an associative list "
+                                f"must be an object with its key {key!r}")
+        return key_element({key: item[key]})
+    if is_set_list(field):
+        if isinstance(item, dict | list):
+            raise FieldSetError(f"{path_string(path)}: an item of a set must be a scalar")
+        return value_element(item)
+    return None
+
+
+def _walk(value: Any, path: Path, *, field: str, kind: str, out: set[Path]) -> None:
+    if isinstance(value, dict):
+        children = [(k, v) for k, v in value.items() if v is not None]
+        if not children:
+            out.add(path)
+        for k, v in children:
+            _walk(v, (*path, f"f:{k}"), field=k, kind=kind, out=out)
+        return
+    if isinstance(value, list) and value and (merge_key(kind, field) or is_set_list(field)):
+        for item in value:
+            element = list_item_element(item, field=field, kind=kind, path=path)
+            assert element is not None
+            out.add((*path, element))
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    if v is not None:
+                        _walk(v, (*path, element, f"f:{k}"), field=k, kind=kind, out=out)
+        return
+    out.add(path)
+
+
+# ---- reading an object at a path -------------------------------------------------------
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+PRESENT = "<present>"  # the value of an existing list item (its content is its fields)
+
+
+def find_item(items: list[Any], element: str) -> int | None:
+    """The index of the list item ELEMENT (k:, v: or i:) names, or None."""
+    tag, _, body = element.partition(":")
+    if tag == "i":
+        n = int(body)
+        return n if 0 <= n < len(items) else None
+    wanted = json.loads(body)
+    for n, item in enumerate(items):
+        if tag == "v" and json_equal(item, wanted):
+            return n
+        if tag == "k" and isinstance(item, dict) and all(
+                k in item and json_equal(item[k], v) for k, v in wanted.items()):
+            return n
+    return None
+
+
+def value_at(obj: Any, path: Path) -> Any:
+    """The value at PATH in OBJ; PRESENT for an existing list item; MISSING if absent."""
+    node = obj
+    for n, element in enumerate(path):
+        tag, _, body = element.partition(":")
+        if tag == "f":
+            if not isinstance(node, dict) or body not in node or node[body] is None:
+                return MISSING
+            node = node[body]
+        else:
+            if not isinstance(node, list):
+                return MISSING
+            index = find_item(node, element)
+            if index is None:
+                return MISSING
+            if n == len(path) - 1:
+                return PRESENT
+            node = node[index]
+    return node
+
+
+def changed_fields(old: Any, new: Any, candidates: FieldSet) -> FieldSet:
+    """The paths of CANDIDATES whose value in NEW differs from OLD (or is new)."""
+    out = []
+    for path in candidates:
+        after = value_at(new, path)
+        if after is MISSING:
+            continue
+        before = value_at(old, path)
+        if before is MISSING or not json_equal(before, after):
+            out.append(path)
+    return FieldSet(out)

@@ -1,0 +1,93 @@
+"""Who is calling, and may they: the API server's Gate over authn.py and authz.py.
+
+    gRPC context ──► client certificate (verified by TLS against the cluster CA)
+                     or `authorization: Bearer <token>` (the --token-file)
+                 ──► User(name, groups) ──► Authorizer (roles admin, view, node)
+                                               ▲
+         for nodes: the stored pod (is it bound to me?) and the pods bound to the
+         node (does one of them use this secret/configmap?) are looked up here
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import errors as e
+from controlplane.apiserver import authn, authz
+from controlplane.apiserver.objects import ObjectService
+from controlplane.apiserver.resources import RESOURCES, Resource
+
+NODE_CHECKED_VERBS = ("get", "update", "patch", "delete")
+
+
+def pod_references(pod: dict[str, Any]) -> set[tuple[str, str]]:
+    """(resource, name) of every configmap and secret a pod uses: volumes, env, envFrom,
+    image pull secrets."""
+    spec = pod.get("spec") or {}
+    refs: set[tuple[str, str]] = set()
+    for v in spec.get("volumes") or []:
+        if (v.get("configMap") or {}).get("name"):
+            refs.add(("configmaps", v["configMap"]["name"]))
+        if (v.get("secret") or {}).get("secretName"):
+            refs.add(("secrets", v["secret"]["secretName"]))
+    for s in spec.get("imagePullSecrets") or []:
+        if s.get("name"):
+            refs.add(("secrets", s["name"]))
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for env in c.get("env") or []:
+            src = env.get("valueFrom") or {}
+            if (src.get("configMapKeyRef") or {}).get("name"):
+                refs.add(("configmaps", src["configMapKeyRef"]["name"]))
+            if (src.get("secretKeyRef") or {}).get("name"):
+                refs.add(("secrets", src["secretKeyRef"]["name"]))
+        for env_from in c.get("envFrom") or []:
+            if (env_from.get("configMapRef") or {}).get("name"):
+                refs.add(("configmaps", env_from["configMapRef"]["name"]))
+            if (env_from.get("secretRef") or {}).get("name"):
+                refs.add(("secrets", env_from["secretRef"]["name"]))
+    return refs
+
+
+class AuthGate:
+    def __init__(self, objects: ObjectService, *, token_file: str = "") -> None:
+        self.objects = objects
+        try:
+            self.tokens = authn.TokenFile.load(token_file) if token_file else None
+        except authn.TokenFileError as err:
+            raise ValueError(str(err)) from None
+
+    def user(self, context: Any) -> authn.User:
+        pems = (context.auth_context() or {}).get("x509_pem_cert") or []
+        metadata = dict(context.invocation_metadata() or ())
+        try:
+            return authn.authenticate(cert_pem=pems[0] if pems else None,
+                                      authorization=metadata.get("authorization"),
+                                      tokens=self.tokens)
+        except authn.Unauthenticated as err:
+            raise e.APIError(e.Reason.UNAUTHORIZED, f"Unauthorized: {err}") from None
+
+    async def check(self, context: Any, *, verb: str, resource: Resource, namespace: str,
+                    name: str, subresource: str, obj: dict[str, Any] | None,
+                    field_selector: str = "") -> str:
+        user = self.user(context)
+        node = authz.node_name_of(user)
+        seen: dict[str, Any] | None = obj
+        refs: set[tuple[str, str]] = set()
+        if node and resource.name == "pods" and verb in NODE_CHECKED_VERBS and name:
+            seen = await self.objects.get(resource, namespace=namespace, name=name)
+        if node and resource.name in ("configmaps", "secrets") and name:
+            pods = await self.objects.list(RESOURCES["pods"], namespace=namespace,
+                                           field_selector=f"spec.nodeName={node}")
+            for p in pods["items"]:
+                refs |= pod_references(p)
+
+        def referenced(_node: str, res: str, _ns: str, obj_name: str) -> bool:
+            return (res, obj_name) in refs
+
+        decision = authz.Authorizer(referenced_by_node=referenced).authorize(
+            authz.Attributes(user=user, verb=verb, resource=resource.name,
+                             namespace=namespace, name=name, subresource=subresource,
+                             obj=seen, field_selector=field_selector))
+        if not decision.allowed:
+            raise e.forbidden(decision.reason)
+        return user.name

@@ -1,0 +1,707 @@
+"""The object service: Kubernetes' REST semantics over a Store, transport-free.
+
+    create  ─► defaults ─► validate ─► namespace exists and is not terminating
+            ─► server metadata (uid, creationTimestamp, generation, generateName)
+            ─► Store.create (fails if the key exists)
+    update  ─► resourceVersion given: one compare-and-swap at it (Conflict names the
+               current version); none: read-modify-write until it lands
+            ─► immutable fields, server-owned parts carried over, generation bumped
+    patch / apply ─► read, compute the new object, then update at the read revision,
+               retried on Conflict (a patch applies to whatever is current)
+    delete  ─► finalizers (or foreground/orphan propagation) or a bound pod's grace period:
+               mark deletionTimestamp and keep the object; otherwise remove it
+    list / watch ─► label and field selectors applied here, pages filled across etcd pages
+
+The gRPC edge (service.py) only decodes requests and maps APIError to status codes.
+resourceVersion is never stored: it is the key's mod revision, set on every read.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from api import errors as e
+from api import kinds
+from api import selectors as sel
+from controlplane.apiserver import admission
+from controlplane.apiserver.resources import Resource
+from controlplane.apiserver.watchcache import WatchCache
+from controlplane.storage import errors as se
+from controlplane.storage import keys, pagination
+from controlplane.storage.interface import Event, EventType, Store
+
+Obj = dict[str, Any]
+Objs = list[Obj]  # (the name `list` is a method in ObjectService)
+UPDATE_RETRIES = 20
+NAMESPACE_CACHE_SECONDS = 2.0
+TERMINATED_PHASES = ("Succeeded", "Failed")
+
+
+def rfc3339(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode(obj: Obj) -> bytes:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(value: bytes, revision: int) -> Obj:
+    obj: Obj = json.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return obj
+
+
+def storage_error(err: se.StorageError, res: Resource, name: str, namespace: str = "",
+                  ) -> e.APIError:
+    """Storage's taxonomy in the API's words, naming the object."""
+    if isinstance(err, se.NotFound):
+        return e.not_found(res.kind, name, namespace)
+    if isinstance(err, se.AlreadyExists):
+        return e.already_exists(res.kind, name, namespace)
+    if isinstance(err, se.Conflict):
+        return e.conflict(res.kind, name, current=err.current_revision)
+    if isinstance(err, se.TooLarge):
+        return e.APIError(e.Reason.TOO_LARGE,
+                          f"{res.kind} {name}: the object is {err.size} bytes encoded; "
+                          f"the limit is {err.limit} bytes (etcd's request limit)")
+    if isinstance(err, se.Gone):
+        return e.APIError(e.Reason.GONE, str(err))
+    if isinstance(err, se.Unavailable):
+        return e.unavailable(f"storage is unavailable: {err}; retry shortly")
+    return e.bad_request(str(err))
+
+
+class ObjectService:
+    """Create, read, update, patch, apply, delete, list and watch objects of any kind."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
+                 watch_cache: bool = True) -> None:
+        self.store = store
+        self.clock = clock
+        self._namespaces_seen: dict[str, float] = {}
+        self._watch_cache = watch_cache
+        self._caches: dict[str, WatchCache] = {}
+
+    async def close(self) -> None:
+        for cache in self._caches.values():
+            await cache.stop()
+        self._caches.clear()
+
+    async def _cache(self, res: Resource) -> WatchCache | None:
+        if not self._watch_cache:
+            return None
+        cache = self._caches.get(res.name)
+        if cache is None:
+            cache = self._caches[res.name] = WatchCache(self.store, res)
+        await cache.start()
+        return cache
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _key(self, res: Resource, namespace: str, name: str) -> str:
+        try:
+            return keys.object_key(res.name, name, namespace if res.namespaced else None)
+        except se.InvalidArgument:
+            raise e.bad_request(f"{res.kind}: invalid name {name!r} or namespace "
+                                f"{namespace!r}") from None
+
+    def _scope(self, res: Resource, namespace: str) -> str:
+        if res.namespaced and not namespace:
+            raise e.bad_request(f"{res.kind} is namespaced: a namespace is required")
+        return namespace if res.namespaced else ""
+
+    async def _call(self, res: Resource, name: str, namespace: str,
+                    op: Awaitable[Any]) -> Any:
+        try:
+            return await op
+        except se.StorageError as err:
+            raise storage_error(err, res, name, namespace) from None
+
+    async def _read(self, res: Resource, namespace: str, name: str) -> tuple[Obj, int]:
+        value, rev = await self._call(res, name, namespace,
+                                      self.store.get(self._key(res, namespace, name)))
+        return decode(value, rev), rev
+
+    async def namespace_usable(self, namespace: str) -> None:
+        """NotFound unless the namespace exists; Forbidden while it is being deleted."""
+        seen = self._namespaces_seen.get(namespace)
+        if seen is not None and self.clock() - seen < NAMESPACE_CACHE_SECONDS:
+            return
+        try:
+            value, _ = await self.store.get(keys.object_key("namespaces", namespace))
+        except se.NotFound:
+            raise e.APIError(e.Reason.NOT_FOUND, f"namespaces {namespace!r} not found",
+                             kind="Namespace", name=namespace) from None
+        except se.StorageError as err:
+            raise storage_error(err, _NS, namespace) from None
+        ns = json.loads(value)
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+            self._namespaces_seen.pop(namespace, None)
+            raise e.forbidden(f"unable to create new content in namespace {namespace} "
+                              "because it is being terminated")
+        self._namespaces_seen[namespace] = self.clock()
+
+    def _admit(self, res: Resource, obj: Any, *, namespace: str) -> Obj:
+        """Defaults then validation; the object's kind and namespace must match the path."""
+        if not isinstance(obj, dict):
+            raise e.bad_request(f"{res.kind}: the body must be a JSON object")
+        name = str((obj.get("metadata") or {}).get("name") or "") if isinstance(
+            obj.get("metadata"), dict) else ""
+        if (obj.get("apiVersion"), obj.get("kind")) != (res.api_version, res.kind):
+            raise e.bad_request(
+                f"{res.kind} {name}: apiVersion/kind {obj.get('apiVersion')}/"
+                f"{obj.get('kind')} does not match resource {res.name} "
+                f"({res.api_version}/{res.kind})".replace(" :", ":"))
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and res.namespaced:
+            given = meta.get("namespace")
+            if given and given != namespace:
+                raise e.bad_request(f"{res.kind} {name}: metadata.namespace {given!r} does "
+                                    f"not match the request's namespace {namespace!r}")
+            obj = {**obj, "metadata": {**meta, "namespace": namespace}}
+        obj = kinds.defaults(obj)
+        try:
+            kinds.validate(obj)
+        except kinds.Invalid as err:
+            raise e.invalid(err.kind, err.name,
+                            [(fe.path, fe.problem) for fe in err.errors]) from None
+        return obj  # type: ignore[no-any-return]
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, res: Resource, *, namespace: str, name: str,
+                  subresource: str = "") -> Obj:
+        obj, _ = await self._read(res, self._scope(res, namespace), name)
+        if subresource == "scale":
+            return self._scale_of(res, obj)
+        if subresource not in ("", "status"):
+            raise e.bad_request(f"{res.name}: no subresource {subresource!r}")
+        return obj
+
+    async def list(self, res: Resource, *, namespace: str = "", label_selector: str = "",
+                   field_selector: str = "", limit: int = 0, continue_token: str = "",
+                   resource_version: str = "") -> Obj:
+        labels, fields = self._selectors(res, label_selector, field_selector)
+        prefix = keys.list_prefix(res.name, namespace if res.namespaced and namespace
+                                  else None)
+        revision = _parse_rv(resource_version) or None
+        items: list[Obj] = []
+        token: str | None = continue_token or None
+        while True:
+            page_limit = 0 if not limit else max(limit - len(items), 1) * (
+                1 if labels.empty() and not fields.requirements else 4)
+            try:
+                page = await self.store.list(prefix, limit=page_limit,
+                                             continue_token=token,
+                                             revision=None if token else revision)
+            except se.StorageError as err:
+                raise storage_error(err, res, "", namespace) from None
+            for item in page.items:
+                obj = decode(item.value, item.mod_revision)
+                if _matches(obj, labels, fields):
+                    items.append(obj)
+                    if limit and len(items) == limit:
+                        break
+            else:
+                token = page.continue_token
+                if token is None or (limit and len(items) >= limit):
+                    break
+                continue
+            # the page filled up part way through a store page: continue after this item
+            last = items[-1]
+            token = pagination.encode(prefix=prefix, last_key=self._key(
+                res, last["metadata"].get("namespace", ""), last["metadata"]["name"]),
+                revision=page.revision)
+            break
+        meta: Obj = {"resourceVersion": str(page.revision)}
+        if token:
+            meta["continue"] = token
+        return {"apiVersion": res.api_version, "kind": f"{res.kind}List", "metadata": meta,
+                "items": items}
+
+    def _selectors(self, res: Resource, label_selector: str, field_selector: str,
+                   ) -> tuple[sel.Selector, sel.FieldSelector]:
+        try:
+            labels = sel.parse(label_selector)
+        except sel.SelectorError as err:
+            raise e.bad_request(f"{res.name}: labelSelector: {err}") from None
+        try:
+            fields = sel.parse_fields(field_selector, res.allowed_fields)
+        except sel.SelectorError as err:
+            raise e.bad_request(f"{res.name}: fieldSelector: {err}") from None
+        return labels, fields
+
+    async def watch(self, res: Resource, *, namespace: str = "", label_selector: str = "",
+                    field_selector: str = "", resource_version: str = "",
+                    bookmarks: float | None = None) -> AsyncIterator[Obj]:
+        """Events {"type", "object"} after resource_version ("" or "0": from now).
+
+        An object that stops matching the selectors arrives as DELETED, one that starts
+        matching as ADDED, as Kubernetes' filtered watches do."""
+        labels, fields = self._selectors(res, label_selector, field_selector)
+        prefix = keys.list_prefix(res.name, namespace if res.namespaced and namespace
+                                  else None)
+        rev = _parse_rv(resource_version)
+        cache = await self._cache(res)
+        if cache is not None and (not rev or cache.covers(rev)):
+            async for event in cache.watch(namespace=namespace, labels=labels, fields=fields,
+                                           from_revision=rev, bookmarks=bool(bookmarks)):
+                yield event
+            return
+        if not rev:
+            rev = await self._call(res, "", namespace, self.store.current_revision())
+        stream = self.store.watch(prefix, from_revision=rev, bookmark_interval=bookmarks)
+        try:
+            async for ev in stream:
+                out = filter_event(ev, labels, fields, res)
+                if out is not None:
+                    yield out
+        except se.StorageError as err:
+            raise storage_error(err, res, "", namespace) from None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def create(self, res: Resource, body: Any, *, namespace: str = "",
+                     dry_run: bool = False, field_manager: str = "",
+                     subresource: str = "") -> Obj:
+        if subresource == "binding":
+            return await self.bind(res, body, namespace=namespace)
+        if subresource:
+            raise e.bad_request(f"{res.name}: cannot create subresource {subresource!r}")
+        namespace = self._scope(res, namespace)
+        obj: Obj = self._admit(res, body, namespace=namespace)
+        meta = obj["metadata"]
+        if meta.get("resourceVersion"):
+            raise e.bad_request(f"{res.kind} {meta.get('name', '')}: metadata."
+                                "resourceVersion must not be set on create")
+        if res.namespaced:
+            await self.namespace_usable(namespace)
+        now = self.clock()
+        meta = {k: v for k, v in meta.items()
+                if k not in ("deletionTimestamp", "deletionGracePeriodSeconds")}
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=rfc3339(now), generation=1)
+        obj["metadata"] = meta
+        if res.name == "namespaces":  # emptied by the namespace controller before removal
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
+        if field_manager:
+            obj = _track(None, obj, manager=field_manager, now=rfc3339(now))
+        generate = not meta.get("name")
+        for _ in range(8 if generate else 1):
+            if generate:
+                meta["name"] = meta["generateName"] + _suffix()
+            if dry_run:
+                return obj
+            key = self._key(res, namespace, meta["name"])
+            try:
+                rev = await self.store.create(key, encode(obj))
+            except se.AlreadyExists:
+                if generate:
+                    continue
+                raise e.already_exists(res.kind, meta["name"], namespace) from None
+            except se.StorageError as err:
+                raise storage_error(err, res, meta["name"], namespace) from None
+            meta["resourceVersion"] = str(rev)
+            return obj
+        raise e.APIError(e.Reason.ALREADY_EXISTS, f"{res.kind}: could not generate a "
+                         f"unique name from {meta['generateName']!r}; retry")
+
+    async def update(self, res: Resource, obj: Any, *, namespace: str = "", name: str = "",
+                     subresource: str = "", dry_run: bool = False,
+                     field_manager: str = "") -> Obj:
+        namespace = self._scope(res, namespace)
+        if subresource == "scale":
+            return await self._update_scale(res, obj, namespace=namespace, name=name,
+                                            dry_run=dry_run)
+        if subresource not in ("", "status"):
+            raise e.bad_request(f"{res.name}: cannot update subresource {subresource!r}")
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            raise e.bad_request(f"{res.kind} {name}: the body must be an object with "
+                                "metadata")
+        body_name = obj["metadata"].get("name") or name
+        if name and body_name != name:
+            raise e.bad_request(f"{res.kind} {name}: metadata.name {body_name!r} does not "
+                                "match the name in the request")
+        name = body_name
+        expected = _parse_rv(str(obj["metadata"].get("resourceVersion") or ""))
+
+        def change(current: Obj) -> Obj:
+            return copy.deepcopy(obj)
+
+        return await self._write(res, namespace=namespace, name=name, change=change,
+                                 expected=expected, subresource=subresource,
+                                 dry_run=dry_run, field_manager=field_manager)
+
+    async def _write(self, res: Resource, *, namespace: str, name: str,
+                     change: Callable[[Obj], Obj], expected: int = 0, subresource: str = "",
+                     dry_run: bool = False, field_manager: str = "",
+                     tracked: bool = True) -> Obj:
+        """Read, CHANGE, admit, compare-and-swap; retried on Conflict unless EXPECTED (the
+        client's resourceVersion) pins the version it may change."""
+        key = self._key(res, namespace, name)
+        for _ in range(UPDATE_RETRIES):
+            current, rev = await self._read(res, namespace, name)
+            if expected and rev != expected:
+                raise e.conflict(res.kind, name, current=rev)
+            desired = change(copy.deepcopy(current))
+            desired = admission.carry_over(res, current, desired, subresource=subresource)
+            desired = self._admit(res, desired, namespace=namespace)
+            problems = admission.check_update(res, current, desired, subresource=subresource)
+            if problems:
+                raise e.invalid(res.kind, name, problems)
+            old_meta, meta = current["metadata"], desired["metadata"]
+            if old_meta.get("deletionTimestamp"):
+                added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers")
+                                                                or [])
+                if added:
+                    raise e.forbidden(f"{res.kind} {name}: no new finalizers can be added "
+                                      f"while the object is being deleted: {sorted(added)}")
+            if field_manager and tracked:
+                desired = _track(current, desired, manager=field_manager,
+                                                 now=rfc3339(self.clock()))
+            if _same(current, desired):
+                return current
+            if dry_run:
+                return desired
+            try:
+                if _finalized(res, desired):
+                    await self.store.delete(key, expected_revision=rev)
+                    return desired
+                new_rev = await self.store.update(key, encode(desired), rev)
+            except se.Conflict as err:
+                if expected:
+                    raise e.conflict(res.kind, name, current=err.current_revision) from None
+                continue
+            except se.StorageError as err:
+                raise storage_error(err, res, name, namespace) from None
+            meta["resourceVersion"] = str(new_rev)
+            return desired
+        raise e.conflict(res.kind, name, current=0,
+                         problem=f"gave up after {UPDATE_RETRIES} conflicting writes")
+
+    async def patch(self, res: Resource, *, namespace: str = "", name: str,
+                    patch: bytes, patch_type: str, subresource: str = "",
+                    dry_run: bool = False, field_manager: str = "") -> Obj:
+        from controlplane.apiserver import patch as patches
+        namespace = self._scope(res, namespace)
+        if subresource not in ("", "status"):
+            raise e.bad_request(f"{res.name}: cannot patch subresource {subresource!r}")
+
+        def change(current: Obj) -> Obj:
+            try:
+                out = patches.apply_patch(current, patch, patch_type=patch_type,
+                                          kind=res.kind)
+            except patches.PatchError as err:
+                raise e.bad_request(f"{res.kind} {name}: {err}") from None
+            rv = (out.get("metadata") or {}).get("resourceVersion")
+            if rv and rv != current["metadata"]["resourceVersion"]:
+                raise e.conflict(res.kind, name,
+                                 current=int(current["metadata"]["resourceVersion"]))
+            return out
+
+        return await self._write(res, namespace=namespace, name=name, change=change,
+                                 subresource=subresource, dry_run=dry_run,
+                                 field_manager=field_manager)
+
+    async def apply(self, res: Resource, body: Any, *, namespace: str = "", name: str = "",
+                    field_manager: str, force: bool = False, dry_run: bool = False) -> Obj:
+        """Server-side apply: create if missing, else merge with field ownership."""
+        from controlplane.apiserver import apply as ssa
+        namespace = self._scope(res, namespace)
+        if not field_manager:
+            raise e.bad_request(f"{res.kind} {name}: apply needs a field manager")
+        if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+            raise e.bad_request(f"{res.kind} {name}: the body must be an object with "
+                                "metadata")
+        name = name or str(body["metadata"].get("name") or "")
+        if not name:
+            raise e.bad_request(f"{res.kind}: apply needs metadata.name")
+        now = rfc3339(self.clock())
+        for _ in range(UPDATE_RETRIES):
+            try:
+                await self._read(res, namespace, name)
+            except e.APIError as err:
+                if err.reason is not e.Reason.NOT_FOUND:
+                    raise
+                try:
+                    merged = ssa.apply(None, body, manager=field_manager, force=force,
+                                       now=now)
+                except ssa.ApplyConflict as err2:
+                    raise e.conflict(res.kind, name, current=0, problem=str(err2)) from None
+                try:
+                    return await self.create(res, merged, namespace=namespace,
+                                             dry_run=dry_run)
+                except e.APIError as err2:
+                    if err2.reason is e.Reason.ALREADY_EXISTS:
+                        continue
+                    raise
+
+            def change(cur: Obj) -> Obj:
+                try:
+                    return ssa.apply(cur, body, manager=field_manager, force=force, now=now)
+                except ssa.ApplyConflict as err:
+                    raise e.APIError(e.Reason.CONFLICT, f"{res.kind} {name}: {err}",
+                                     kind=res.kind, name=name,
+                                     causes=[{"field": c.path, "message":
+                                              f"conflict with {c.manager!r}"}
+                                             for c in err.conflicts]) from None
+
+            return await self._write(res, namespace=namespace, name=name, change=change,
+                                     dry_run=dry_run, field_manager=field_manager,
+                                     tracked=False)
+        raise e.conflict(res.kind, name, current=0, problem="apply kept conflicting")
+
+    async def delete(self, res: Resource, *, namespace: str = "", name: str,
+                     grace_period: int | None = None, propagation: str = "",
+                     preconditions: Obj | None = None, dry_run: bool = False) -> Obj:
+        """Remove the object, or mark it for deletion when something must happen first:
+        finalizers, foreground/orphan propagation, or a bound pod's graceful stop."""
+        namespace = self._scope(res, namespace)
+        if propagation not in ("", "Background", "Foreground", "Orphan"):
+            raise e.bad_request(f"{res.kind} {name}: propagationPolicy {propagation!r}: "
+                                "must be Background, Foreground or Orphan")
+        if grace_period is not None and grace_period < 0:
+            raise e.bad_request(f"{res.kind} {name}: gracePeriodSeconds must be >= 0, got "
+                                f"{grace_period}")
+        key = self._key(res, namespace, name)
+        for _ in range(UPDATE_RETRIES):
+            current, rev = await self._read(res, namespace, name)
+            meta = current["metadata"]
+            for field, want in (preconditions or {}).items():
+                have = meta.get(field)
+                if want and str(have) != str(want):
+                    raise e.conflict(res.kind, name, current=rev, problem=(
+                        f"precondition failed: {field} is {have}, not {want}"))
+            marked = self._mark_for_deletion(res, current, grace_period=grace_period,
+                                             propagation=propagation)
+            if dry_run:
+                return marked or current
+            try:
+                if marked is None:
+                    await self.store.delete(key, expected_revision=rev)
+                    return current
+                if _same(current, marked):
+                    return current
+                new_rev = await self.store.update(key, encode(marked), rev)
+                marked["metadata"]["resourceVersion"] = str(new_rev)
+                return marked
+            except se.Conflict:
+                continue
+            except se.StorageError as err:
+                raise storage_error(err, res, name, namespace) from None
+        raise e.conflict(res.kind, name, current=0, problem="delete kept conflicting")
+
+    def _mark_for_deletion(self, res: Resource, obj: Obj, *, grace_period: int | None,
+                           propagation: str) -> Obj | None:
+        """The object marked for deletion, or None to remove it now."""
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        want = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
+        if want and want not in finalizers:
+            finalizers.append(want)
+        if res.name == "namespaces":
+            out = copy.deepcopy(obj)
+            out["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
+            out["metadata"]["finalizers"] = finalizers
+            out["metadata"].setdefault("deletionTimestamp", rfc3339(self.clock()))
+            out["metadata"]["deletionGracePeriodSeconds"] = 0
+            if not (obj.get("spec") or {}).get("finalizers") and not finalizers:
+                return None
+            return out
+        grace = 0
+        if res.name == "pods" and not _pod_gone(obj):
+            spec_grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            grace = spec_grace if grace_period is None else grace_period
+            old = meta.get("deletionGracePeriodSeconds")
+            if old is not None and old < grace:
+                grace = old  # a second delete may only shorten the grace period
+        if not finalizers and grace == 0:
+            return None
+        out = copy.deepcopy(obj)
+        om = out["metadata"]
+        om["finalizers"] = finalizers
+        if not finalizers:
+            om.pop("finalizers")
+        if "deletionTimestamp" not in meta or grace < (meta.get(
+                "deletionGracePeriodSeconds") or 0):
+            om["deletionTimestamp"] = rfc3339(self.clock() + grace)
+            om["generation"] = int(meta.get("generation") or 1) + 1
+        om["deletionGracePeriodSeconds"] = grace
+        return out
+
+    async def delete_collection(self, res: Resource, *, namespace: str = "",
+                                label_selector: str = "", field_selector: str = "",
+                                propagation: str = "") -> Objs:
+        listed = await self.list(res, namespace=namespace, label_selector=label_selector,
+                                 field_selector=field_selector)
+        out: Objs = []
+        for obj in listed["items"]:
+            m = obj["metadata"]
+            try:
+                out.append(await self.delete(res, namespace=m.get("namespace", ""),
+                                             name=m["name"], propagation=propagation))
+            except e.APIError as err:
+                if err.reason is not e.Reason.NOT_FOUND:
+                    raise
+        return out
+
+    # -- subresources --------------------------------------------------------------------
+
+    def _scale_of(self, res: Resource, obj: Obj) -> Obj:
+        if not res.scale:
+            raise e.bad_request(f"{res.name}: no scale subresource")
+        m = obj["metadata"]
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": m["name"], "namespace": m.get("namespace", ""),
+                             "uid": m.get("uid", ""),
+                             "resourceVersion": m["resourceVersion"]},
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                           "selector": str(sel.from_label_selector(selector))}}
+
+    async def _update_scale(self, res: Resource, scale: Any, *, namespace: str, name: str,
+                            dry_run: bool) -> Obj:
+        if not res.scale:
+            raise e.bad_request(f"{res.name}: no scale subresource")
+        replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) \
+            else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise e.invalid("Scale", name, [("spec.replicas",
+                                              f"must be an integer >= 0, got {replicas!r}")])
+        expected = _parse_rv(str((scale.get("metadata") or {}).get("resourceVersion") or ""))
+
+        def change(cur: Obj) -> Obj:
+            cur.setdefault("spec", {})["replicas"] = replicas
+            return cur
+
+        obj = await self._write(res, namespace=namespace, name=name, change=change,
+                                expected=expected, dry_run=dry_run)
+        obj["metadata"].setdefault("resourceVersion", "0")
+        return self._scale_of(res, obj)
+
+    async def bind(self, res: Resource, binding: Any, *, namespace: str) -> Obj:
+        """pods/binding: set spec.nodeName once, as the scheduler does."""
+        if res.name != "pods" or not isinstance(binding, dict):
+            raise e.bad_request(f"{res.name}: binding is a pods subresource")
+        name = str((binding.get("metadata") or {}).get("name") or "")
+        node = str((binding.get("target") or {}).get("name") or "")
+        if not name or not node:
+            raise e.bad_request(f"Binding {name}: metadata.name and target.name are required")
+        uid = (binding.get("metadata") or {}).get("uid")
+
+        def change(pod: Obj) -> Obj:
+            if uid and pod["metadata"].get("uid") != uid:
+                raise e.conflict("Pod", name, current=int(pod["metadata"]["resourceVersion"]),
+                                 problem=f"the pod's uid is not {uid}")
+            bound = (pod.get("spec") or {}).get("nodeName")
+            if bound:
+                raise e.conflict("Pod", name, current=int(pod["metadata"]["resourceVersion"]),
+                                 problem=f"pod {name} is already assigned to node {bound}")
+            if pod["metadata"].get("deletionTimestamp"):
+                raise e.conflict("Pod", name, current=int(pod["metadata"]["resourceVersion"]),
+                                 problem="the pod is being deleted")
+            pod.setdefault("spec", {})["nodeName"] = node
+            status = pod.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") !=
+                     "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True",
+                          "lastTransitionTime": rfc3339(self.clock())})
+            status["conditions"] = conds
+            return pod
+
+        return await self._write(res, namespace=namespace, name=name, change=change,
+                                 subresource="binding")
+
+
+_NS = Resource(name="namespaces", kind="Namespace", api_version="v1", namespaced=False)
+
+
+def _parse_rv(rv: str) -> int:
+    if not rv:
+        return 0
+    try:
+        value = int(rv)
+    except ValueError:
+        raise e.bad_request(f"resourceVersion {rv!r}: must be a decimal number") from None
+    if value < 0:
+        raise e.bad_request(f"resourceVersion {rv!r}: must be >= 0")
+    return value
+
+
+def _suffix() -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
+    return "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def _same(a: Obj, b: Obj) -> bool:
+    strip = ("resourceVersion", "managedFields")
+    def norm(o: Obj) -> Obj:
+        return {**o, "metadata": {k: v for k, v in (o.get("metadata") or {}).items()
+                                  if k not in strip}}
+    return norm(a) == norm(b)
+
+
+def _track(old: Obj | None, new: Obj, *, manager: str, now: str) -> Obj:
+    """NEW with metadata.managedFields updated for an ordinary write by MANAGER."""
+    from controlplane.apiserver import apply as ssa
+    return ssa.track_update(old, new, manager=manager, now=now)
+
+
+def _finalized(res: Resource, obj: Obj) -> bool:
+    """Kubernetes' rule: an object marked for deletion with a zero grace period goes
+    away once its last finalizer is removed (a namespace's spec.finalizers too)."""
+    meta = obj["metadata"]
+    if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+        return False
+    if res.name == "namespaces" and (obj.get("spec") or {}).get("finalizers"):
+        return False
+    return not meta.get("deletionGracePeriodSeconds")
+
+
+def _pod_gone(pod: Obj) -> bool:
+    """A pod that need not wait for a node to stop it: unbound, or already finished."""
+    return not (pod.get("spec") or {}).get("nodeName") or (
+        (pod.get("status") or {}).get("phase") in TERMINATED_PHASES)
+
+
+def _matches(obj: Obj, labels: sel.Selector, fields: sel.FieldSelector) -> bool:
+    return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and \
+        fields.matches(obj)
+
+
+def filter_event(ev: Event, labels: sel.Selector, fields: sel.FieldSelector,
+                 res: Resource) -> Obj | None:
+    """A store event as a watch event under the selectors (None: not for this watcher)."""
+    if ev.type is EventType.BOOKMARK:
+        return {"type": "BOOKMARK", "object": {
+            "apiVersion": res.api_version, "kind": res.kind,
+            "metadata": {"resourceVersion": str(ev.revision)}}}
+    obj = decode(ev.value, ev.revision)
+    everything = labels.empty() and not fields.requirements
+    if everything:
+        return {"type": ev.type.value, "object": obj}
+    now = _matches(obj, labels, fields) if ev.type is not EventType.DELETED else False
+    before = ev.prev_value is not None and _matches(json.loads(ev.prev_value), labels,
+                                                    fields)
+    if ev.type is EventType.DELETED:
+        return {"type": "DELETED", "object": obj} if before else None
+    if now and not before:
+        return {"type": "ADDED", "object": obj}
+    if now:
+        return {"type": "MODIFIED", "object": obj}
+    if before:
+        return {"type": "DELETED", "object": obj}
+    return None

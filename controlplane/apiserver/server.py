@@ -1,0 +1,245 @@
+"""One API server process: storage, the gRPC service over TLS, and the HTTP endpoints.
+
+    APIServer(options).start()
+        store    = EtcdStore(endpoints) [+ EncryptingStore for secrets] + MeasuredStore
+        pki      = DATA_DIR/pki (cluster CA, server and admin certificates; made once)
+        gRPC     = APIServicer over TLS on --listen (client certificates or bearer tokens)
+        HTTP     = /healthz /readyz /metrics on --http-listen (plain, for probes and
+                   Prometheus)
+        bootstrap: namespaces default, corral-system, corral-node-lease
+        DATA_DIR/admin.conf = a clusterctl config for the admin
+
+Stateless: any number of these can serve one etcd; nothing here outlives the process but
+the PKI and admin.conf, which every process of a cluster shares through DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+import yaml
+from grpc import aio
+
+from api import client as api_client
+from api import errors as e
+from api.v1 import apiserver_pb2_grpc as pb_grpc
+from controlplane.apiserver import metrics
+from controlplane.apiserver.objects import ObjectService
+from controlplane.apiserver.resources import RESOURCES
+from controlplane.apiserver.service import APIServicer, Gate
+from controlplane.storage import EtcdStore, Store, compaction
+from controlplane.storage.encryption import EncryptingStore, EncryptionConfig
+from controlplane.storage.errors import InvalidArgument
+
+log = logging.getLogger("corral.apiserver")
+
+BOOTSTRAP_NAMESPACES = ("default", "corral-system", "corral-node-lease")
+
+
+@dataclass
+class Options:
+    etcd_endpoints: list[str]
+    data_dir: str
+    listen: str = "127.0.0.1:6443"
+    http_listen: str = "127.0.0.1:6444"
+    hosts: list[str] = field(default_factory=list)  # extra names in the server certificate
+    token_file: str = ""
+    # Bearer-token clients connect here (TLS without a client certificate). grpcio can
+    # either require and verify client certificates on a port or not ask for them at all,
+    # so certificate clients (--listen) and token clients need a port each.
+    token_listen: str = ""
+    encryption_config: str = ""
+    compaction_interval: float = compaction.DEFAULT_INTERVAL
+    insecure: bool = False  # plain gRPC and no authentication: loopback tests only
+
+
+def load_encryption_config(path: str) -> EncryptionConfig:
+    """Kubernetes' EncryptionConfiguration file: the aesgcm provider's keys for secrets."""
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except OSError as err:
+        raise InvalidArgument(f"{path}: {err.strerror}") from None
+    keys: list[tuple[str, str]] = []
+    for entry in (doc or {}).get("resources") or []:
+        if "secrets" not in (entry.get("resources") or []):
+            continue
+        for provider in entry.get("providers") or []:
+            for k in (provider.get("aesgcm") or {}).get("keys") or []:
+                keys.append((str(k.get("name", "")), str(k.get("secret", ""))))
+    if not keys:
+        raise InvalidArgument(f"{path}: resources[secrets].providers[aesgcm].keys: no key "
+                              "configured")
+    return EncryptionConfig.from_base64(keys)
+
+
+def split_hostport(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InvalidArgument(f"{what} {value!r}: want HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class APIServer:
+    def __init__(self, options: Options, *, store: Store | None = None,
+                 gate: Gate | None = None) -> None:
+        self.options = options
+        self._inner_store = store
+        self._gate = gate
+        self.store: Store | None = None
+        self.objects: ObjectService | None = None
+        self._grpc: Any = None
+        self._http: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.port = 0
+        self.token_port = 0
+        self.http_port = 0
+        self.admin_conf = os.path.join(options.data_dir, "admin.conf")
+
+    async def start(self) -> None:
+        o = self.options
+        os.makedirs(o.data_dir, mode=0o700, exist_ok=True)
+        store: Store = self._inner_store or EtcdStore(o.etcd_endpoints)
+        if o.encryption_config:
+            store = EncryptingStore(store, load_encryption_config(o.encryption_config))
+        self.store = metrics.MeasuredStore(store)
+        self.objects = ObjectService(self.store)
+        gate = self._gate
+        server = aio.server(options=[("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                                     ("grpc.so_reuseport", 0)])
+        host, port = split_hostport(o.listen, "--listen")
+        if o.insecure:
+            self.port = server.add_insecure_port(f"{host}:{port}")
+        else:
+            from controlplane.apiserver import gate as gates
+            from controlplane.apiserver import pki
+            bundle = pki.ensure_cluster_pki(o.data_dir, hosts=[host, *o.hosts])
+            pair = [(_read(bundle.server_key), _read(bundle.server_cert))]
+            creds = grpc.ssl_server_credentials(pair, root_certificates=_read(bundle.ca_cert),
+                                                require_client_auth=True)
+            self.port = server.add_secure_port(f"{host}:{port}", creds)
+            if o.token_file and not o.token_listen:
+                raise InvalidArgument("--token-file needs --token-listen HOST:PORT (the port "
+                                      "for clients without a client certificate)")
+            if o.token_listen:
+                thost, tport = split_hostport(o.token_listen, "--token-listen")
+                self.token_port = server.add_secure_port(
+                    f"{thost}:{tport}", grpc.ssl_server_credentials(pair))
+            gate = gate or gates.AuthGate(self.objects, token_file=o.token_file)
+        if not self.port:
+            raise InvalidArgument(f"--listen {o.listen}: cannot bind")
+        pb_grpc.add_APIServicer_to_server(  # type: ignore[no-untyped-call]
+            APIServicer(self.objects, gate=gate), server)
+        await server.start()
+        self._grpc = server
+        hhost, hport = split_hostport(o.http_listen, "--http-listen")
+        self._http = await asyncio.start_server(self._serve_http, hhost, hport)
+        self.http_port = self._http.sockets[0].getsockname()[1]
+        if not o.insecure:
+            self._write_admin_conf(host)
+        self._tasks.append(asyncio.create_task(self._bootstrap()))
+        if o.compaction_interval > 0:
+            self._tasks.append(asyncio.create_task(
+                compaction.compact_periodically(self.store, o.compaction_interval)))
+        log.info("serving the API on %s:%d (HTTP on %s:%d)", host, self.port, hhost,
+                 self.http_port)
+
+    def _write_admin_conf(self, host: str) -> None:
+        from controlplane.apiserver import pki
+        bundle = pki.ensure_cluster_pki(self.options.data_dir, hosts=[host])
+        server_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        doc = api_client.make_config_doc(
+            server=f"{server_host}:{self.port}", ca_pem=_read(bundle.ca_cert),
+            cert_pem=_read(bundle.admin_cert), key_pem=_read(bundle.admin_key))
+        tmp = f"{self.admin_conf}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+        os.replace(tmp, self.admin_conf)
+
+    async def _bootstrap(self) -> None:
+        """The namespaces every cluster has; retried until etcd answers."""
+        assert self.objects is not None
+        pending = list(BOOTSTRAP_NAMESPACES)
+        while pending:
+            name = pending[0]
+            try:
+                await self.objects.create(RESOURCES["namespaces"], {
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+            except e.APIError as err:
+                if err.reason is not e.Reason.ALREADY_EXISTS:
+                    await asyncio.sleep(0.5)
+                    continue
+            pending.pop(0)
+
+    async def ready(self) -> str | None:
+        """None when the server can serve, else why not (the /readyz answer)."""
+        assert self.store is not None
+        try:
+            async with asyncio.timeout(2):
+                await self.store.current_revision()
+        except Exception as err:
+            return f"etcd: {err or type(err).__name__}"
+        if self._tasks and not self._tasks[0].done():
+            return "bootstrap: the default namespaces are not created yet"
+        return None
+
+    async def _serve_http(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = line.decode("latin-1").split()
+            path = parts[1].split("?")[0] if len(parts) > 1 else "/"
+            status, ctype, body = await self._http_answer(path)
+            head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _http_answer(self, path: str) -> tuple[str, str, bytes]:
+        if path in ("/healthz", "/livez"):
+            return "200 OK", "text/plain", b"ok"
+        if path == "/readyz":
+            why = await self.ready()
+            if why:
+                return "503 Service Unavailable", "text/plain", why.encode()
+            return "200 OK", "text/plain", b"ok"
+        if path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(metrics.REGISTRY)
+        return "404 Not Found", "text/plain", b"not found"
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._http is not None:
+            self._http.close()
+            await self._http.wait_closed()
+        if self.objects is not None:
+            await self.objects.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
