@@ -16,6 +16,6 @@ Planned flow, top to bottom (each box is a package under ``runtime/service``)::
                                                              corral-runc (runtime/oci)
 
 Built so far: ``content`` (the content store), ``images`` (the registry client and
-pull), ``diff`` (safe layer application, chain IDs) and ``snapshots`` (overlay and native
-snapshotters). Nothing here imports anything above ``runtime``.
+pull), ``diff`` (safe layer application, chain IDs), ``snapshots`` (overlay and native
+snapshotters) and ``cni`` (network namespaces and the CNI plugin protocol). Nothing here imports anything above ``runtime``.
 """

@@ -1,0 +1,120 @@
+"""Persistent network namespaces: files under a directory we own, each a bind mount of a
+namespace, as ``ip netns add`` makes them (default root ``/run/corral/netns``).
+
+    create(name)  open ROOT/NAME (O_EXCL) ── a fresh thread: unshare(CLONE_NEWNET) (only that
+                  thread moves), bind-mount /proc/thread-self/ns/net onto the file, setns back
+                  ── the namespace lives on as long as the mount does
+    remove(name)  umount2(MNT_DETACH) + unlink; idempotent
+
+A thread rather than a forked helper: unshare(CLONE_NEWNET) applies to the calling thread
+only, and forking a threaded daemon is unsafe. Nothing here needs more than the syscalls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import re
+import threading
+
+from runtime.service.cni.errors import NetnsError
+
+DEFAULT_ROOT = "/run/corral/netns"
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MNT_DETACH = 0x2
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]{0,252}$")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def path_for(name: str, *, root: str = DEFAULT_ROOT) -> str:
+    if not _NAME.match(name):
+        raise NetnsError(f"network namespace {name!r}: name must be letters, digits, '_', '.' "
+                         "or '-', starting with a letter or digit")
+    return os.path.join(root, name)
+
+
+def _mount_new_netns(target: str) -> None:
+    """In the calling thread: a new netns, bind-mounted onto TARGET, then back to ours."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        try:
+            _check(_libc.mount(b"/proc/thread-self/ns/net", target.encode(), b"none", MS_BIND,
+                               None), f"bind mount onto {target}")
+        finally:
+            _check(_libc.setns(own, CLONE_NEWNET), "setns back to our network namespace")
+    finally:
+        os.close(own)
+
+
+def create(name: str, *, root: str = DEFAULT_ROOT) -> str:
+    """A new network namespace pinned at ROOT/NAME; returns the path (CNI_NETNS)."""
+    path = path_for(name, root=root)
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+    except FileExistsError:
+        raise NetnsError(f"network namespace {name}: {path} already exists") from None
+    os.close(fd)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            _mount_new_netns(path)
+        except BaseException as e:
+            failure.append(e)
+
+    t = threading.Thread(target=work, name=f"netns-{name}")
+    t.start()
+    t.join()
+    if failure:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise NetnsError(f"network namespace {name}: {failure[0]}") from failure[0]
+    return path
+
+
+def is_mounted(path: str) -> bool:
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == real for line in f)
+
+
+def remove(path: str) -> None:
+    """Unmount and delete a namespace file made by create(); a missing one is fine."""
+    while True:  # a path mounted more than once (it should not be) comes off layer by layer
+        if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+            e = ctypes.get_errno()
+            if e in (errno.EINVAL, errno.ENOENT):
+                break
+            raise NetnsError(f"network namespace {path}: umount: {os.strerror(e)}")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise NetnsError(f"network namespace {path}: unlink: {e.strerror}") from None
+
+
+def list_names(*, root: str = DEFAULT_ROOT) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(root) if _NAME.match(n))
+    except FileNotFoundError:
+        return []
