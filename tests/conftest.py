@@ -61,11 +61,17 @@ def _cgroups() -> set[str]:
     return found
 
 
+NETNS_DIRS = ("/run/netns", "/run/corral/netns")  # ip netns's, and the runtime service's
+
+
 def _netns() -> set[str]:
-    try:
-        return set(os.listdir("/run/netns"))
-    except FileNotFoundError:
-        return set()
+    found = set()
+    for d in NETNS_DIRS:
+        try:
+            found |= {os.path.join(d, n) for n in os.listdir(d)}
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def _tagged_processes(tag: str) -> set[int]:
