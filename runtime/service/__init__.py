@@ -15,7 +15,8 @@ Planned flow, top to bottom (each box is a package under ``runtime/service``)::
                                                                  ▼
                                                              corral-runc (runtime/oci)
 
-Built so far: ``content`` (the content store), ``images`` (the registry client and
-pull), ``diff`` (safe layer application, chain IDs), ``snapshots`` (overlay and native
+Built so far: ``content`` (the content store), ``images`` (the registry client,
+pull, the image store, unpacking into snapshots, import/export of OCI-layout and
+`docker save` tarballs), ``gc.py`` (mark and sweep of content and snapshots), ``diff`` (safe layer application, chain IDs), ``snapshots`` (overlay and native
 snapshotters) and ``cni`` (network namespaces and the CNI plugin protocol). Nothing here imports anything above ``runtime``.
 """
