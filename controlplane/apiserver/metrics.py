@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controlplane.storage.interface import Event, ListResult, Store
+from controlplane.storage.interface import Event, Fence, ListResult, Store, Write
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -79,6 +79,19 @@ class MeasuredStore:
               bookmark_interval: float | None = None) -> AsyncIterator[Event]:
         return self.inner.watch(prefix, from_revision=from_revision,
                                 bookmark_interval=bookmark_interval)
+
+    async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
+        key = writes[0].key if writes else ""
+        return int(await self._timed("txn", key, self.inner.commit(writes, fence=fence)))
+
+    async def grant_lease(self, ttl: int) -> int:
+        return int(await self._timed("grant_lease", "", self.inner.grant_lease(ttl)))
+
+    async def keep_alive(self, lease: int) -> int:
+        return int(await self._timed("keep_alive", "", self.inner.keep_alive(lease)))
+
+    async def revoke_lease(self, lease: int) -> None:
+        await self._timed("revoke_lease", "", self.inner.revoke_lease(lease))
 
     async def compact(self, revision: int) -> None:
         await self.inner.compact(revision)

@@ -5,11 +5,15 @@ what they request, built from plain node and pod dicts. Pure: nothing here does 
     nodes, pods, namespaces -> Snapshot -> NodeInfo (pods, requested, images, pods with
     affinity) ; per snapshot: image -> number of nodes that have it, namespace labels,
     the nodes that hold pods with (anti-)affinity (so most cycles never look at the rest)
+
+`assume`/`replace` return a new snapshot (O(nodes) pointer copies); the scheduler service,
+which owns its snapshot, uses the in-place `assume_in_place`/`put`/`remove` (O(1) unless
+a pod with affinity or new images comes or goes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -178,14 +182,22 @@ class Snapshot:
     def __init__(self, infos: Iterable[NodeInfo] = (),
                  namespaces: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self._infos = list(infos)
-        self._by_name = {i.name: i for i in self._infos}
-        if len(self._by_name) != len(self._infos):
+        self._index = {i.name: n for n, i in enumerate(self._infos)}
+        if len(self._index) != len(self._infos):
             raise ValueError("two nodes with one name in a snapshot")
         self.namespaces: Mapping[str, Mapping[str, str]] = namespaces or {}
         self._image_nodes: dict[str, int] | None = None
+        self._affinity_lists()
+
+    def _affinity_lists(self) -> None:
         self.have_pods_with_affinity = [i for i in self._infos if i.affinity_pods]
         self.have_pods_with_required_anti_affinity = [
             i for i in self._infos if i.required_anti_affinity_pods]
+
+    @property
+    def infos(self) -> Sequence[NodeInfo]:
+        """The nodes in filter order (index them to sample from a rotating start)."""
+        return self._infos
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         return self.namespaces.get(namespace) or {}
@@ -218,22 +230,60 @@ class Snapshot:
         return cls((NodeInfo.from_node(n, by_node.get(_name(n), ())) for n in nodes), labels)
 
     def get(self, name: str) -> NodeInfo | None:
-        return self._by_name.get(name)
+        i = self._index.get(name)
+        return self._infos[i] if i is not None else None
 
     def assume(self, pod: Mapping[str, Any], node_name: str) -> Snapshot:
         """A new snapshot in which POD is bound to NODE_NAME."""
-        info = self._by_name.get(node_name)
+        info = self.get(node_name)
         return self.replace(info.with_pod(pod)) if info is not None else self
 
     def replace(self, info: NodeInfo) -> Snapshot:
         """A new snapshot with INFO in place of the node of the same name."""
-        out = Snapshot((info if i.name == info.name else i for i in self._infos),
-                       self.namespaces)
-        old = self._by_name.get(info.name)
-        if self._image_nodes is not None and old is not None and \
-                info.image_sizes is old.image_sizes:
-            out._image_nodes = self._image_nodes  # images unchanged: reuse the counts
+        out = Snapshot.__new__(Snapshot)
+        out._infos = list(self._infos)
+        out._index = dict(self._index)
+        out.namespaces = self.namespaces
+        out._image_nodes = self._image_nodes
+        out.have_pods_with_affinity = self.have_pods_with_affinity
+        out.have_pods_with_required_anti_affinity = self.have_pods_with_required_anti_affinity
+        if info.name in out._index:
+            out.put(info)
         return out
+
+    # ---- in place, for the owner of a long-lived snapshot ---------------------------
+
+    def assume_in_place(self, pod: Mapping[str, Any], node_name: str) -> None:
+        """Count POD against NODE_NAME in this snapshot (a no-op for an unknown node)."""
+        info = self.get(node_name)
+        if info is not None:
+            self.put(info.with_pod(pod))
+
+    def put(self, info: NodeInfo) -> None:
+        """Set INFO in place of the node of the same name, or add it at the end."""
+        i = self._index.get(info.name)
+        old = self._infos[i] if i is not None else None
+        if i is None:
+            self._index[info.name] = len(self._infos)
+            self._infos.append(info)
+        else:
+            self._infos[i] = info
+        if old is None or old.image_sizes is not info.image_sizes:
+            self._image_nodes = None
+        if old is None or old.affinity_pods != info.affinity_pods or \
+                old.required_anti_affinity_pods != info.required_anti_affinity_pods:
+            self._affinity_lists()
+        elif info.affinity_pods or info.required_anti_affinity_pods:
+            self._affinity_lists()  # the lists hold the old NodeInfo object
+
+    def remove(self, name: str) -> None:
+        """Take the node out (O(nodes): nodes leave rarely)."""
+        if name not in self._index:
+            return
+        self._infos = [i for i in self._infos if i.name != name]
+        self._index = {i.name: n for n, i in enumerate(self._infos)}
+        self._image_nodes = None
+        self._affinity_lists()
 
     def __iter__(self) -> Iterator[NodeInfo]:
         return iter(self._infos)

@@ -16,14 +16,15 @@ new key first in the list, restart, reencrypt, then drop the old key.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from controlplane.storage.errors import Conflict, InvalidArgument, NotFound, StorageError
-from controlplane.storage.interface import Event, ListResult, Store
+from controlplane.storage.interface import Event, Fence, ListResult, Store, Write
 
 PREFIX = b"corral:enc:aesgcm:v1:"
 SECRETS = "/registry/secrets/"
@@ -127,6 +128,21 @@ class EncryptingStore:
                            None if ev.prev_value is None else self._open(ev.key,
                                                                           ev.prev_value))
             yield ev
+
+    async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
+        sealed = [w if w.value is None else dataclasses.replace(w, value=self._seal(w.key,
+                                                                                    w.value))
+                  for w in writes]
+        return await self.inner.commit(sealed, fence=fence)
+
+    async def grant_lease(self, ttl: int) -> int:
+        return await self.inner.grant_lease(ttl)
+
+    async def keep_alive(self, lease: int) -> int:
+        return await self.inner.keep_alive(lease)
+
+    async def revoke_lease(self, lease: int) -> None:
+        await self.inner.revoke_lease(lease)
 
     async def compact(self, revision: int) -> None:
         await self.inner.compact(revision)

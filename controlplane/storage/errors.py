@@ -7,6 +7,8 @@
     ├── AlreadyExists     create of a key that exists
     ├── Conflict          compare-and-swap lost: carries the key's current revision
     ├── TooLarge          value over etcd's request limit, refused before sending
+    ├── TxnFailed         a commit's conditions failed: ``failures`` names each key's error
+    ├── Fenced            a fenced write after its leader key changed: not the leader any more
     ├── Gone              the revision asked for was compacted ("too old resource version")
     ├── InvalidArgument   a malformed continue token, prefix or revision
     └── Unavailable       etcd did not answer in time; the caller may retry
@@ -76,3 +78,28 @@ class Unavailable(StorageError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"etcd unavailable: {detail}; retry in a few seconds")
         self.detail = detail
+
+
+class TxnFailed(StorageError):
+    """A commit wrote nothing because these keys failed their conditions."""
+
+    def __init__(self, failures: dict[str, StorageError]) -> None:
+        shown = "; ".join(str(err) for err in list(failures.values())[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        super().__init__(f"transaction of {len(failures)} failing write(s) not applied: "
+                         f"{shown}{more}")
+        self.failures = failures
+
+
+class Fenced(StorageError):
+    """The leader key this write was fenced on is gone or belongs to another leader."""
+
+    def __init__(self, key: str, *, expected_revision: int, current_revision: int) -> None:
+        now = (f"was re-created at revision {current_revision}" if current_revision
+               else "no longer exists")
+        super().__init__(
+            f"{key}: fenced write refused: this process led from revision "
+            f"{expected_revision}, but the leader key {now}: it is no longer the leader")
+        self.key = key
+        self.expected_revision = expected_revision
+        self.current_revision = current_revision

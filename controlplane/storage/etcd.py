@@ -5,6 +5,9 @@
     create  ──► Txn(if create_revision(key) == 0: put)           else AlreadyExists
     update  ──► Txn(if mod_revision(key) == rev: put, else: get) else Conflict / NotFound
     delete  ──► DeleteRange, or Txn(if mod_revision == rev: delete, else: get)
+    commit  ──► Txn(every write's compare [+ the fence's create revision]: every op,
+                    else: range every key) else Fenced / TxnFailed naming each key
+    leases  ──► LeaseGrant / LeaseKeepAlive (one round trip on a stream) / LeaseRevoke
     list    ──► Range(prefix .. prefix+1, limit, revision = first page's revision)
     watch   ──► Watch stream (prev_kv, progress requests on a timer -> BOOKMARK)
 
@@ -32,14 +35,16 @@ from controlplane.storage import keys, pagination
 from controlplane.storage.errors import (
     AlreadyExists,
     Conflict,
+    Fenced,
     Gone,
     InvalidArgument,
     NotFound,
     StorageError,
     TooLarge,
+    TxnFailed,
     Unavailable,
 )
-from controlplane.storage.interface import Event, EventType, Item, ListResult
+from controlplane.storage.interface import Event, EventType, Fence, Item, ListResult, Write
 
 _CHANNEL_OPTIONS = [
     # Reconnect within ~1 s of etcd coming back instead of gRPC's default 120 s backoff cap.
@@ -102,6 +107,18 @@ def event_from_proto(ev: Any) -> Event:
     return Event(EventType.MODIFIED, key, bytes(kv.value), int(kv.mod_revision), prev)
 
 
+def _condition(key: bytes, expected_revision: int | None) -> Any:
+    """Write.expected_revision as an etcd compare: 0 absent, n at mod n, None present."""
+    if expected_revision is None:
+        return rpc.Compare(result=rpc.Compare.GREATER, target=rpc.Compare.CREATE, key=key,
+                           create_revision=0)
+    if expected_revision == 0:
+        return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, key=key,
+                           create_revision=0)
+    return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=key,
+                       mod_revision=expected_revision)
+
+
 class EtcdStore:
     """A Store on an etcd cluster. Create it inside the event loop that will use it."""
 
@@ -111,6 +128,7 @@ class EtcdStore:
         self._channel = aio.insecure_channel(grpc_target(endpoints), options=_CHANNEL_OPTIONS)
         self._kv = rpc.KVStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
 
     async def __aenter__(self) -> EtcdStore:
         return self
@@ -197,6 +215,85 @@ class EtcdStore:
         if resp.more and items:
             token = pagination.encode(prefix=prefix, last_key=items[-1].key, revision=read_at)
         return ListResult(items, read_at, token)
+
+    async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
+        keys.check_writes(writes, fenced=fence is not None)
+        compares, ops, reads = [], [], []
+        for w in writes:
+            k = w.key.encode()
+            compares.append(_condition(k, w.expected_revision))
+            if w.value is None:
+                ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)))
+            else:
+                ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=w.value,
+                                                                    lease=w.lease)))
+            reads.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=k, keys_only=True)))
+        if fence is not None:
+            f = fence.key.encode()
+            compares.append(rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE,
+                                        key=f, create_revision=fence.revision))
+            reads.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=f, keys_only=True)))
+        request = rpc.TxnRequest(compare=compares, success=ops, failure=reads)
+        try:
+            resp = await self._call(self._kv.Txn, request, key=writes[0].key)
+        except StorageError as err:
+            if "requested lease not found" in str(err):
+                raise NotFound(f"lease of {writes[0].key}") from None
+            raise
+        if resp.succeeded:
+            return int(resp.header.revision)
+        found = [r.response_range.kvs for r in resp.responses]
+        if fence is not None:
+            kvs = found.pop()
+            current = int(kvs[0].create_revision) if kvs else 0
+            if current != fence.revision:
+                raise Fenced(fence.key, expected_revision=fence.revision,
+                             current_revision=current)
+        failures: dict[str, StorageError] = {}
+        for w, kvs in zip(writes, found, strict=True):
+            rev = int(kvs[0].mod_revision) if kvs else 0
+            if w.expected_revision == 0:
+                if rev:
+                    failures[w.key] = AlreadyExists(w.key)
+            elif not rev:
+                failures[w.key] = NotFound(w.key)
+            elif w.expected_revision is not None and rev != w.expected_revision:
+                failures[w.key] = Conflict(w.key, expected_revision=w.expected_revision,
+                                           current_revision=rev)
+        if not failures:  # a key changed back and forth between the txn and its reads
+            raise Unavailable(f"{self._endpoint}: commit raced a concurrent write; retry")
+        raise TxnFailed(failures)
+
+    async def grant_lease(self, ttl: int) -> int:
+        if ttl < 1:
+            raise InvalidArgument(f"lease ttl {ttl}: must be >= 1 second")
+        resp = await self._call(self._lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl))
+        if resp.error:
+            raise StorageError(f"lease grant: {resp.error}")
+        return int(resp.ID)
+
+    async def keep_alive(self, lease: int) -> int:
+        call = self._lease.LeaseKeepAlive(timeout=self._timeout)
+        try:
+            await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
+            resp = await call.read()
+        except aio.AioRpcError as e:
+            raise translate_error(e.code(), e.details() or "", key=f"lease {lease:x}",
+                                  revision=0, endpoint=self._endpoint) from None
+        finally:
+            call.cancel()
+        if resp is aio.EOF:
+            raise Unavailable(f"{self._endpoint}: lease keepalive stream closed by etcd")
+        if resp.TTL <= 0:
+            raise NotFound(f"lease {lease:x}")
+        return int(resp.TTL)
+
+    async def revoke_lease(self, lease: int) -> None:
+        try:
+            await self._call(self._lease.LeaseRevoke, rpc.LeaseRevokeRequest(ID=lease))
+        except StorageError as err:
+            if "requested lease not found" not in str(err):
+                raise
 
     async def current_revision(self) -> int:
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=b"\0", count_only=True))

@@ -5,13 +5,18 @@ revision. Callers (the API server) put that revision into ``metadata.resourceVer
 after reading, and pass it back as ``expected_revision`` to update: that is what makes
 every update a compare-and-swap.
 
+Beyond single-key verbs, ``commit`` writes many keys in one transaction (the scheduler's
+batched binds), optionally *fenced*: it lands only while a leader key still has the create
+revision its leader saw, so a deposed leader's late writes fail (``Fenced``). Leases
+(``grant_lease``/``keep_alive``/``revoke_lease``, and ``Write.lease``) carry leader election.
+
 Every implementation must pass ``tests/integration/controlplane/storage/test_conformance.py``.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -59,6 +64,34 @@ class Event:
     prev_value: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Writes made as leader: they land only while KEY's create revision is still REVISION
+    (the leader key this process created; re-created by another leader, it changes)."""
+
+    key: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One key of a ``commit``.
+
+    ``value`` None deletes the key. ``expected_revision`` 0: the key must not exist (a
+    create); n > 0: it must be at mod revision n (a compare-and-swap); None: it must exist.
+    ``lease`` attaches the key to a lease (it is deleted when the lease expires).
+    """
+
+    key: str
+    value: bytes | None
+    expected_revision: int | None = 0
+    lease: int = 0
+
+
+# etcd's default --max-txn-ops: compares (and ops) per transaction, a fence included.
+MAX_TXN_OPS = 128
+
+
 class Store(Protocol):
     """Keys, bytes and revisions over etcd's semantics. Every method may raise Unavailable."""
 
@@ -103,6 +136,27 @@ class Store(Protocol):
         was compacted. With bookmark_interval, a BOOKMARK arrives at least that often while
         nothing changes. Close it with ``contextlib.aclosing`` (or ``aclose()``).
         """
+        ...
+
+    async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
+        """Every write at one new revision (returned), or none of them.
+
+        TxnFailed (its ``failures`` map each key that failed its condition to NotFound,
+        Conflict or AlreadyExists) if any condition fails; Fenced if FENCE no longer holds.
+        At most MAX_TXN_OPS - 1 writes (InvalidArgument beyond).
+        """
+        ...
+
+    async def grant_lease(self, ttl: int) -> int:
+        """A new lease of TTL seconds; returns its id."""
+        ...
+
+    async def keep_alive(self, lease: int) -> int:
+        """Renew the lease; returns its TTL. NotFound if it has expired or was revoked."""
+        ...
+
+    async def revoke_lease(self, lease: int) -> None:
+        """End the lease now, deleting its keys; a no-op if it is already gone."""
         ...
 
     async def compact(self, revision: int) -> None:

@@ -7,7 +7,10 @@ Objects live at ``/registry/<resource>/<namespace>/<name>``; cluster-scoped ones
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from controlplane.storage.errors import InvalidArgument, TooLarge
+from controlplane.storage.interface import MAX_TXN_OPS, Write
 
 REGISTRY = "/registry"
 
@@ -54,3 +57,20 @@ def prefix_range_end(prefix: bytes) -> bytes:
             return bytes(end)
         end.pop()
     return b"\0"  # prefix of all 0xff bytes (or empty): every key from prefix on
+
+
+def check_writes(writes: Sequence[Write], *, fenced: bool) -> None:
+    """A commit's writes: within etcd's op limit, one write per key, each within size."""
+    limit = MAX_TXN_OPS - (1 if fenced else 0)
+    if not writes:
+        raise InvalidArgument("commit: no writes given")
+    if len(writes) > limit:
+        raise InvalidArgument(f"commit: {len(writes)} writes; at most {limit} fit one "
+                              f"transaction (etcd's --max-txn-ops is {MAX_TXN_OPS})")
+    seen: set[str] = set()
+    for w in writes:
+        if w.key in seen:
+            raise InvalidArgument(f"commit: key {w.key} is written twice")
+        seen.add(w.key)
+        if w.value is not None:
+            check_size(w.key, w.value)

@@ -3,23 +3,28 @@
 It keeps every version of every key, so it answers the questions etcd answers: a list at
 an old revision, a watch that replays history, Gone after compaction. All of it runs in
 the event loop's thread without awaiting, so each operation is atomic like an etcd txn.
+Leases expire on the event loop's timer (``loop.call_later``), deleting their keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 
 from controlplane.storage import keys, pagination
 from controlplane.storage.errors import (
     AlreadyExists,
     Conflict,
+    Fenced,
     Gone,
     InvalidArgument,
     NotFound,
+    StorageError,
+    TxnFailed,
 )
-from controlplane.storage.interface import Event, EventType, Item, ListResult
+from controlplane.storage.interface import Event, EventType, Fence, Item, ListResult, Write
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,13 @@ class _Version:
     mod_revision: int
     create_revision: int
     value: bytes | None  # None: deleted at mod_revision (a tombstone)
+
+
+@dataclass
+class _Lease:
+    ttl: int
+    timer: asyncio.TimerHandle
+    keys: set[str] = field(default_factory=set)
 
 
 class InMemoryStore:
@@ -38,6 +50,9 @@ class InMemoryStore:
         self._versions: dict[str, list[_Version]] = {}
         self._log: list[Event] = []  # every change after the compaction point
         self._watchers: set[tuple[str, asyncio.Queue[Event]]] = set()
+        self._leases: dict[int, _Lease] = {}
+        self._key_lease: dict[str, int] = {}
+        self._lease_ids = itertools.count(0x1000)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -83,25 +98,40 @@ class InMemoryStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    def _commit(self, key: str, value: bytes | None) -> int:
-        previous = self._at(key, self._revision)
+    def _commit(self, key: str, value: bytes | None, lease: int = 0) -> int:
+        return self._commit_many([(key, value, lease)])
+
+    def _commit_many(self, changes: Sequence[tuple[str, bytes | None, int]]) -> int:
+        """Every change at one new revision, as one etcd transaction."""
         self._revision += 1
         rev = self._revision
-        created = previous.create_revision if previous is not None else rev
-        self._versions.setdefault(key, []).append(_Version(rev, created, value))
-        prev_value = previous.value if previous is not None else None
-        if value is None:
-            assert prev_value is not None
-            event = Event(EventType.DELETED, key, prev_value, rev, prev_value)
-        elif previous is None:
-            event = Event(EventType.ADDED, key, value, rev)
-        else:
-            event = Event(EventType.MODIFIED, key, value, rev, prev_value)
-        self._log.append(event)
-        for prefix, queue in self._watchers:
-            if key.startswith(prefix):
-                queue.put_nowait(event)
+        for key, value, lease in changes:
+            previous = self._at(key, rev - 1)
+            created = previous.create_revision if previous is not None else rev
+            self._versions.setdefault(key, []).append(_Version(rev, created, value))
+            self._attach(key, lease if value is not None else 0)
+            prev_value = previous.value if previous is not None else None
+            if value is None:
+                assert prev_value is not None
+                event = Event(EventType.DELETED, key, prev_value, rev, prev_value)
+            elif previous is None:
+                event = Event(EventType.ADDED, key, value, rev)
+            else:
+                event = Event(EventType.MODIFIED, key, value, rev, prev_value)
+            self._log.append(event)
+            for prefix, queue in self._watchers:
+                if key.startswith(prefix):
+                    queue.put_nowait(event)
         return rev
+
+    def _attach(self, key: str, lease: int) -> None:
+        """A put attaches the key to LEASE (0: to none), as etcd does; a delete detaches."""
+        old = self._key_lease.pop(key, 0)
+        if old and old in self._leases:
+            self._leases[old].keys.discard(key)
+        if lease:
+            self._leases[lease].keys.add(key)
+            self._key_lease[key] = lease
 
     def _current_or_conflict(self, key: str, expected_revision: int) -> None:
         version = self._at(key, self._revision)
@@ -129,6 +159,65 @@ class InMemoryStore:
         else:
             self._current_or_conflict(key, expected_revision)
         return self._commit(key, None)
+
+    def _failure(self, w: Write) -> StorageError | None:
+        version = self._at(w.key, self._revision)
+        if w.expected_revision == 0:
+            return AlreadyExists(w.key) if version is not None else None
+        if version is None:
+            return NotFound(w.key)
+        if w.expected_revision is not None and version.mod_revision != w.expected_revision:
+            return Conflict(w.key, expected_revision=w.expected_revision,
+                            current_revision=version.mod_revision)
+        return None
+
+    async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
+        keys.check_writes(writes, fenced=fence is not None)
+        for w in writes:
+            if w.lease and w.lease not in self._leases:
+                raise NotFound(f"lease {w.lease:x}")
+        if fence is not None:
+            leader = self._at(fence.key, self._revision)
+            current = leader.create_revision if leader is not None else 0
+            if current != fence.revision:
+                raise Fenced(fence.key, expected_revision=fence.revision,
+                             current_revision=current)
+        failures = {w.key: err for w in writes if (err := self._failure(w)) is not None}
+        if failures:
+            raise TxnFailed(failures)
+        return self._commit_many([(w.key, w.value, w.lease) for w in writes])
+
+    # -- leases -----------------------------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> int:
+        if ttl < 1:
+            raise InvalidArgument(f"lease ttl {ttl}: must be >= 1 second")
+        lease = next(self._lease_ids)
+        timer = asyncio.get_running_loop().call_later(ttl, self._expire, lease)
+        self._leases[lease] = _Lease(ttl, timer)
+        return lease
+
+    async def keep_alive(self, lease: int) -> int:
+        current = self._leases.get(lease)
+        if current is None:
+            raise NotFound(f"lease {lease:x}")
+        current.timer.cancel()
+        current.timer = asyncio.get_running_loop().call_later(current.ttl, self._expire, lease)
+        return current.ttl
+
+    async def revoke_lease(self, lease: int) -> None:
+        self._expire(lease)
+
+    def _expire(self, lease: int) -> None:
+        current = self._leases.pop(lease, None)
+        if current is None:
+            return
+        current.timer.cancel()
+        live = sorted(k for k in current.keys if self._at(k, self._revision) is not None)
+        for key in current.keys:
+            self._key_lease.pop(key, None)
+        if live:
+            self._commit_many([(k, None, 0) for k in live])
 
     async def compact(self, revision: int) -> None:
         if revision <= self._compacted:
@@ -181,3 +270,6 @@ class InMemoryStore:
 
     async def close(self) -> None:
         self._watchers.clear()
+        for lease in self._leases.values():
+            lease.timer.cancel()
+        self._leases.clear()
