@@ -15,8 +15,17 @@ Planned flow, top to bottom (each box is a package under ``runtime/service``)::
                                                                  ▼
                                                              corral-runc (runtime/oci)
 
-Built so far: ``content`` (the content store), ``images`` (the registry client,
-pull, the image store, unpacking into snapshots, import/export of OCI-layout and
-`docker save` tarballs), ``gc.py`` (mark and sweep of content and snapshots), ``diff`` (safe layer application, chain IDs), ``snapshots`` (overlay and native
-snapshotters) and ``cni`` (network namespaces and the CNI plugin protocol). Nothing here imports anything above ``runtime``.
+Built so far:
+
+- ``content``: the content store;
+- ``images``: the registry client and pull, the image store, unpacking into snapshots,
+  import/export of OCI-layout and `docker save` tarballs; ``gc.py``: mark and sweep of
+  content and snapshots;
+- ``diff``: safe layer application and chain IDs; ``snapshots``: overlay and native
+  snapshotters;
+- ``cni``: network namespaces and the CNI plugin protocol;
+- ``cri``: the CRI runtime.v1 wire format and a client, proven against containerd's CRI
+  plugin.
+
+Nothing here imports anything above ``runtime``.
 """
