@@ -152,3 +152,24 @@ def carry_over(res: Resource, old: dict[str, Any], new: dict[str, Any], *,
     meta["generation"] = gen
     out["metadata"] = meta
     return out
+
+
+# Kubernetes' DefaultTolerationSeconds admission: a pod tolerates a node being not-ready
+# or unreachable for 5 minutes before the node lifecycle controller evicts it.
+DEFAULT_TOLERATION_SECONDS = 300
+NOT_READY = "node.kubernetes.io/not-ready"
+UNREACHABLE = "node.kubernetes.io/unreachable"
+
+
+def default_tolerations(pod: dict[str, Any]) -> None:
+    """Add the not-ready/unreachable NoExecute tolerations a pod does not state itself."""
+    spec = pod.setdefault("spec", {})
+    tolerations = list(spec.get("tolerations") or [])
+    for key in (NOT_READY, UNREACHABLE):
+        covered = any((t.get("key") == key or (not t.get("key") and
+                                                t.get("operator") == "Exists"))
+                      and t.get("effect") in (None, "", "NoExecute") for t in tolerations)
+        if not covered:
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+    spec["tolerations"] = tolerations

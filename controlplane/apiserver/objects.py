@@ -296,8 +296,11 @@ class ObjectService:
         if res.name == "namespaces":  # emptied by the namespace controller before removal
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
+        if res.name == "pods":
+            admission.default_tolerations(obj)
         if field_manager:
             obj = _track(None, obj, manager=field_manager, now=rfc3339(now))
+            meta = obj["metadata"]
         generate = not meta.get("name")
         for _ in range(8 if generate else 1):
             if generate:

@@ -420,3 +420,29 @@ async def test_secret_and_job_rules(svc: ObjectService) -> None:
                                     "metadata": {"name": "n1"}})
     assert "namespace" not in node["metadata"]
     assert JOBS.status
+
+
+async def test_generate_name_with_a_field_manager(svc: ObjectService) -> None:
+    body = cm()
+    body["metadata"] = {"generateName": "cfg-"}
+    made = await svc.create(CMS, body, namespace="default", field_manager="tester")
+    assert made["metadata"]["name"].startswith("cfg-")
+    assert made["metadata"]["managedFields"][0]["manager"] == "tester"
+    listed = await svc.list(CMS, namespace="default")
+    assert [c["metadata"]["name"] for c in listed["items"]] == [made["metadata"]["name"]]
+
+
+async def test_pods_get_kubernetes_default_tolerations(svc: ObjectService) -> None:
+    mine = {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 7}
+    made = await svc.create(PODS, pod(tolerations=[mine]), namespace="default")
+    tol = made["spec"]["tolerations"]
+    assert mine in tol  # the pod's own stays as it is
+    assert {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 300} in tol
+    assert len(tol) == 2
+
+
+async def test_pod_may_be_created_already_bound(svc: ObjectService) -> None:
+    made = await svc.create(PODS, pod(nodeName="n1"), namespace="default")
+    assert made["spec"]["nodeName"] == "n1"
