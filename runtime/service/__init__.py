@@ -9,7 +9,7 @@ Planned flow, top to bottom (each box is a package under ``runtime/service``)::
     images/ ──registry client──► content/  (blobs by digest)     containers/ (metadata)
         │ unpack layers                                          │ bundle = image config + spec
         ▼                                                        ▼
-    snapshots/ (overlayfs, chain IDs) ──rootfs──────────────► shims/ (one per container,
+    snapshots/ (overlayfs, chain IDs) ──rootfs──────────────► shim/ (one per container,
                                                                  outlives the daemon)
                                                                  │ runc command line
                                                                  ▼
@@ -24,6 +24,9 @@ Built so far:
 - ``diff``: safe layer application and chain IDs; ``snapshots``: overlay and native
   snapshotters;
 - ``cni``: network namespaces and the CNI plugin protocol;
+- ``containers``, ``bundle.py``, ``shim`` and ``tasks.py``: container metadata, the OCI
+  bundle from image config + container config, one detached shim per container, and the
+  task manager that reconnects to them after a restart;
 - ``cri``: the CRI runtime.v1 wire format and a client, proven against containerd's CRI
   plugin.
 

@@ -1,0 +1,492 @@
+"""The shim: one process per container that outlives the daemon which started it.
+
+    python -I -S runtime/service/shim/main.py STATE_DIR READY_FD
+
+    fork; parent exits (the daemon reaps it)  ── child: setsid, chdir STATE_DIR,
+    prctl(PR_SET_CHILD_SUBREAPER) so the container's init, orphaned when `runtime create`
+    returns, becomes our child ──► `runtime create --bundle B --pid-file init.pid ID` with
+    stdout/stderr pipes ──► listen on shim.sock ──► "ok <pid>" on READY_FD ──► loop:
+
+        poll(listener, connections, container pipes, exec pipes, SIGCHLD wakeup pipe)
+          pipes      -> CRI log lines appended to the log file (rotated by size)
+          SIGCHLD    -> reap; init's exit (code, time, OOMKilled from the memory cgroup)
+                        is written to exit.json atomically, then "wait" callers answered
+          requests   -> state / start / kill / exec / wait / delete / shutdown
+
+Only builtin modules and `json` are imported, and `gc.freeze()` runs after start-up, so
+the shim stays small (see the report on footprint in tasks.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":  # run as a file with -I: put the repository on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))))
+
+import _socket
+import binascii
+import gc
+import json
+import select
+import signal
+import time
+
+from runtime.service.shim import protocol as P
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PR_SET_CHILD_SUBREAPER = 36
+PATH_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+EXEC_OUTPUT_MAX = 16 << 20
+# Reset in the runtime (and so in the container): Python ignores SIGPIPE and SIGXFSZ.
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT,
+                   signal.SIGHUP, signal.SIGCHLD)
+
+
+def set_subreaper() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    del sys.modules["ctypes"]
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def tail(path: str, limit: int = 2000) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return ""
+    return data[-limit:].decode(errors="replace").strip()
+
+
+def oom_kills(memory_dir: str | None) -> int:
+    """oom_kill from memory.events (v2) or memory.oom_control (v1); 0 if unknown."""
+    if not memory_dir:
+        return 0
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            with open(os.path.join(memory_dir, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except OSError:
+            continue
+    return 0
+
+
+class Exec:
+    __slots__ = ("conn", "deadline", "err", "fds", "out", "pid", "timed_out")
+
+    def __init__(self, conn: Conn, pid: int, fds: list[int], deadline: float | None) -> None:
+        self.conn, self.pid, self.fds, self.deadline = conn, pid, fds, deadline
+        self.out = bytearray()
+        self.err = bytearray()
+        self.timed_out = False
+
+
+class Conn:
+    __slots__ = ("decoder", "sock")
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.decoder = P.Decoder()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.sock.setblocking(True)
+        try:
+            self.sock.sendall(P.encode(msg))
+        except OSError:
+            pass
+        self.sock.setblocking(False)
+
+
+class Shim:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.id: str = spec["id"]
+        self.runtime: list[str] = [*spec["runtime"], "--root", spec["runtime_root"],
+                                   "--log", os.path.abspath("runtime.log")]
+        self.status = P.CREATED
+        self.init_pid = 0
+        self.exit: dict[str, Any] | None = None
+        self.waiters: list[Conn] = []
+        self.conns: dict[int, Conn] = {}
+        self.execs: dict[int, Exec] = {}  # by pid
+        self.exec_fds: dict[int, tuple[Exec, bool]] = {}  # pipe fd -> (exec, is stderr)
+        self.streams: dict[int, P.CriLog] = {}
+        self.log_fd = -1
+        self.log_size = 0
+        self.poll = select.poll()
+        self.running = True
+        self.listener: _socket.socket | None = None
+
+    # ---- running the OCI runtime --------------------------------------------------------
+
+    def run_runtime(self, args: list[str], *, stdio: tuple[int, int, int] | None = None) -> None:
+        """Run the runtime to its end; raise with its error output if it fails."""
+        errpath = os.path.abspath("runtime.err")
+        if stdio is None:
+            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            errfd = os.open(errpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+            fds = (null, null, errfd)
+        else:
+            fds, null, errfd = stdio, -1, -1
+        try:
+            pid = os.posix_spawn(self.runtime[0], self.runtime + args, PATH_ENV,
+                                 file_actions=[(os.POSIX_SPAWN_DUP2, fd, n)
+                                               for n, fd in enumerate(fds)],
+                                 setsigdef=DEFAULT_SIGNALS, setsigmask=())
+        finally:
+            for fd in (null, errfd):
+                if fd >= 0:
+                    os.close(fd)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        if status != 0:
+            msg = tail(errpath) if stdio is None else ""
+            msg = msg or tail("runtime.log") or f"exit status {P.wait_status_code(status)}"
+            raise RuntimeError(f"{os.path.basename(self.runtime[0])} {args[0]}: {msg}")
+
+    def create(self) -> None:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.run_runtime(["create", "--bundle", self.spec["bundle"], "--pid-file",
+                              "init.pid", self.id], stdio=(null, out_w, err_w))
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+        with open("init.pid") as f:
+            self.init_pid = int(f.read().strip())
+        self.open_log()
+        for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
+            os.set_blocking(fd, False)
+            self.streams[fd] = P.CriLog(name)
+            self.poll.register(fd, select.POLLIN)
+
+    # ---- container logs -----------------------------------------------------------------
+
+    def open_log(self) -> None:
+        path = self.spec["log_path"]
+        self.log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                              0o640)
+        self.log_size = os.fstat(self.log_fd).st_size
+
+    def write_log(self, data: bytes) -> None:
+        if not data:
+            return
+        limit = self.spec.get("log_max_bytes") or 0
+        if limit and self.log_size and self.log_size + len(data) > limit:
+            os.close(self.log_fd)
+            os.replace(self.spec["log_path"], self.spec["log_path"] + ".1")
+            self.open_log()
+        os.write(self.log_fd, data)
+        self.log_size += len(data)
+
+    def read_stream(self, fd: int, *, drain: bool = False) -> None:
+        log = self.streams[fd]
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self.write_log(log.close(time.time_ns()))
+                self.poll.unregister(fd)
+                os.close(fd)
+                del self.streams[fd]
+                return
+            self.write_log(log.feed(data, time.time_ns()))
+            if not drain:
+                return
+
+    # ---- processes ----------------------------------------------------------------------
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.init_pid and self.exit is None:
+                self.init_exited(status)
+            elif pid in self.execs:
+                self.exec_exited(self.execs.pop(pid), status)
+
+    def init_exited(self, status: int) -> None:
+        for fd in list(self.streams):
+            self.read_stream(fd, drain=True)
+        self.exit = P.exit_record(pid=self.init_pid, status=P.wait_status_code(status),
+                                  exited_at_ns=time.time_ns(),
+                                  oom=oom_kills(self.spec.get("memory_cgroup")) > 0)
+        write_atomic(P.EXIT, json.dumps(self.exit).encode())
+        self.status = P.STOPPED
+        for conn in self.waiters:
+            conn.send({"ok": True, "exit": self.exit})
+        self.waiters.clear()
+
+    def start_exec(self, conn: Conn, req: dict[str, Any]) -> None:
+        if self.status != P.RUNNING:
+            raise RuntimeError(f"container {self.id} is {self.status}, not running")
+        n = int(time.time_ns())
+        proc_file = f"exec-{n}.json"
+        pid_file = f"exec-{n}.pid"
+        with open(proc_file, "w") as f:
+            json.dump(req["process"], f)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.run_runtime(["exec", "--detach", "--process", proc_file, "--pid-file",
+                              pid_file, self.id], stdio=(null, out_w, err_w))
+            with open(pid_file) as f:
+                pid = int(f.read().strip())
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+            for name in (proc_file, pid_file):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+        timeout = req.get("exec_timeout")
+        ex = Exec(conn, pid, [out_r, err_r], time.monotonic() + timeout if timeout else None)
+        self.execs[pid] = ex
+        for fd, is_err in ((out_r, False), (err_r, True)):
+            os.set_blocking(fd, False)
+            self.exec_fds[fd] = (ex, is_err)
+            self.poll.register(fd, select.POLLIN)
+
+    def read_exec(self, fd: int) -> None:
+        ex, is_err = self.exec_fds[fd]
+        buf = ex.err if is_err else ex.out
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self.poll.unregister(fd)
+                os.close(fd)
+                del self.exec_fds[fd]
+                ex.fds.remove(fd)
+                return
+            buf += data[:max(0, EXEC_OUTPUT_MAX - len(buf))]
+
+    def exec_exited(self, ex: Exec, status: int) -> None:
+        for fd in list(ex.fds):  # what the process wrote is in the pipe now
+            self.read_exec(fd)
+        for fd in list(ex.fds):  # a child of it may hold the pipe open: stop reading
+            self.poll.unregister(fd)
+            os.close(fd)
+            del self.exec_fds[fd]
+        ex.conn.send({"ok": True, "exit_code": P.wait_status_code(status),
+                      "timed_out": ex.timed_out,
+                      "stdout": binascii.b2a_base64(bytes(ex.out), newline=False).decode(),
+                      "stderr": binascii.b2a_base64(bytes(ex.err), newline=False).decode()})
+
+    def expire_execs(self) -> float | None:
+        """Kill execs past their deadline; the poll timeout (ms) until the next one."""
+        now = time.monotonic()
+        soonest = None
+        for ex in self.execs.values():
+            if ex.deadline is None or ex.timed_out:
+                continue
+            if ex.deadline <= now:
+                ex.timed_out = True
+                try:
+                    os.kill(ex.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            elif soonest is None or ex.deadline < soonest:
+                soonest = ex.deadline
+        return None if soonest is None else max(0.0, (soonest - now) * 1000) + 1
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def handle(self, conn: Conn, req: dict[str, Any]) -> None:
+        op = req.get("op")
+        if op == P.OP_STATE:
+            conn.send({"ok": True, "status": self.status, "pid": self.init_pid,
+                       "shim_pid": os.getpid(), "exit": self.exit})
+        elif op == P.OP_START:
+            if self.status != P.CREATED:
+                raise RuntimeError(f"container {self.id} is {self.status}, not created")
+            self.run_runtime(["start", self.id])
+            if self.status == P.CREATED:
+                self.status = P.RUNNING
+            conn.send({"ok": True})
+        elif op == P.OP_KILL:
+            sig = int(req.get("signal", signal.SIGTERM))
+            if self.exit is None:
+                if req.get("all"):
+                    self.run_runtime(["kill", "--all", self.id, str(sig)])
+                else:
+                    os.kill(self.init_pid, sig)  # our child: the pid is not reused yet
+            conn.send({"ok": True, "exited": self.exit is not None})
+        elif op == P.OP_EXEC:
+            self.start_exec(conn, req)
+        elif op == P.OP_WAIT:
+            if self.exit is not None:
+                conn.send({"ok": True, "exit": self.exit})
+            else:
+                self.waiters.append(conn)
+        elif op == P.OP_DELETE:
+            if self.exit is None and not req.get("force"):
+                raise RuntimeError(f"container {self.id} is {self.status}: stop it first")
+            self.run_runtime(["delete", "--force", self.id] if req.get("force")
+                             else ["delete", self.id])
+            conn.send({"ok": True, "exit": self.exit})
+        elif op == P.OP_SHUTDOWN:
+            conn.send({"ok": True})
+            self.running = False
+        else:
+            raise RuntimeError(f"unknown op {op!r}; known: {', '.join(P.OPS)}")
+
+    def on_conn(self, fd: int) -> None:
+        conn = self.conns[fd]
+        try:
+            data = conn.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.poll.unregister(fd)
+            del self.conns[fd]
+            if conn in self.waiters:
+                self.waiters.remove(conn)
+            conn.sock.close()
+            return
+        try:
+            reqs = conn.decoder.feed(data)
+        except P.ProtocolError as e:
+            conn.send({"ok": False, "error": f"protocol: {e}"})
+            return
+        for req in reqs:
+            try:
+                self.handle(conn, req)
+            except Exception as e:  # every failure is an answer, never a dead shim
+                conn.send({"ok": False, "error": str(e)})
+
+    def serve(self, wake_r: int) -> None:
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            os.unlink(P.SOCKET)
+        except FileNotFoundError:
+            pass
+        listener.bind(P.SOCKET)  # relative: the state dir may be deeper than sun_path allows
+        listener.listen(16)
+        listener.setblocking(False)
+        self.listener = listener
+        lfd = listener.fileno()
+        self.poll.register(lfd, select.POLLIN)
+        self.poll.register(wake_r, select.POLLIN)
+
+    def loop(self, wake_r: int) -> None:
+        lfd = self.listener.fileno() if self.listener else -1
+        while self.running:
+            timeout = self.expire_execs()
+            try:
+                events = self.poll.poll(timeout)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == wake_r:
+                    try:
+                        while os.read(wake_r, 256):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                elif fd == lfd:
+                    try:
+                        cfd, _ = self.listener._accept()  # type: ignore[union-attr]
+                    except BlockingIOError:
+                        continue
+                    sock = _socket.socket(fileno=cfd)
+                    sock.setblocking(False)
+                    self.conns[cfd] = Conn(sock)
+                    self.poll.register(cfd, select.POLLIN)
+                elif fd in self.conns:
+                    self.on_conn(fd)
+                elif fd in self.streams:
+                    self.read_stream(fd)
+                elif fd in self.exec_fds:
+                    self.read_exec(fd)
+            self.reap()  # a SIGCHLD may have come while a runtime command ran
+
+
+def main(argv: list[str]) -> int:
+    state_dir, ready_fd = argv[1], int(argv[2])
+    if os.fork() != 0:
+        os._exit(0)  # the daemon reaps this one; the shim is orphaned and setsid's
+    os.setsid()
+    os.chdir(state_dir)
+    ready = os.fdopen(ready_fd, "w")
+    try:
+        set_subreaper()
+        with open(P.SPEC) as f:
+            shim = Shim(json.load(f))
+        write_atomic(P.PID, b"%d" % os.getpid())
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            # only "shutdown" ends the shim; a handler (not SIG_IGN, which exec keeps)
+            # leaves the container's signals at their defaults
+            signal.signal(sig, lambda *_: None)
+        shim.create()
+        shim.serve(wake_r)
+    except Exception as e:
+        ready.write(f"error {e}\n".replace("\n", " ").rstrip() + "\n")
+        ready.close()
+        return 1
+    ready.write(f"ok {shim.init_pid}\n")
+    ready.close()
+    gc.collect()
+    gc.freeze()
+    shim.loop(wake_r)
+    if shim.listener is not None:
+        shim.listener.close()
+        try:
+            os.unlink(P.SOCKET)
+        except FileNotFoundError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

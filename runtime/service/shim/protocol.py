@@ -1,0 +1,147 @@
+"""The shim's control protocol: one JSON object per frame over a unix stream socket.
+
+    frame   = length (ASCII decimal) b"\\n" body       body = UTF-8 JSON object
+    request = {"op": OP, ...arguments}
+    reply   = {"ok": true, ...result} | {"ok": false, "error": "message"}
+
+One request, one reply per connection turn; "wait" and "exec" replies come when the
+process ends. This module is imported by the shim itself, so it imports only `json` and
+what the interpreter already holds.
+"""
+
+from __future__ import annotations
+
+import json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MAX_FRAME = 1 << 20  # a request or reply larger than 1 MiB is a protocol error
+
+# Operations the shim serves.
+OP_STATE = "state"
+OP_START = "start"
+OP_KILL = "kill"
+OP_EXEC = "exec"
+OP_WAIT = "wait"
+OP_DELETE = "delete"
+OP_SHUTDOWN = "shutdown"
+OPS = (OP_STATE, OP_START, OP_KILL, OP_EXEC, OP_WAIT, OP_DELETE, OP_SHUTDOWN)
+
+# Files in a task's state directory.
+SOCKET = "shim.sock"
+SPEC = "shim.json"  # what the daemon asks of the shim (written before it starts)
+EXIT = "exit.json"  # the init process's exit, written atomically, kept until delete
+PID = "shim.pid"
+LOG = "shim.log"  # the shim's own stderr
+
+# Task status as the shim reports it.
+CREATED = "created"
+RUNNING = "running"
+STOPPED = "stopped"
+
+
+class ProtocolError(Exception):
+    """A frame that is not length b"\\n" JSON-object, or a connection cut mid-frame."""
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    body = json.dumps(msg, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
+    return b"%d\n" % len(body) + body
+
+
+class Decoder:
+    """Incremental decoder: feed bytes as they arrive, take whole messages out."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self.buf += data
+        out: list[dict[str, Any]] = []
+        while True:
+            nl = self.buf.find(b"\n", 0, 12)
+            if nl < 0:
+                if len(self.buf) >= 12:
+                    raise ProtocolError(f"bad frame header {self.buf[:12]!r}")
+                return out
+            head = self.buf[:nl]
+            if not head.isdigit():
+                raise ProtocolError(f"bad frame header {head!r}")
+            size = int(head)
+            if size > MAX_FRAME:
+                raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+            if len(self.buf) < nl + 1 + size:
+                return out
+            body = self.buf[nl + 1:nl + 1 + size]
+            self.buf = self.buf[nl + 1 + size:]
+            try:
+                msg = json.loads(body)
+            except ValueError as e:
+                raise ProtocolError(f"frame body is not JSON: {e}") from None
+            if not isinstance(msg, dict):
+                raise ProtocolError(f"frame body is not an object: {type(msg).__name__}")
+            out.append(msg)
+
+
+def exit_record(*, pid: int, status: int, exited_at_ns: int, oom: bool) -> dict[str, Any]:
+    """The content of EXIT: CRI's exit code (128+signal for a signal) and reason."""
+    if oom:
+        reason = "OOMKilled"
+    elif status == 0:
+        reason = "Completed"
+    else:
+        reason = "Error"
+    return {"pid": pid, "exit_code": status, "exited_at_ns": exited_at_ns, "reason": reason}
+
+
+def wait_status_code(wait_status: int) -> int:
+    """A waitpid status as a shell reports it: the exit code, or 128 + the signal."""
+    if wait_status & 0x7F == 0:
+        return (wait_status >> 8) & 0xFF
+    return 128 + (wait_status & 0x7F)
+
+
+def cri_timestamp(ns: int) -> str:
+    """RFC 3339 with nine fraction digits in UTC, as CRI log lines and containerd use."""
+    import time
+
+    t = time.gmtime(ns // 1_000_000_000)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:"
+            f"{t.tm_min:02d}:{t.tm_sec:02d}.{ns % 1_000_000_000:09d}Z")
+
+
+class CriLog:
+    """Turns a stream's bytes into CRI log lines: `<time> <stream> <F|P> <line>`.
+
+    A whole line is tagged F; a line longer than `max_line` is cut into P pieces ending
+    with an F piece; what is left when the stream ends is written as F (as containerd)."""
+
+    def __init__(self, stream: str, max_line: int = 16 * 1024) -> None:
+        self.stream = stream.encode()
+        self.max_line = max_line
+        self.pending = b""
+
+    def _line(self, now_ns: int, tag: bytes, text: bytes) -> bytes:
+        return b"%s %s %s %s\n" % (cri_timestamp(now_ns).encode(), self.stream, tag, text)
+
+    def feed(self, data: bytes, now_ns: int) -> bytes:
+        self.pending += data
+        out = []
+        while True:
+            nl = self.pending.find(b"\n")
+            if 0 <= nl <= self.max_line:
+                out.append(self._line(now_ns, b"F", self.pending[:nl]))
+                self.pending = self.pending[nl + 1:]
+            elif len(self.pending) > self.max_line:
+                out.append(self._line(now_ns, b"P", self.pending[:self.max_line]))
+                self.pending = self.pending[self.max_line:]
+            else:
+                return b"".join(out)
+
+    def close(self, now_ns: int) -> bytes:
+        rest, self.pending = self.pending, b""
+        return self._line(now_ns, b"F", rest) if rest else b""

@@ -1,0 +1,435 @@
+"""Tasks: containers running, each held by its own shim (containerd's ``tasks``).
+
+    TaskManager(state_dir)            on start: reconnect() to every task dir found
+        create(ns, id, spec, runtime) tasks/<ns>/<id>/bundle/config.json, shim launched
+                                      (detached; `runtime create`)          -> CREATED
+        start                         shim: `runtime start`                 -> RUNNING
+        kill / stop(grace)            SIGTERM, wait, SIGKILL --all          -> STOPPED
+        wait                          the shim answers when init exits (or exit.json)
+        exec(args, timeout)           shim: `runtime exec -d`, output and exit code
+        stats                         cgroup files: CPU ns, memory working set, pids
+        delete                        shim: `runtime delete`, shutdown; the dir removed
+
+One shim per container (not per pod): a shim that fails or is killed takes one container
+with it, never a pod; a pod's containers share namespaces through the sandbox's
+/proc/<pid>/ns paths (bundle.py), which needs no shared process. The shim writes the
+init's exit to exit.json and keeps it until delete, so a daemon killed with `kill -9`
+and started again reads every exit that happened while it was away, even from a shim that
+is gone. State a task can be in is the explicit machine in TRANSITIONS.
+
+Footprint: `python -I -S` + builtin modules + json, gc.freeze() after start-up; measured
+by tests/integration/runtime/service/test_tasks.py (PSS of one shim).
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import json
+import os
+import shutil
+import signal as signals
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.oci.cgroups.host import cgroup_dirs, read_host
+from runtime.service.shim import protocol as P
+from runtime.service.shim.client import ShimClient, ShimError, ShimGone, launch
+
+TASK = "task.json"
+
+
+class TaskError(Exception):
+    pass
+
+
+class NotFound(TaskError):
+    pass
+
+
+class AlreadyExists(TaskError):
+    pass
+
+
+class FailedPrecondition(TaskError):
+    pass
+
+
+class TaskState(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    UNKNOWN = "unknown"  # no shim answers and no exit was recorded
+
+
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.CREATED: frozenset({TaskState.RUNNING, TaskState.STOPPED}),
+    TaskState.RUNNING: frozenset({TaskState.STOPPED}),
+    TaskState.STOPPED: frozenset(),
+    TaskState.UNKNOWN: frozenset({TaskState.STOPPED}),
+}
+
+
+def check_transition(task: str, old: TaskState, new: TaskState) -> None:
+    if new != old and new not in TRANSITIONS[old]:
+        raise FailedPrecondition(f"Task {task}: state: cannot go from {old.value} to "
+                                 f"{new.value}")
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int
+    exited_at_ns: int
+    reason: str  # Completed, Error, OOMKilled, Unknown
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    namespace: str
+    id: str
+    state: TaskState
+    pid: int
+    runtime: str
+    log_path: str
+    exit: ExitStatus | None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+
+
+@dataclass(frozen=True)
+class Stats:
+    timestamp_ns: int
+    cpu_usage_ns: int
+    memory_usage_bytes: int
+    memory_working_set_bytes: int
+    pids: int
+
+
+def default_runtimes() -> dict[str, list[str]]:
+    """Runtime classes (name -> command line before the runtime's global options):
+    corral-runc next to this interpreter, runc and crun from PATH."""
+    found = {"corral-runc": [os.path.join(os.path.dirname(sys.executable), "corral-runc")]}
+    for name in ("runc", "crun"):
+        path = shutil.which(name)
+        if path:
+            found[name] = [path]
+    return found
+
+
+def cgroup_controller_dirs(*, container_id: str, cgroups_path: str) -> dict[str, str]:
+    """{controller: directory} of the container's cgroup (v1, hybrid or v2 host)."""
+    host = read_host()
+    dirs = cgroup_dirs(host, container_id=container_id, cgroups_path=cgroups_path)
+    out: dict[str, str] = {}
+    for h in host.hierarchies:
+        if h.key == "unified":
+            if host.mode == "v2":
+                for ctl in ("cpu", "cpuacct", "memory", "pids"):
+                    out[ctl] = dirs[h.key]
+            continue
+        for ctl in h.controllers:
+            out[ctl] = dirs[h.key]
+    return out
+
+
+def _read_flat(path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.partition(" ")
+                if v.strip().isdigit():
+                    out[k] = int(v)
+    except OSError:
+        pass
+    return out
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def _exit(raw: dict[str, Any] | None) -> ExitStatus | None:
+    if not raw:
+        return None
+    return ExitStatus(code=int(raw["exit_code"]), exited_at_ns=int(raw["exited_at_ns"]),
+                      reason=str(raw["reason"]))
+
+
+class TaskManager:
+    def __init__(self, state_dir: str, *, runtimes: dict[str, list[str]] | None = None,
+                 python: str | None = None) -> None:
+        self.state_dir = os.path.abspath(state_dir)
+        self.runtimes = runtimes or default_runtimes()
+        self.python = python
+        os.makedirs(os.path.join(self.state_dir, "tasks"), exist_ok=True)
+        self.recovered = self.reconnect()
+
+    # ---- paths and records --------------------------------------------------------------
+
+    def task_dir(self, namespace: str, cid: str) -> str:
+        for what, value in (("namespace", namespace), ("id", cid)):
+            if not value or "/" in value or value in (".", ".."):
+                raise TaskError(f"Task {namespace}/{cid}: {what}: invalid name {value!r}")
+        return os.path.join(self.state_dir, "tasks", namespace, cid)
+
+    def _record(self, namespace: str, cid: str) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.task_dir(namespace, cid), TASK)) as f:
+                rec: dict[str, Any] = json.load(f)
+        except FileNotFoundError:
+            raise NotFound(f"Task {namespace}/{cid}: not found") from None
+        return rec
+
+    def _shim(self, namespace: str, cid: str) -> ShimClient:
+        return ShimClient(self.task_dir(namespace, cid))
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def create(self, *, namespace: str, container_id: str, spec: dict[str, Any],
+               runtime: str = "corral-runc", log_path: str | None = None,
+               log_max_bytes: int = 0) -> TaskInfo:
+        """Write the bundle and launch the task's shim; the container is created, not
+        started."""
+        name = f"{namespace}/{container_id}"
+        if runtime not in self.runtimes:
+            raise TaskError(f"Task {name}: runtime: unknown runtime class {runtime!r}; "
+                            f"known: {', '.join(sorted(self.runtimes))}")
+        tdir = self.task_dir(namespace, container_id)
+        try:
+            os.makedirs(tdir)
+        except FileExistsError:
+            raise AlreadyExists(f"Task {name}: already exists") from None
+        try:
+            spec = json.loads(json.dumps(spec))
+            linux = spec.setdefault("linux", {})
+            linux.setdefault("cgroupsPath", f"/corral/{namespace}/{container_id}")
+            bundle = os.path.join(tdir, "bundle")
+            os.makedirs(bundle)
+            with open(os.path.join(bundle, "config.json"), "w") as f:
+                json.dump(spec, f)
+            ctl = cgroup_controller_dirs(container_id=container_id,
+                                         cgroups_path=linux["cgroupsPath"])
+            log_path = os.path.abspath(log_path or os.path.join(tdir, "container.log"))
+            rec = {"namespace": namespace, "id": container_id, "runtime": runtime,
+                   "log_path": log_path, "cgroups": ctl, "created_at_ns": time.time_ns()}
+            with open(os.path.join(tdir, TASK), "w") as f:
+                json.dump(rec, f)
+            runtime_root = os.path.join(self.state_dir, "runtime", runtime)
+            os.makedirs(runtime_root, exist_ok=True)
+            pid = launch(state_dir=tdir, python=self.python, spec={
+                "id": container_id, "bundle": bundle, "runtime": self.runtimes[runtime],
+                "runtime_root": runtime_root, "log_path": log_path,
+                "log_max_bytes": log_max_bytes, "memory_cgroup": ctl.get("memory")})
+        except ShimError as e:
+            shutil.rmtree(tdir, ignore_errors=True)
+            raise TaskError(f"Task {name}: create: {e}") from None
+        except BaseException:
+            shutil.rmtree(tdir, ignore_errors=True)
+            raise
+        return TaskInfo(namespace=namespace, id=container_id, state=TaskState.CREATED,
+                        pid=pid, runtime=runtime, log_path=log_path, exit=None)
+
+    def start(self, namespace: str, cid: str) -> TaskInfo:
+        info = self.get(namespace, cid)
+        check_transition(f"{namespace}/{cid}", info.state, TaskState.RUNNING)
+        try:
+            self._shim(namespace, cid).call(P.OP_START)
+        except ShimError as e:
+            raise TaskError(f"Task {namespace}/{cid}: start: {e}") from None
+        return self.get(namespace, cid)
+
+    def run(self, *, namespace: str, container_id: str, spec: dict[str, Any],
+            runtime: str = "corral-runc", log_path: str | None = None) -> TaskInfo:
+        """create + start; a start that fails deletes the task again."""
+        self.create(namespace=namespace, container_id=container_id, spec=spec,
+                    runtime=runtime, log_path=log_path)
+        try:
+            return self.start(namespace, container_id)
+        except BaseException:
+            self.delete(namespace, container_id, force=True)
+            raise
+
+    def get(self, namespace: str, cid: str) -> TaskInfo:
+        rec = self._record(namespace, cid)
+        tdir = self.task_dir(namespace, cid)
+        try:
+            st = self._shim(namespace, cid).call(P.OP_STATE, timeout=10)
+            state, pid, raw_exit = TaskState(st["status"]), int(st["pid"]), st["exit"]
+        except (ShimGone, TimeoutError):
+            raw_exit = self._exit_file(tdir)
+            state = TaskState.STOPPED if raw_exit else TaskState.UNKNOWN
+            pid = int(raw_exit["pid"]) if raw_exit else 0
+        return TaskInfo(namespace=namespace, id=cid, state=state, pid=pid,
+                        runtime=rec["runtime"], log_path=rec["log_path"], exit=_exit(raw_exit))
+
+    @staticmethod
+    def _exit_file(tdir: str) -> dict[str, Any] | None:
+        try:
+            with open(os.path.join(tdir, P.EXIT)) as f:
+                raw: dict[str, Any] = json.load(f)
+            return raw
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def list(self, namespace: str | None = None) -> list[TaskInfo]:
+        root = os.path.join(self.state_dir, "tasks")
+        out = []
+        for ns in sorted(os.listdir(root)) if namespace is None else [namespace]:
+            try:
+                ids = sorted(os.listdir(os.path.join(root, ns)))
+            except FileNotFoundError:
+                continue
+            for cid in ids:
+                try:
+                    out.append(self.get(ns, cid))
+                except NotFound:
+                    continue  # a task being created or deleted right now
+        return out
+
+    def reconnect(self) -> builtins.list[TaskInfo]:
+        """Every task in the state dir, with its state as its shim (or exit file) says."""
+        return self.list()
+
+    def kill(self, namespace: str, cid: str, signal: int = signals.SIGTERM, *,
+             all_processes: bool = False) -> None:
+        self._record(namespace, cid)
+        try:
+            self._shim(namespace, cid).call(P.OP_KILL, signal=int(signal), all=all_processes)
+        except ShimGone:
+            if self._exit_file(self.task_dir(namespace, cid)) is None:
+                raise
+        except ShimError as e:
+            raise TaskError(f"Task {namespace}/{cid}: kill: {e}") from None
+
+    def wait(self, namespace: str, cid: str, *, timeout: float | None = None) -> ExitStatus:
+        self._record(namespace, cid)
+        try:
+            reply = self._shim(namespace, cid).call(P.OP_WAIT, timeout=timeout)
+            raw = reply["exit"]
+        except ShimGone:
+            raw = self._exit_file(self.task_dir(namespace, cid))
+            if raw is None:
+                return ExitStatus(code=255, exited_at_ns=0, reason="Unknown")
+        exit_status = _exit(raw)
+        assert exit_status is not None
+        return exit_status
+
+    def stop(self, namespace: str, cid: str, *, grace: float = 10.0) -> ExitStatus:
+        """SIGTERM, then SIGKILL to every process of the container after GRACE seconds."""
+        info = self.get(namespace, cid)
+        if info.exit is not None:
+            return info.exit
+        if info.state == TaskState.RUNNING and grace > 0:
+            self.kill(namespace, cid, signals.SIGTERM)
+            try:
+                return self.wait(namespace, cid, timeout=grace)
+            except TimeoutError:
+                pass
+        self.kill(namespace, cid, signals.SIGKILL, all_processes=True)
+        return self.wait(namespace, cid, timeout=30)
+
+    def exec(self, namespace: str, cid: str, *, args: builtins.list[str],
+             env: builtins.list[str] | None = None, cwd: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        """Run ARGS in the container like its init (user, env, capabilities), plus ENV."""
+        if not args:
+            raise TaskError(f"Task {namespace}/{cid}: exec: args: must not be empty")
+        with open(os.path.join(self.task_dir(namespace, cid), "bundle", "config.json")) as f:
+            proc = dict(json.load(f)["process"])
+        proc["args"] = list(args)
+        proc["terminal"] = False
+        proc["env"] = list(proc.get("env") or []) + list(env or [])
+        if cwd:
+            proc["cwd"] = cwd
+        try:
+            code, out, err, timed_out = self._shim(namespace, cid).exec(
+                proc, timeout=timeout or None)
+        except ShimError as e:
+            raise TaskError(f"Task {namespace}/{cid}: exec: {e}") from None
+        return ExecResult(exit_code=code, stdout=out, stderr=err, timed_out=timed_out)
+
+    def stats(self, namespace: str, cid: str) -> Stats:
+        ctl: dict[str, str] = self._record(namespace, cid)["cgroups"]
+        cpu = ctl.get("cpuacct", "")
+        if cpu and os.path.exists(os.path.join(cpu, "cpuacct.usage")):
+            cpu_ns = _read_int(os.path.join(cpu, "cpuacct.usage"))
+        else:
+            cpu_ns = _read_flat(os.path.join(ctl.get("cpu", ""), "cpu.stat")).get(
+                "usage_usec", 0) * 1000
+        mem = ctl.get("memory", "")
+        mstat = _read_flat(os.path.join(mem, "memory.stat"))
+        if os.path.exists(os.path.join(mem, "memory.usage_in_bytes")):
+            usage = _read_int(os.path.join(mem, "memory.usage_in_bytes"))
+            inactive = mstat.get("total_inactive_file", 0)
+        else:
+            usage = _read_int(os.path.join(mem, "memory.current"))
+            inactive = mstat.get("inactive_file", 0)
+        return Stats(timestamp_ns=time.time_ns(), cpu_usage_ns=cpu_ns,
+                     memory_usage_bytes=usage,
+                     memory_working_set_bytes=max(0, usage - inactive),
+                     pids=_read_int(os.path.join(ctl.get("pids", ""), "pids.current")))
+
+    def delete(self, namespace: str, cid: str, *, force: bool = False) -> ExitStatus | None:
+        """Remove a stopped task (FORCE: kill it first): runtime delete, shim exits, the
+        state dir goes. Returns its exit."""
+        rec = self._record(namespace, cid)
+        tdir = self.task_dir(namespace, cid)
+        shim = self._shim(namespace, cid)
+        raw: dict[str, Any] | None
+        try:
+            if force:
+                try:
+                    shim.call(P.OP_KILL, signal=int(signals.SIGKILL), all=True)
+                except ShimError as e:
+                    if isinstance(e, ShimGone):
+                        raise
+                shim.call(P.OP_WAIT, timeout=30)
+            raw = shim.call(P.OP_DELETE, force=force)["exit"]
+            shim_pid = _read_int(os.path.join(tdir, P.PID))
+            shim.call(P.OP_SHUTDOWN)
+            _wait_gone(shim_pid)
+        except ShimGone:  # the shim died: do its part from here
+            raw = self._exit_file(tdir)
+            runtime_root = os.path.join(self.state_dir, "runtime", rec["runtime"])
+            subprocess.run([*self.runtimes[rec["runtime"]], "--root", runtime_root,
+                            "delete", "--force", cid], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+        except ShimError as e:
+            raise FailedPrecondition(f"Task {namespace}/{cid}: delete: {e}") from None
+        shutil.rmtree(tdir, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(tdir))
+        except OSError:
+            pass
+        return _exit(raw)
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Until PID (a shim, not our child) has exited."""
+    if pid <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                st = f.read()
+        except OSError:
+            return
+        if st[st.rindex(b")") + 2:][:1] in (b"Z", b"X"):
+            return
+        time.sleep(0.005)
