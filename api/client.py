@@ -192,8 +192,21 @@ def _target(resource: str, namespace: str, name: str, subresource: str) -> Any:
                      subresource=subresource)
 
 
+# The server refuses messages over 16 MiB before any handler sees them, so its answer
+# could not name the object: check here.
+MAX_BODY = 16 * 1024 * 1024 - 4096
+
+
 def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    if len(data) > MAX_BODY:
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        name = (meta or {}).get("name", "") if isinstance(meta, dict) else ""
+        who = f"{obj.get('kind', 'object')} {name}".strip() if isinstance(obj, dict) \
+            else "object"
+        raise e.APIError(e.Reason.TOO_LARGE, f"{who}: the request is {len(data)} bytes; "
+                         f"the API accepts at most {MAX_BODY} (and stores at most 1.5 MiB)")
+    return data
 
 
 def _loads(data: bytes) -> dict[str, Any]:

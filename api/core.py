@@ -59,7 +59,7 @@ def _service_ok(value: Any, path: str, errors: s.Errors) -> None:
         if len(ports) > 1 and not p.get("name"):
             errors.append(s.FieldError(f"{path}.ports[{i}].name",
                                        "is required when there is more than one port"))
-        if p.get("name") in names:
+        if p.get("name") and p["name"] in names:
             errors.append(s.FieldError(f"{path}.ports[{i}].name",
                                        f"duplicate port name {p['name']!r}"))
         names.add(p.get("name"))

@@ -45,6 +45,19 @@ class Reason(enum.Enum):
         return cls.INTERNAL
 
 
+MAX_MESSAGE = 4096
+MAX_CAUSE = 256
+MAX_CAUSES = 20
+
+
+def clip(text: str, limit: int) -> str:
+    """TEXT, or its head and a note of how much was left out (error messages echo
+    client values, which may be huge)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class APIError(Exception):
     """An error with a reason a client can act on; the message names object and field."""
 
@@ -58,12 +71,16 @@ class APIError(Exception):
         self.details = details
 
     def status(self) -> dict[str, Any]:
-        """Kubernetes' Status object for this error (what the trailer carries)."""
+        """Kubernetes' Status object for this error (what the trailer carries), with long
+        texts cut so that it always fits in gRPC's metadata limit (16 KiB)."""
         out: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                               "reason": self.reason.k8s, "message": self.message}
-        details = dict(self.details)
+                               "reason": self.reason.k8s,
+                               "message": clip(self.message, MAX_MESSAGE)}
+        details = {k: clip(v, MAX_CAUSE) if isinstance(v, str) else v
+                   for k, v in self.details.items()}
         if self.causes:
-            details["causes"] = self.causes
+            details["causes"] = [{k: clip(str(v), MAX_CAUSE) for k, v in c.items()}
+                                 for c in self.causes[:MAX_CAUSES]]
         if self.retry_after is not None:
             details["retryAfterSeconds"] = self.retry_after
         if details:

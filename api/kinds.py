@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api import apps, batch, core, meta
+from api import apps, batch, core, discovery, meta
 from api import schema as s
 
 
@@ -62,6 +62,7 @@ KINDS = _kinds(
              "immutable": s.boolean("Data cannot change once set."),
          }),
     *(Kind(**d._asdict()) for d in (*core.KIND_DEFS, *apps.KIND_DEFS, *batch.KIND_DEFS)),
+    *(Kind(**d._asdict()) for d in discovery.KIND_DEFS),
 )
 
 

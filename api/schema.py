@@ -139,9 +139,10 @@ class Map(Node):
         if not isinstance(value, dict):
             errors.append(FieldError(path, f"must be a map, got {_show(value)}"))
             return False
+        before = len(errors)
         for k, v in value.items():
             self.value.validate(v, f"{path}[{k!r}]", errors)
-        return True
+        return len(errors) == before  # the map's own checks need well-typed values
 
     def with_defaults(self, value: Any) -> Any:
         if not isinstance(value, dict):

@@ -26,6 +26,8 @@ LATENCY = Histogram("apiserver_request_duration_seconds", "API request latency."
                     ["verb", "resource"], buckets=_BUCKETS, registry=REGISTRY)
 ETCD = Histogram("etcd_request_duration_seconds", "Storage call latency.",
                  ["operation", "type"], buckets=_BUCKETS, registry=REGISTRY)
+LEADER = Gauge("corral_leader", "1 while this process leads (runs the scheduler and "
+               "controllers).", registry=REGISTRY)
 WATCHERS = Gauge("apiserver_registered_watchers", "Open watches by resource.",
                  ["resource"], registry=REGISTRY)
 

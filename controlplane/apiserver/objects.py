@@ -302,6 +302,14 @@ class ObjectService:
             obj = _track(None, obj, manager=field_manager, now=rfc3339(now))
             meta = obj["metadata"]
         generate = not meta.get("name")
+        if generate:  # every generated name is valid if one is (the suffix is [a-z0-9])
+            try:
+                kinds.validate({**obj, "metadata": {**meta, "name": meta.get(
+                    "generateName", "") + "bcdfg"}})
+            except kinds.Invalid as err:
+                raise e.invalid(res.kind, str(meta.get("generateName")), [
+                    ("metadata.generateName" if fe.path == "metadata.name" else fe.path,
+                     fe.problem) for fe in err.errors]) from None
         for _ in range(8 if generate else 1):
             if generate:
                 meta["name"] = meta["generateName"] + _suffix()
@@ -338,7 +346,7 @@ class ObjectService:
             raise e.bad_request(f"{res.kind} {name}: metadata.name {body_name!r} does not "
                                 "match the name in the request")
         name = body_name
-        expected = _parse_rv(str(obj["metadata"].get("resourceVersion") or ""))
+        expected = _parse_rv(obj["metadata"].get("resourceVersion"), f"{res.kind} {name}")
 
         def change(current: Obj) -> Obj:
             return copy.deepcopy(obj)
@@ -359,6 +367,11 @@ class ObjectService:
             if expected and rev != expected:
                 raise e.conflict(res.kind, name, current=rev)
             desired = change(copy.deepcopy(current))
+            if not isinstance(desired, dict) or not isinstance(desired.get("metadata"), dict):
+                raise e.invalid(res.kind, name, [("metadata", "must be an object")])
+            new_name = desired["metadata"].setdefault("name", name)
+            if new_name != name:
+                raise e.invalid(res.kind, name, [("metadata.name", admission.IMMUTABLE)])
             desired = admission.carry_over(res, current, desired, subresource=subresource)
             desired = self._admit(res, desired, namespace=namespace)
             problems = admission.check_update(res, current, desired, subresource=subresource)
@@ -408,7 +421,9 @@ class ObjectService:
                                           kind=res.kind)
             except patches.PatchError as err:
                 raise e.bad_request(f"{res.kind} {name}: {err}") from None
-            rv = (out.get("metadata") or {}).get("resourceVersion")
+            if not isinstance(out, dict) or not isinstance(out.get("metadata"), dict):
+                raise e.invalid(res.kind, name, [("metadata", "must be an object")])
+            rv = out["metadata"].get("resourceVersion")
             if rv and rv != current["metadata"]["resourceVersion"]:
                 raise e.conflict(res.kind, name,
                                  current=int(current["metadata"]["resourceVersion"]))
@@ -584,7 +599,8 @@ class ObjectService:
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise e.invalid("Scale", name, [("spec.replicas",
                                               f"must be an integer >= 0, got {replicas!r}")])
-        expected = _parse_rv(str((scale.get("metadata") or {}).get("resourceVersion") or ""))
+        expected = _parse_rv((scale.get("metadata") or {}).get("resourceVersion"),
+                             f"Scale {name}")
 
         def change(cur: Obj) -> Obj:
             cur.setdefault("spec", {})["replicas"] = replicas
@@ -632,15 +648,21 @@ class ObjectService:
 _NS = Resource(name="namespaces", kind="Namespace", api_version="v1", namespaced=False)
 
 
-def _parse_rv(rv: str) -> int:
-    if not rv:
+def _parse_rv(rv: Any, who: str = "") -> int:
+    """A resourceVersion as etcd's revision; errors name WHO ("ConfigMap cfg")."""
+    prefix = f"{who}: metadata." if who else ""
+    if rv is None or rv == "":
         return 0
+    if not isinstance(rv, str):
+        raise e.bad_request(f"{prefix}resourceVersion: must be a string, got "
+                            f"{type(rv).__name__}")
     try:
         value = int(rv)
     except ValueError:
-        raise e.bad_request(f"resourceVersion {rv!r}: must be a decimal number") from None
+        raise e.bad_request(f"{prefix}resourceVersion {e.clip(rv, 64)!r}: must be a "
+                            "decimal number") from None
     if value < 0:
-        raise e.bad_request(f"resourceVersion {rv!r}: must be >= 0")
+        raise e.bad_request(f"{prefix}resourceVersion {rv!r}: must be >= 0")
     return value
 
 

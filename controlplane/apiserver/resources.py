@@ -48,6 +48,7 @@ _EXTRAS: Mapping[str, dict[str, object]] = {
                                   "spec.serviceAccountName", "status.phase", "status.podIP",
                                   "status.nominatedNodeName"})},
     "services": {"short_names": ("svc",), "status": True},
+    "endpoints": {"short_names": ("ep",)},
     "nodes": {"short_names": ("no",), "status": True,
               "fields": frozenset({"spec.unschedulable"})},
     "events": {"short_names": ("ev",),

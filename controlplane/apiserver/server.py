@@ -56,6 +56,7 @@ class Options:
     token_listen: str = ""
     encryption_config: str = ""
     compaction_interval: float = compaction.DEFAULT_INTERVAL
+    leader_elect: bool = True  # campaign to run the scheduler and controllers
     insecure: bool = False  # plain gRPC and no authentication: loopback tests only
 
 
@@ -97,6 +98,7 @@ class APIServer:
         self._grpc: Any = None
         self._http: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self.leading = False
         self.port = 0
         self.token_port = 0
         self.http_port = 0
@@ -144,11 +146,20 @@ class APIServer:
         if not o.insecure:
             self._write_admin_conf(host)
         self._tasks.append(asyncio.create_task(self._bootstrap()))
+        if o.leader_elect:
+            from controlplane import manager
+            self._tasks.append(asyncio.create_task(manager.run(
+                self.store, on_change=self._leading)))
         if o.compaction_interval > 0:
             self._tasks.append(asyncio.create_task(
                 compaction.compact_periodically(self.store, o.compaction_interval)))
         log.info("serving the API on %s:%d (HTTP on %s:%d)", host, self.port, hhost,
                  self.http_port)
+
+    def _leading(self, leading: bool) -> None:
+        self.leading = leading
+        metrics.LEADER.set(1 if leading else 0)
+        log.info("%s the leader", "became" if leading else "is no longer")
 
     def _write_admin_conf(self, host: str) -> None:
         from controlplane.apiserver import pki

@@ -55,6 +55,8 @@ def _json(data: bytes, what: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise e.bad_request(f"{what}: the body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise e.bad_request(f"{what}: the body is nested too deeply") from None
 
 
 def _dump(obj: Any) -> bytes:

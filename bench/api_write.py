@@ -1,0 +1,194 @@
+"""API server writes vs raw etcd puts: create then update ~1 KiB ConfigMaps at 1, 10 and
+100 concurrent clients.
+
+    ours: AsyncClient (TLS, admin.conf) ─► corral-controlplane ─► etcd   (create, update)
+    peer: grpc.aio + pyetcd's KV stub ──────────────────────────► etcd   (Put, Put)
+
+Both sides are coroutines on one grpc.aio channel in this one process, so the client
+costs the same per call and the difference is the API server. Coroutines rather than
+threads: 100 threads around the blocking Client would fight over the GIL, and the
+client, not the server, would set the latency (every switch waits up to 5 ms).
+
+Each round runs ours then the peer at each concurrency; the ratio per level is the median
+over rounds of ours/peer throughput (>= 0.5 is the target), and the p50/p99 are of every
+mutating call of every round (p99 <= 50 ms at 100 clients is the target). One JSON line
+per level; the last one (100 clients) is the headline.
+
+    .venv/bin/python bench/api_write.py [--rounds N] [--ops N] [--quick] [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from _support import ROOT, Cluster, percentile
+from grpc import aio  # type: ignore[import-untyped]
+from pyetcd import etcdrpc as rpc  # type: ignore[import-untyped]
+
+from api.client import AsyncClient
+
+LEVELS = (1, 10, 100)
+VALUE = "x" * 900  # with the envelope, the stored ConfigMap is ~1 KiB
+
+
+def configmap(name: str, value: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default", "labels": {"bench": "w"}},
+            "data": {"payload": value}}
+
+
+def body(name: str, value: str) -> bytes:
+    return json.dumps(configmap(name, value), separators=(",", ":")).encode()
+
+
+class Result:
+    def __init__(self) -> None:
+        self.create: list[float] = []  # ms per call
+        self.update: list[float] = []
+        self.seconds = 0.0
+
+    @property
+    def ops(self) -> int:
+        return len(self.create) + len(self.update)
+
+    @property
+    def throughput(self) -> float:
+        return self.ops / self.seconds
+
+
+async def timed(out: list[float], call: Awaitable[Any]) -> Any:
+    t0 = time.perf_counter()
+    reply = await call
+    out.append((time.perf_counter() - t0) * 1000)
+    return reply
+
+
+async def run_level(clients: int, per_client: int,
+                    worker: Callable[[int, int, Result], Awaitable[None]]) -> Result:
+    result = Result()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w, per_client, result) for w in range(clients)))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def ours_worker(client: AsyncClient, tag: str) -> Callable[[int, int, Result], Awaitable[None]]:
+    async def work(w: int, n: int, r: Result) -> None:
+        made = []
+        for i in range(n):
+            made.append(await timed(r.create, client.create(
+                "configmaps", configmap(f"{tag}-{w}-{i}", VALUE), namespace="default")))
+        for obj in made:  # a compare-and-swap at the resourceVersion create returned
+            obj["data"]["payload"] = VALUE.replace("x", "y")
+            await timed(r.update, client.update("configmaps", obj, namespace="default"))
+    return work
+
+
+def peer_worker(kv: Any, tag: str) -> Callable[[int, int, Result], Awaitable[None]]:
+    async def work(w: int, n: int, r: Result) -> None:
+        keys = [f"/bench/configmaps/default/{tag}-{w}-{i}".encode() for i in range(n)]
+        for i, k in enumerate(keys):
+            await timed(r.create, kv.Put(rpc.PutRequest(key=k, value=body(
+                f"{tag}-{w}-{i}", VALUE)), timeout=30))
+        for i, k in enumerate(keys):
+            await timed(r.update, kv.Put(rpc.PutRequest(key=k, value=body(
+                f"{tag}-{w}-{i}", VALUE.replace("x", "y"))), timeout=30))
+    return work
+
+
+def summary(results: list[Result]) -> dict[str, float]:
+    create = [x for r in results for x in r.create]
+    update = [x for r in results for x in r.update]
+    both = create + update
+    return {"ops_per_s": statistics.median(r.throughput for r in results),
+            "p50_ms": percentile(both, 50), "p99_ms": percentile(both, 99),
+            "create_p99_ms": percentile(create, 99), "update_p99_ms": percentile(update, 99)}
+
+
+async def bench(cluster: Cluster, *, rounds: int, ops: int, levels: tuple[int, ...],
+                profile: str) -> list[dict[str, Any]]:
+    client = AsyncClient(cluster.config)
+    channel = aio.insecure_channel(cluster.etcd_target)
+    kv = rpc.KVStub(channel)
+    ours: dict[int, list[Result]] = {c: [] for c in levels}
+    peer: dict[int, list[Result]] = {c: [] for c in levels}
+    ratios: dict[int, list[float]] = {c: [] for c in levels}
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        # warm-up: TLS handshake, the namespace cache, the pyc files of every code path
+        await run_level(10, 5, ours_worker(client, "warm"))
+        await run_level(10, 5, peer_worker(kv, "warm"))
+        for rnd in range(rounds):
+            for c in levels:
+                n = max(ops // c, 2)  # every level does about the same number of calls
+                if profile and rnd == rounds - 1 and c == max(levels):
+                    spy = subprocess.Popen([f"{ROOT}/.venv/bin/py-spy", "record", "-o",
+                                            profile, "-f", "raw", "-p",
+                                            str(cluster.cp_pid), "-r", "200"],
+                                           stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+                    await asyncio.sleep(1)
+                a = await run_level(c, n, ours_worker(client, f"r{rnd}c{c}"))
+                if spy is not None:
+                    spy.send_signal(2)  # SIGINT: py-spy writes the profile and exits
+                    spy.wait(60)
+                    spy = None
+                b = await run_level(c, n, peer_worker(kv, f"r{rnd}c{c}"))
+                ours[c].append(a)
+                peer[c].append(b)
+                ratios[c].append(a.throughput / b.throughput)
+                print(f"round {rnd} clients {c:3}: ours {a.throughput:7.0f} ops/s "
+                      f"p99 {percentile(a.create + a.update, 99):6.1f} ms | etcd "
+                      f"{b.throughput:7.0f} ops/s p99 {percentile(b.create + b.update, 99):6.1f}"
+                      f" ms", file=sys.stderr, flush=True)
+    finally:
+        if spy is not None:
+            spy.kill()
+            spy.wait()
+        await client.close()
+        await channel.close()
+    lines = []
+    for c in levels:
+        o, p = summary(ours[c]), summary(peer[c])
+        lines.append({
+            "bench": "api_write", "clients": c, "ours": round(o["ops_per_s"], 1),
+            "peer": round(p["ops_per_s"], 1), "ratio": round(statistics.median(ratios[c]), 3),
+            "unit": "ops/s", "rounds": rounds,
+            "ours_p50_ms": round(o["p50_ms"], 2), "ours_p99_ms": round(o["p99_ms"], 2),
+            "ours_create_p99_ms": round(o["create_p99_ms"], 2),
+            "ours_update_p99_ms": round(o["update_p99_ms"], 2),
+            "peer_p50_ms": round(p["p50_ms"], 2), "peer_p99_ms": round(p["p99_ms"], 2),
+            "target_p99_ms": 50, "target_ratio": 0.5})
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ops", type=int, default=1000,
+                    help="creates per round and level (as many updates follow)")
+    ap.add_argument("--quick", action="store_true", help="1 round of 200 creates per level")
+    ap.add_argument("--profile", default="",
+                    help="py-spy the controlplane during the last 100-client round; "
+                         "write collapsed stacks (speedscope and flamegraph.pl read them) to this file")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.ops = 1, 200
+    with Cluster() as cluster:
+        lines = asyncio.run(bench(cluster, rounds=args.rounds, ops=args.ops, levels=LEVELS,
+                                  profile=args.profile))
+    for line in lines:
+        print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
