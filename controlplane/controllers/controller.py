@@ -1,0 +1,181 @@
+"""The controller base, expectations, and the manager that runs a set of controllers.
+
+    ControllerManager(cluster, [ReplicaSetController, ...])
+      ├─ Informers: one shared informer per resource
+      ├─ each controller: setup() registers handlers (they only enqueue keys)
+      ├─ informers start; wait until every cache has synced
+      └─ each controller: N workers ── queue.get() ─► sync(key) ─► done(key)
+                                         error ─► add_rate_limited(key); ok ─► forget(key)
+
+A subclass sets `name` and `resources`, registers handlers in `setup()`, and writes an
+idempotent `async sync(key)` that reads the caches, decides in a pure function, and writes
+through the Cluster. Cached objects are shared: deep-copy before changing one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from api import errors as e
+from controlplane.controllers.informer import Informer, Informers, key_of
+from controlplane.controllers.workqueue import ShutDown, WorkQueue
+from controlplane.local import Cluster
+
+log = logging.getLogger("corral.controllers")
+
+Obj = dict[str, Any]
+EXPECTATIONS_TTL = 300.0  # client-go: give up waiting for our own writes after 5 minutes
+
+
+@dataclass
+class _Expected:
+    adds: int = 0
+    deletes: set[str] = field(default_factory=set)
+    since: float = 0.0
+
+
+class Expectations:
+    """What a controller wrote and has not yet seen come back through its informer.
+
+    While a key's expectations are pending, the controller must not create or delete for
+    it again (its cache does not show its own writes yet)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._by_key: dict[str, _Expected] = {}
+
+    def expect(self, key: str, *, adds: int = 0, deletes: Iterable[str] = ()) -> None:
+        self._by_key[key] = _Expected(adds=adds, deletes=set(deletes), since=self.clock())
+
+    def creation_observed(self, key: str) -> None:
+        exp = self._by_key.get(key)
+        if exp is not None and exp.adds > 0:
+            exp.adds -= 1
+
+    def deletion_observed(self, key: str, dependent: str) -> None:
+        exp = self._by_key.get(key)
+        if exp is not None:
+            exp.deletes.discard(dependent)
+
+    def satisfied(self, key: str) -> bool:
+        exp = self._by_key.get(key)
+        if exp is None or (exp.adds <= 0 and not exp.deletes):
+            return True
+        return self.clock() - exp.since > EXPECTATIONS_TTL
+
+    def forget(self, key: str) -> None:
+        self._by_key.pop(key, None)
+
+
+class Controller:
+    """Base class: a work queue of keys, N workers, errors requeued with backoff."""
+
+    name = "controller"
+    workers = 2
+
+    def __init__(self, cluster: Cluster, informers: Informers, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cluster = cluster
+        self.informers = informers
+        self.clock = clock
+        self.queue = WorkQueue(name=self.name)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.setup()
+
+    def informer(self, resource: str) -> Informer:
+        return self.informers.get(resource)
+
+    def setup(self) -> None:
+        """Ask for informers and register handlers (subclasses)."""
+
+    async def sync(self, key: str) -> None:
+        """Make KEY's actual state match its desired state. Idempotent (subclasses)."""
+        raise NotImplementedError
+
+    def enqueue(self, obj: Obj) -> None:
+        self.queue.add(key_of(obj))
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                await self.sync(key)
+            except asyncio.CancelledError:
+                self.queue.done(key)
+                raise
+            except e.APIError as err:
+                level = logging.DEBUG if err.reason in (
+                    e.Reason.CONFLICT, e.Reason.NOT_FOUND, e.Reason.ALREADY_EXISTS) \
+                    else logging.WARNING
+                log.log(level, "%s: sync %s: %s (retry %d)", self.name, key, err,
+                        self.queue.retries(key))
+                self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("%s: sync %s failed (retry %d)", self.name, key,
+                              self.queue.retries(key))
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+            self.queue.done(key)
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            self._tasks.append(asyncio.create_task(self._worker(),
+                                                   name=f"{self.name}-worker-{i}"))
+
+    async def stop(self) -> None:
+        self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+
+
+ControllerFactory = Callable[[Cluster, Informers], Controller]
+
+
+class ControllerManager:
+    """Runs CONTROLLERS over shared informers; `async with` starts and stops them all."""
+
+    def __init__(self, cluster: Cluster, controllers: Sequence[ControllerFactory], *,
+                 resync: float = 0.0) -> None:
+        self.cluster = cluster
+        self.informers = Informers(cluster, resync=resync)
+        self.controllers = [make(cluster, self.informers) for make in controllers]
+
+    def get(self, name: str) -> Controller:
+        for c in self.controllers:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    async def start(self) -> None:
+        self.informers.start()
+        await self.informers.wait_synced()
+        for c in self.controllers:
+            c.start()
+
+    async def stop(self) -> None:
+        for c in self.controllers:
+            await c.stop()
+        await self.informers.stop()
+
+    async def __aenter__(self) -> ControllerManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()

@@ -1,0 +1,146 @@
+"""The Job controller: runs a Job's pods to completion (job_plan decides, this acts).
+
+    jobs informer ──► key ns/name ─┐
+    pods informer ──► owning Job ──┴─► queue ─► sync(key):
+        cached job + its pods ─► job_plan.plan(now) ─► delete pods, create pods,
+        write status (jobs/status), delete the Job after its TTL, requeue for a
+        backoff, a deadline or a TTL
+Expectations keep a sync from creating again before the informer shows its own creates.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from api import errors as e
+from controlplane.controllers import job_plan
+from controlplane.controllers.controller import Controller, Expectations
+from controlplane.controllers.informer import Handler, Informers, split_key
+from controlplane.controllers.plan_util import Obj, deleting, meta, name_of, rfc3339
+from controlplane.local import Cluster
+
+log = logging.getLogger("corral.controllers.job")
+
+
+def _owner_key(obj: Obj, kind: str) -> str | None:
+    m = meta(obj)
+    for ref in m.get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == kind:
+            return f"{m.get('namespace', '')}/{ref.get('name', '')}"
+    return None
+
+
+class JobController(Controller):
+    name = "job"
+    backoff_base = job_plan.BACKOFF_BASE
+
+    @classmethod
+    def factory(cls, *, backoff_base: float = job_plan.BACKOFF_BASE,
+                clock: Callable[[], float] = time.time,
+                ) -> Callable[[Cluster, Informers], JobController]:
+        """A ControllerManager factory with these options (tests shorten the backoff)."""
+        def make(cluster: Cluster, informers: Informers) -> JobController:
+            c = cls.__new__(cls)
+            c.backoff_base = backoff_base
+            Controller.__init__(c, cluster, informers, clock=clock)
+            return c
+        return make
+
+    def setup(self) -> None:
+        self.expectations = Expectations()
+        self.jobs = self.informer("jobs")
+        self.pods = self.informer("pods")
+        self.jobs.add_handler(Handler(on_add=self.enqueue,
+                                      on_update=lambda _old, new: self.enqueue(new),
+                                      on_delete=self.enqueue))
+        self.pods.add_handler(Handler(on_add=self._pod_added, on_update=self._pod_updated,
+                                      on_delete=self._pod_deleted))
+
+    def _pod_added(self, pod: Obj) -> None:
+        key = _owner_key(pod, "Job")
+        if key:
+            self.expectations.creation_observed(key)
+            self.queue.add(key)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        key = _owner_key(new, "Job")
+        if key:
+            if deleting(new) and not deleting(old):
+                self.expectations.deletion_observed(key, name_of(new))
+            self.queue.add(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = _owner_key(pod, "Job")
+        if key:
+            self.expectations.deletion_observed(key, name_of(pod))
+            self.queue.add(key)
+
+    async def sync(self, key: str) -> None:
+        job = self.jobs.get(key)
+        if job is None:
+            self.expectations.forget(key)
+            return
+        if deleting(job) or not self.expectations.satisfied(key):
+            return
+        namespace, name = split_key(key)
+        uid = str(meta(job).get("uid") or "")
+        pods = [p for p in self.pods.by_index("owner", uid) if job_plan.owned(job, p)]
+        plan = job_plan.plan(job, pods, self.clock(), backoff_base=self.backoff_base)
+        if plan.delete_job:
+            try:
+                await self.cluster.delete("jobs", name, namespace=namespace,
+                                          propagation="Background", uid=uid)
+            except e.APIError as err:
+                if err.reason is not e.Reason.NOT_FOUND:
+                    raise
+            return
+        self.expectations.expect(key, adds=plan.create, deletes=plan.delete)
+        for pod_name in plan.delete:
+            try:
+                await self.cluster.delete("pods", pod_name, namespace=namespace)
+            except e.APIError as err:
+                self.expectations.deletion_observed(key, pod_name)
+                if err.reason is not e.Reason.NOT_FOUND:
+                    raise
+        for _ in range(plan.create):
+            try:
+                await self.cluster.create("pods", job_plan.new_pod(job), namespace=namespace)
+            except e.APIError:
+                self.expectations.creation_observed(key)
+                raise
+        await self._write_status(job, plan.status)
+        for kind, reason, message in plan.events:
+            await self._event(job, kind, reason, message)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, max(plan.requeue_after, 0.001))
+
+    async def _event(self, job: Obj, kind: str, reason: str, message: str) -> None:
+        """Best effort: an Event on the Job a user sees in `clusterctl describe`."""
+        m = meta(job)
+        now = rfc3339(self.clock())
+        event: Obj = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{m.get('name', '')}.",
+                         "namespace": m.get("namespace", "")},
+            "involvedObject": {"apiVersion": "batch/v1", "kind": "Job",
+                               "name": m.get("name", ""), "namespace": m.get("namespace", ""),
+                               "uid": m.get("uid", "")},
+            "reason": reason, "message": message, "type": kind, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": "job-controller"}}
+        try:
+            await self.cluster.create("events", event, namespace=m.get("namespace", ""))
+        except e.APIError as err:
+            log.debug("job %s: event %s not recorded: %s", m.get("name"), reason, err)
+
+    async def _write_status(self, job: Obj, status: dict[str, Any]) -> None:
+        if (job.get("status") or {}) == status:
+            return
+        out = copy.deepcopy(job)
+        out["status"] = status
+        await self.cluster.update("jobs", out, namespace=meta(job).get("namespace", ""),
+                                  subresource="status")
