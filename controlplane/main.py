@@ -36,6 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="Kubernetes EncryptionConfiguration with aesgcm keys for secrets")
     p.add_argument("--tls-san", action="append", default=[],
                    help="another name or IP for the server certificate (repeatable)")
+    p.add_argument("--leader-elect", default="true", choices=("true", "false"),
+                   help="campaign to run the scheduler and controllers (default true)")
     p.add_argument("--insecure", action="store_true",
                    help="plain gRPC without authentication (loopback testing only)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -49,7 +51,8 @@ async def run(args: argparse.Namespace) -> int:
         etcd_endpoints=[u for u in args.etcd_endpoints.split(",") if u],
         data_dir=args.data_dir, listen=args.listen, http_listen=args.http_listen,
         hosts=args.tls_san, token_file=args.token_file, token_listen=args.token_listen,
-        encryption_config=args.encryption_config, insecure=args.insecure))
+        encryption_config=args.encryption_config, insecure=args.insecure,
+        leader_elect=args.leader_elect == "true"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

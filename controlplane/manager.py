@@ -1,0 +1,105 @@
+"""What the elected leader runs: the scheduler and the controllers, with fenced writes.
+
+    run_when_leader(store, component="controlplane", identity=host:pid, work=lead)
+        lead(fence):
+            fenced = FencedStore(store, fence)       every write carries the leader fence
+            cluster = LocalClient(ObjectService(fenced))
+            SchedulerService(cluster, store, fence) ─┐ run together; if one fails, the
+            ControllerManager(cluster, controllers) ─┘ other stops and leadership is
+                                                       given up (a standby takes over)
+
+Every controlplane process serves the API; only the leader runs this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from controlplane.apiserver.objects import ObjectService
+from controlplane.leader import run_when_leader
+from controlplane.local import LocalClient
+from controlplane.storage import Fence, FencedStore, Store
+
+log = logging.getLogger("corral.manager")
+
+FIELD_MANAGER = "corral-controlplane"
+# A component of the leader: given the fenced cluster client, the raw store and the
+# fence, run until cancelled.
+Component = Callable[[LocalClient, Store, Fence], Coroutine[Any, Any, None]]
+
+
+async def scheduler(cluster: LocalClient, store: Store, fence: Fence) -> None:
+    from controlplane.scheduler.service import SchedulerService
+    await SchedulerService(cluster, store, fence=fence).run()
+
+
+async def controllers(cluster: LocalClient, store: Store, fence: Fence) -> None:
+    from controlplane.controllers.controller import ControllerManager
+    from controlplane.controllers.daemonset import DaemonSetController
+    from controlplane.controllers.deployment import DeploymentController
+    from controlplane.controllers.endpoints import EndpointsController
+    from controlplane.controllers.garbagecollector import GarbageCollector
+    from controlplane.controllers.job import JobController
+    from controlplane.controllers.namespace import NamespaceController
+    from controlplane.controllers.nodelifecycle import NodeLifecycleController
+    from controlplane.controllers.replicaset import ReplicaSetController
+
+    async with ControllerManager(cluster, [
+            DeploymentController, ReplicaSetController, DaemonSetController,
+            JobController.factory(), NodeLifecycleController.factory(),
+            EndpointsController, GarbageCollector, NamespaceController]):
+        await asyncio.Event().wait()  # until the term ends (cancelled)
+
+
+def default_components() -> list[tuple[str, Component]]:
+    return [("scheduler", scheduler), ("controllers", controllers)]
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def lead(store: Store, fence: Fence, *,
+               components: list[tuple[str, Component]] | None = None) -> None:
+    fenced = FencedStore(store, fence)
+    objects = ObjectService(fenced)
+    cluster = LocalClient(objects, field_manager=FIELD_MANAGER)
+    tasks = {asyncio.create_task(run(cluster, store, fence), name=name): name
+             for name, run in (components or default_components())}
+    log.info("leading: running %s", ", ".join(tasks.values()))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            err = t.exception()
+            if err is not None:
+                raise err
+        log.warning("%s returned; stepping down", tasks[next(iter(done))])
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await objects.close()
+
+
+async def run(store: Store, *, component: str = "controlplane", ttl: int = 5,
+              on_change: Callable[[bool], None] | None = None,
+              components: list[tuple[str, Component]] | None = None) -> None:
+    """Campaign forever; lead whenever elected (a failed term is logged, then retried)."""
+    me = identity()
+    while True:
+        try:
+            await run_when_leader(store, component=component, identity=me, ttl=ttl,
+                                  on_change=on_change,
+                                  work=lambda fence: lead(store, fence,
+                                                          components=components))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.error("leader term ended: %s: %s; campaigning again",
+                      type(err).__name__, err)
+            await asyncio.sleep(1)
