@@ -1,0 +1,227 @@
+"""HA: two corral-controlplane processes over one etcd; the leader is killed with SIGKILL in
+the middle of a 500-replica rollout. The standby must lead within 15 s, the rollout must
+complete, and etcd's history must show every pod bound to a node exactly once.
+
+The test plays the node agents: it marks bound pods Running and Ready, removes pods whose
+graceful deletion has started, and renews the nodes' Leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from api import errors as e
+from api.client import Client
+from controlplane.storage import EtcdStore, EventType
+from tests.support.controlplane import ControlPlane
+
+REPLICAS = 500
+NODES = 5
+Obj = dict[str, Any]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def leading(cp: ControlPlane) -> bool:
+    code, text = cp.http("/metrics")
+    return code == 200 and "\ncorral_leader 1.0" in text
+
+
+def wait(what: str, check: Any, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class FakeAgents:
+    """Every node's agent, through one client: ready pods, finished deletions, leases."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._pods, daemon=True),
+                        threading.Thread(target=self._leases, daemon=True)]
+        self.errors: list[str] = []
+
+    def __enter__(self) -> FakeAgents:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+
+    def _leases(self) -> None:
+        while not self.stop.is_set():
+            for i in range(NODES):
+                name = f"node-{i}"
+                lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                         "metadata": {"name": name, "namespace": "corral-node-lease"},
+                         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
+                                  "renewTime": now()}}
+                try:
+                    self.client.apply("leases", lease, namespace="corral-node-lease",
+                                      field_manager="agent", force=True)
+                except e.APIError:
+                    pass
+            self.stop.wait(2)
+
+    def _act(self, pod: Obj) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        if not spec.get("nodeName"):
+            return
+        if meta.get("deletionTimestamp"):
+            try:
+                self.client.delete("pods", meta["name"], namespace=meta["namespace"],
+                                   grace_period=0, uid=meta["uid"])
+            except e.APIError:
+                pass
+            return
+        conds = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            return
+        status = {"phase": "Running", "podIP": "10.88.0.1", "startTime": now(),
+                  "conditions": [*[c for c in conds if c.get("type") != "Ready"],
+                                 {"type": "Ready", "status": "True",
+                                  "lastTransitionTime": now()}]}
+        for _ in range(5):
+            try:
+                self.client.update("pods", {**pod, "status": status},
+                                   namespace=meta["namespace"], subresource="status")
+                return
+            except e.APIError as err:
+                if err.reason is not e.Reason.CONFLICT:
+                    return
+                try:
+                    pod = self.client.get("pods", meta["name"], namespace=meta["namespace"])
+                except e.APIError:
+                    return
+
+    def _pods(self) -> None:
+        rv = ""
+        while not self.stop.is_set():
+            try:
+                listed = self.client.list("pods", namespace="default")
+                for p in listed["items"]:
+                    self._act(p)
+                rv = listed["metadata"]["resourceVersion"]
+                for ev in self.client.watch("pods", namespace="default", resource_version=rv,
+                                            timeout=5):
+                    if self.stop.is_set():
+                        return
+                    if ev["type"] in ("ADDED", "MODIFIED"):
+                        self._act(ev["object"])
+            except e.APIError as err:
+                self.errors.append(str(err))
+                self.stop.wait(0.2)
+
+
+def deployment(image: str) -> Obj:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": REPLICAS, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{
+                                      "name": "web", "image": image,
+                                      "resources": {"requests": {"cpu": "1m",
+                                                                 "memory": "1Mi"}}}]}}}}
+
+
+def binds_per_pod(endpoint: str, from_revision: int) -> dict[str, list[str]]:
+    """Every node each pod key was ever bound to, in order, from etcd's history."""
+    async def read() -> dict[str, list[str]]:
+        store = EtcdStore([endpoint])
+        out: dict[str, list[str]] = {}
+        try:
+            end = await store.current_revision()
+            stream = store.watch("/registry/pods/", from_revision=from_revision)
+            async for ev in stream:
+                if ev.type is not EventType.BOOKMARK and ev.type is not EventType.DELETED:
+                    node = (json.loads(ev.value).get("spec") or {}).get("nodeName")
+                    seen = out.setdefault(ev.key, [])
+                    if node and (not seen or seen[-1] != node):
+                        seen.append(node)
+                if ev.revision >= end:
+                    break
+            await stream.aclose()  # type: ignore[attr-defined]
+        finally:
+            await store.close()
+        return out
+    return asyncio.run(read())
+
+
+@pytest.fixture
+def cluster(etcd_endpoint: str) -> Iterator[tuple[ControlPlane, ControlPlane]]:
+    a = ControlPlane(etcd_endpoint).start()
+    try:
+        wait("the first controlplane to lead", lambda: leading(a), 20)
+        b = ControlPlane(etcd_endpoint, data_dir=a.data_dir).start()
+        try:
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.cleanup()
+
+
+def test_standby_takes_over_a_rollout_and_no_pod_is_bound_twice(
+        etcd_endpoint: str, cluster: tuple[ControlPlane, ControlPlane]) -> None:
+    a, b = cluster
+    assert not leading(b)
+    with b.client() as client:
+        start_rev = int(client.list("pods")["metadata"]["resourceVersion"])
+        for i in range(NODES):
+            client.create("nodes", {
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{i}"},
+                "status": {"capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                           "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                           "conditions": [{"type": "Ready", "status": "True"}]}})
+        with FakeAgents(client):
+            client.create("deployments", deployment("busybox:1"), namespace="default")
+
+            def status() -> Obj:
+                d = client.get("deployments", "web", namespace="default")
+                return {**d.get("status", {}), "generation": d["metadata"]["generation"]}
+
+            def complete() -> bool:
+                s = status()
+                return (s.get("observedGeneration") == s["generation"] and
+                        s.get("updatedReplicas") == REPLICAS == s.get("availableReplicas")
+                        and s.get("replicas") == REPLICAS)
+
+            wait("500 ready replicas", complete, 240)
+            d = client.get("deployments", "web", namespace="default")
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:2"
+            client.update("deployments", d, namespace="default")
+            wait("the rollout to be under way",
+                 lambda: (status().get("updatedReplicas") or 0) >= REPLICAS // 5, 120)
+
+            a.kill()  # SIGKILL: no lease revocation, the standby must wait for expiry
+            took = wait("the standby to lead", lambda: leading(b), 30)
+            assert took <= 15, f"the standby took {took:.1f}s to lead"
+
+            wait("the rollout to complete", complete, 300)
+            pods = client.list("pods", namespace="default", label_selector="app=web")
+            live = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+            assert len(live) == REPLICAS
+            assert {p["spec"]["containers"][0]["image"] for p in live} == {"busybox:2"}
+            assert all(p["spec"].get("nodeName") for p in live)
+    binds = binds_per_pod(etcd_endpoint, start_rev)
+    twice = {k: v for k, v in binds.items() if len(v) > 1}
+    assert not twice, f"pods bound more than once: {dict(list(twice.items())[:5])}"
+    assert sum(1 for v in binds.values() if v) >= 2 * REPLICAS
