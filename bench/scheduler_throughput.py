@@ -5,6 +5,8 @@
            until every pod is bound in etcd (each bind is a committed compare-and-swap)
 
 Usage: bench/scheduler_throughput.py [--quick] [--shape NODES:PODS ...]
+(profile: .venv/bin/py-spy record -o /tmp/s.svg -- .venv/bin/python
+bench/scheduler_throughput.py --quick)
 The last line is JSON: {"bench", "ours", "peer", "ratio", "unit"}; the peer is
 kube-scheduler's CI floor the issue names for these shapes (680 and 810 pods/s).
 """
@@ -55,7 +57,7 @@ async def _load(store: EtcdStore, nodes: int, pods: int) -> None:
         await store.commit(writes[i:i + 100])
 
 
-async def run_shape(endpoint: str, nodes: int, pods: int) -> float:
+async def run_shape(endpoint: str, nodes: int, pods: int) -> tuple[float, dict[str, int]]:
     store = EtcdStore([endpoint], timeout=30)
     try:
         await _load(store, nodes, pods)
@@ -71,7 +73,9 @@ async def run_shape(endpoint: str, nodes: int, pods: int) -> float:
         await asyncio.gather(task, return_exceptions=True)
         listed = await store.list("/registry/pods/default/")
         assert sum(b'"nodeName"' in i.value for i in listed.items) == pods
-        return pods / took
+        fast = {"fast_path_cycles": service.fast.hits,
+                "full_path_cycles": service.fast.fallbacks}
+        return pods / took, fast
     finally:
         await store.close()
 
@@ -87,11 +91,11 @@ def main() -> None:
     peer: dict[str, float | None] = {}
     for nodes, pods in shapes:
         with EtcdServer() as etcd:  # a fresh etcd per shape
-            rate = asyncio.run(run_shape(etcd.endpoint, nodes, pods))
+            rate, fast = asyncio.run(run_shape(etcd.endpoint, nodes, pods))
         name = f"{nodes}nodes/{pods}pods"
         ours[name] = round(rate, 1)
         peer[name] = PEER.get((nodes, pods))
-        print(json.dumps({"shape": name, "pods_per_s": ours[name]}), flush=True)
+        print(json.dumps({"shape": name, "pods_per_s": ours[name], **fast}), flush=True)
     ratio = {k: (round(v / p, 2) if (p := peer[k]) else None) for k, v in ours.items()}
     print(json.dumps({"bench": "scheduler_throughput", "ours": ours, "peer": peer,
                       "ratio": ratio, "unit": "pods/s",

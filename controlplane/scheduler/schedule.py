@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controlplane.scheduler.framework import (
@@ -56,7 +57,7 @@ class Decision:
     status: Status = SUCCESS
     message: str = ""
     node_statuses: dict[str, Status] = field(default_factory=dict)  # rejected nodes only
-    scores: dict[str, int] = field(default_factory=dict)  # weighted totals, feasible nodes
+    scores: Mapping[str, int] = field(default_factory=dict)  # weighted totals, feasible nodes
     state: CycleState = field(default_factory=CycleState)
     nominated: PostFilterResult | None = None
     evaluated: int = 0  # nodes run through Filter (advance the next cycle's start by it)
@@ -80,7 +81,7 @@ def _fail(status: Status, message: str, state: CycleState,
                     nominated=nominated)
 
 
-def _filter(profile: Profile, state: CycleState, pod: Pod, node: NodeInfo) -> Status:
+def run_filters(profile: Profile, state: CycleState, pod: Pod, node: NodeInfo) -> Status:
     """The first plugin that rejects the node decides (Kubernetes stops there too)."""
     skipped = state.skip_filter
     for plugin in profile.filter:
@@ -156,7 +157,7 @@ def schedule_one(pod: Pod, snapshot: Snapshot, profile: Profile,
     for i in range(total):
         node = infos[(start + i) % total]
         evaluated += 1
-        status = _filter(profile, state, pod, node)
+        status = run_filters(profile, state, pod, node)
         if status.code is Code.ERROR:
             return _fail(status, status.message(), state)
         if status.ok:

@@ -3,7 +3,8 @@
     Cluster.list+watch nodes, pods ─► cache: nodes, pods per node ─► Snapshot (in place)
                                   └─► pending pods (no nodeName, our schedulerName) ─► queue
     scheduling loop (synchronous, one pod at a time):
-        queue.pop ─► schedule_one(pod, snapshot, start=rotating index)
+        queue.pop ─► FastPath.schedule_one(pod, snapshot, start=rotating index)
+                     (schedule_one's decision; equivalence-class caches, see fastpath)
           node     ─► assume into the snapshot ─► bind queue
           none     ─► queue.add_unschedulable(rejecting plugins); FailedScheduling Event and
                       PodScheduled=False (reason Unschedulable) via pods/status, written only
@@ -30,10 +31,11 @@ from typing import Any
 from controlplane.apiserver.objects import rfc3339
 from controlplane.local import Cluster
 from controlplane.scheduler.binder import BATCH, Binder, Binding
+from controlplane.scheduler.fastpath import FastPath
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.plugins import DEFAULT_CONFIG, default_registry
 from controlplane.scheduler.queue import Event, QueuedPod, SchedulingQueue, node_update_events
-from controlplane.scheduler.schedule import Decision, schedule_one
+from controlplane.scheduler.schedule import Decision
 from controlplane.scheduler.snapshot import NodeInfo, Snapshot
 from controlplane.scheduler.terms import pod_key
 from controlplane.storage import Fence, Fenced, NotFound, StorageError, Store
@@ -56,6 +58,7 @@ class SchedulerService:
         self.cluster = cluster
         self.profile = profile or Profile.from_config(DEFAULT_CONFIG, default_registry())
         self.scheduler_name = self.profile.name
+        self.fast = FastPath(self.profile)  # schedule_one's decisions, cached per pod class
         self.binder = Binder(store, fence=fence, batch=batch, clock=wall_clock)
         self.percentage = percentage
         self.rng = rng or random.Random()
@@ -222,8 +225,8 @@ class SchedulerService:
     def _schedule(self, qp: QueuedPod) -> None:
         key = qp.key
         pod: Obj = self.latest.get(key) or dict(qp.pod)
-        decision = schedule_one(pod, self.snapshot, self.profile, self.rng,
-                                start=self._start, percentage=self.percentage)
+        decision = self.fast.schedule_one(pod, self.snapshot, self.rng, start=self._start,
+                                          percentage=self.percentage)
         if len(self.snapshot):
             self._start = (self._start + (decision.evaluated or len(self.snapshot))) % len(
                 self.snapshot)

@@ -85,12 +85,24 @@ def pod_requests(pod: Mapping[str, Any], non_zero: bool = False) -> Resource:
     NON_ZERO fills in the scoring defaults for containers without a cpu / memory request.
     The result's `pods` is 0: a pod count is not a container request."""
     spec = pod.get("spec") or {}
-    total = Resource()
-    for c in spec.get("containers") or []:
-        total = total + _container_requests(c, non_zero)
-    for c in spec.get("initContainers") or []:
-        total = total.max(_container_requests(c, non_zero))
+    key = (repr(([c.get("resources") for c in spec.get("containers") or ()],
+                 [c.get("resources") for c in spec.get("initContainers") or ()])), non_zero)
+    total = _REQUESTS.get(key)
+    if total is None:  # quantity parsing is slow, and pods of one template share requests
+        total = Resource()
+        for c in spec.get("containers") or []:
+            total = total + _container_requests(c, non_zero)
+        for c in spec.get("initContainers") or []:
+            total = total.max(_container_requests(c, non_zero))
+        if len(_REQUESTS) >= _REQUESTS_CACHED:
+            _REQUESTS.clear()
+        _REQUESTS[key] = total
     return total
+
+
+# (the containers' and init containers' resources as text, non_zero) -> the pod's request
+_REQUESTS: dict[tuple[str, bool], Resource] = {}
+_REQUESTS_CACHED = 4096
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -118,6 +130,14 @@ def _image_sizes(node: Mapping[str, Any]) -> dict[str, int]:
         for n in image.get("names") or ():
             sizes[normalize_image(str(n))] = size
     return sizes
+
+
+def _plus_pod(total: Resource, request: Resource) -> Resource:
+    """TOTAL + REQUEST + one pod (Resource.__add__ without copying an empty scalar map)."""
+    if request.scalar:
+        total = total + Resource(scalar=request.scalar)
+    return Resource(total.milli_cpu + request.milli_cpu, total.memory + request.memory,
+                    total.pods + request.pods + 1, total.scalar)
 
 
 @dataclass(frozen=True)
@@ -152,7 +172,6 @@ class NodeInfo:
         return info
 
     def with_pod(self, pod: Mapping[str, Any]) -> NodeInfo:
-        one = Resource(pods=1)
         affinity, anti = self.affinity_pods, self.required_anti_affinity_pods
         if (pod.get("spec") or {}).get("affinity"):
             terms = parse_or_empty(pod)
@@ -160,11 +179,10 @@ class NodeInfo:
                 affinity = (*affinity, terms)
             if terms.required_anti:
                 anti = (*anti, terms)
-        return replace(self, pods=(*self.pods, pod),
-                       requested=self.requested + pod_requests(pod) + one,
-                       non_zero_requested=self.non_zero_requested
-                       + pod_requests(pod, non_zero=True) + one,
-                       affinity_pods=affinity, required_anti_affinity_pods=anti)
+        return NodeInfo(self.node, (*self.pods, pod), self.allocatable,
+                        _plus_pod(self.requested, pod_requests(pod)),
+                        _plus_pod(self.non_zero_requested, pod_requests(pod, non_zero=True)),
+                        self.image_sizes, affinity, anti)
 
     def without_pods(self, keys: set[str]) -> NodeInfo:
         """This node without the pods whose namespace/name is in KEYS (for preemption)."""
@@ -188,6 +206,14 @@ class Snapshot:
         self.namespaces: Mapping[str, Mapping[str, str]] = namespaces or {}
         self._image_nodes: dict[str, int] | None = None
         self._affinity_lists()
+        self._reset_log()
+
+    def _reset_log(self) -> None:
+        # Change log for caches over this snapshot (fastpath.FastPath): `changes` lists the
+        # indexes of nodes replaced in place since `epoch` began; a new epoch (nodes added,
+        # removed or reordered, images changed, or the log grown long) means "rebuild".
+        self.epoch = getattr(self, "epoch", -1) + 1
+        self.changes: list[int] = []
 
     def _affinity_lists(self) -> None:
         self.have_pods_with_affinity = [i for i in self._infos if i.affinity_pods]
@@ -247,6 +273,7 @@ class Snapshot:
         out._image_nodes = self._image_nodes
         out.have_pods_with_affinity = self.have_pods_with_affinity
         out.have_pods_with_required_anti_affinity = self.have_pods_with_required_anti_affinity
+        out._reset_log()
         if info.name in out._index:
             out.put(info)
         return out
@@ -268,8 +295,14 @@ class Snapshot:
             self._infos.append(info)
         else:
             self._infos[i] = info
-        if old is None or old.image_sizes is not info.image_sizes:
+        if old is None or (old.image_sizes is not info.image_sizes
+                           and old.image_sizes != info.image_sizes):
             self._image_nodes = None
+            self._reset_log()
+        elif i is not None and len(self.changes) <= 4 * len(self._infos) + 1024:
+            self.changes.append(i)
+        else:
+            self._reset_log()
         if old is None or old.affinity_pods != info.affinity_pods or \
                 old.required_anti_affinity_pods != info.required_anti_affinity_pods:
             self._affinity_lists()
@@ -284,6 +317,7 @@ class Snapshot:
         self._index = {i.name: n for n, i in enumerate(self._infos)}
         self._image_nodes = None
         self._affinity_lists()
+        self._reset_log()
 
     def __iter__(self) -> Iterator[NodeInfo]:
         return iter(self._infos)
