@@ -17,6 +17,8 @@ LAUNCHERS = {
 SITE_LAUNCHERS = {
     "corral-controlplane": "controlplane.main",
     "clusterctl": "clusterctl.main",
+    "corral-runtimed": "runtime.service.daemon",
+    "corral-ctr": "runtime.service.ctr.main",
 }
 
 # gc.disable(): a short-lived command makes no cycles worth collecting, and collections

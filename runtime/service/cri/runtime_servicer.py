@@ -1,0 +1,345 @@
+"""CRI RuntimeService: protobuf in, cri/service.py and sandboxes.py, protobuf out.
+
+Each call converts its request to plain data, runs the blocking work in a thread and
+converts the answer; no decisions are made here. Errors propagate as raised and are
+mapped to gRPC codes in cri/server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from runtime.service import bundle as B
+from runtime.service import sandboxes as S
+from runtime.service.cri import api_pb2 as pb
+from runtime.service.cri import api_pb2_grpc as pb_grpc
+from runtime.service.cri.service import ContainerRequest, ContainerView, NotFound, Service
+from runtime.service.events import EventBus
+from runtime.service.tasks import TaskState
+
+VERSION = "0.1.0"
+RUNTIME_NAME = "corral"
+RUNTIME_VERSION = "0.1.0"
+STANDALONE = "io.corral.sandbox/standalone"  # annotation: no pause, no pod network
+
+_STATE = {TaskState.CREATED: pb.CONTAINER_CREATED, TaskState.RUNNING: pb.CONTAINER_RUNNING,
+          TaskState.STOPPED: pb.CONTAINER_EXITED, TaskState.UNKNOWN: pb.CONTAINER_UNKNOWN}
+
+
+def sandbox_spec(cfg: pb.PodSandboxConfig, runtime_handler: str) -> S.SandboxSpec:
+    ns = cfg.linux.security_context.namespace_options
+    ports = tuple({"hostPort": p.host_port, "containerPort": p.container_port,
+                   "protocol": pb.Protocol.Name(p.protocol).lower(), "hostIP": p.host_ip}
+                  for p in cfg.port_mappings if p.host_port)
+    return S.SandboxSpec(
+        name=cfg.metadata.name, uid=cfg.metadata.uid, namespace=cfg.metadata.namespace,
+        attempt=cfg.metadata.attempt, hostname=cfg.hostname, log_directory=cfg.log_directory,
+        labels=dict(cfg.labels), annotations=dict(cfg.annotations),
+        cgroup_parent=cfg.linux.cgroup_parent, host_network=ns.network == pb.NODE,
+        port_mappings=ports, runtime_handler=runtime_handler,
+        standalone=cfg.annotations.get(STANDALONE) == "true")
+
+
+def resources(r: pb.LinuxContainerResources) -> B.Resources:
+    return B.Resources(cpu_shares=r.cpu_shares, cpu_quota=r.cpu_quota,
+                       cpu_period=r.cpu_period, memory_limit_bytes=r.memory_limit_in_bytes)
+
+
+def container_request(cfg: pb.ContainerConfig) -> ContainerRequest:
+    sec = cfg.linux.security_context
+    seccomp = "" if sec.seccomp.profile_type == sec.seccomp.Unconfined or \
+        not sec.HasField("seccomp") else B.SECCOMP_DEFAULT
+    security = B.SecurityContext(
+        privileged=sec.privileged, add_capabilities=tuple(sec.capabilities.add_capabilities),
+        drop_capabilities=tuple(sec.capabilities.drop_capabilities),
+        readonly_rootfs=sec.readonly_rootfs,
+        run_as_user=sec.run_as_user.value if sec.HasField("run_as_user") else None,
+        run_as_username=sec.run_as_username,
+        run_as_group=sec.run_as_group.value if sec.HasField("run_as_group") else None,
+        supplemental_groups=tuple(sec.supplemental_groups), no_new_privs=sec.no_new_privs,
+        seccomp=seccomp)
+    config = B.ContainerConfig(
+        name=cfg.metadata.name, command=tuple(cfg.command), args=tuple(cfg.args),
+        env=tuple((e.key, e.value) for e in cfg.envs), working_dir=cfg.working_dir,
+        mounts=tuple(B.MountSpec(container_path=m.container_path, host_path=m.host_path,
+                                 readonly=m.readonly) for m in cfg.mounts),
+        resources=resources(cfg.linux.resources), security=security,
+        annotations=tuple(sorted(cfg.annotations.items())))
+    return ContainerRequest(name=cfg.metadata.name, attempt=cfg.metadata.attempt,
+                            image=cfg.image.image, config=config, labels=dict(cfg.labels),
+                            annotations=dict(cfg.annotations), log_path=cfg.log_path)
+
+
+def sandbox_status(sb: S.Sandbox) -> pb.PodSandboxStatus:
+    state = pb.SANDBOX_READY if sb.state is S.SandboxState.READY else pb.SANDBOX_NOTREADY
+    net = pb.PodSandboxNetworkStatus(ip=sb.ips[0] if sb.ips else "",
+                                     additional_ips=[pb.PodIP(ip=i) for i in sb.ips[1:]])
+    mode = pb.NODE if sb.spec.host_network else pb.POD
+    return pb.PodSandboxStatus(
+        id=sb.id, metadata=_sandbox_meta(sb), state=state, created_at=sb.created_at_ns,
+        network=net, labels=dict(sb.spec.labels), annotations=dict(sb.spec.annotations),
+        runtime_handler=sb.spec.runtime_handler,
+        linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=pb.NamespaceOption(
+            network=mode, pid=pb.CONTAINER, ipc=pb.POD))))
+
+
+def _sandbox_meta(sb: S.Sandbox) -> pb.PodSandboxMetadata:
+    return pb.PodSandboxMetadata(name=sb.spec.name, uid=sb.spec.uid,
+                                 namespace=sb.spec.namespace, attempt=sb.spec.attempt)
+
+
+def container_status(v: ContainerView) -> pb.ContainerStatus:
+    cri, c, task = v.cri, v.record, v.task
+    st = pb.ContainerStatus(
+        id=c.id, metadata=pb.ContainerMetadata(name=cri["name"], attempt=cri["attempt"]),
+        state=_STATE[task.state] if task else pb.CONTAINER_UNKNOWN, created_at=c.created_at_ns,
+        started_at=cri.get("started_at", 0), image=pb.ImageSpec(image=cri["image"]),
+        image_ref=cri["image_id"], image_id=cri["image_id"], labels=dict(c.labels),
+        annotations=dict(cri.get("annotations") or {}), log_path=cri["log_path"])
+    r = cri.get("resources") or {}
+    st.resources.linux.CopyFrom(pb.LinuxContainerResources(
+        cpu_shares=r.get("cpu_shares", 0), cpu_quota=r.get("cpu_quota", 0),
+        cpu_period=r.get("cpu_period", 0), memory_limit_in_bytes=r.get(
+            "memory_limit_bytes", 0)))
+    if task is not None and task.exit is not None:
+        st.exit_code = task.exit.code
+        st.finished_at = task.exit.exited_at_ns
+        st.reason = task.exit.reason
+        if task.state is TaskState.STOPPED and not st.started_at:
+            st.started_at = st.finished_at
+    elif task is None:
+        st.reason, st.message = "Unknown", "the container's task is gone"
+    return st
+
+
+def container_message(v: ContainerView) -> pb.Container:
+    st = container_status(v)
+    return pb.Container(id=st.id, pod_sandbox_id=v.cri["sandbox_id"], metadata=st.metadata,
+                        image=st.image, image_ref=st.image_ref, image_id=st.image_id,
+                        state=st.state, created_at=st.created_at, labels=st.labels,
+                        annotations=st.annotations)
+
+
+def _labels_match(have: dict[str, str], want: Any) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
+
+
+class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
+    def __init__(self, service: Service, sandboxes: S.SandboxManager, bus: EventBus, *,
+                 tenant_of: Any, config_info: dict[str, Any]) -> None:
+        self.svc = service
+        self.sandboxes = sandboxes
+        self.bus = bus
+        self.tenant_of = tenant_of
+        self.config_info = config_info
+
+    async def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
+        return pb.VersionResponse(version=VERSION, runtime_name=RUNTIME_NAME,
+                                  runtime_version=RUNTIME_VERSION, runtime_api_version="v1")
+
+    async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
+        ready, why = await asyncio.to_thread(self.sandboxes.network.ready)
+        conds = [pb.RuntimeCondition(type="RuntimeReady", status=True),
+                 pb.RuntimeCondition(type="NetworkReady", status=ready,
+                                     reason="" if ready else "NetworkPluginNotReady",
+                                     message=why)]
+        info = {"config": json.dumps(self.config_info)} if request.verbose else {}
+        return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conds), info=info)
+
+    # ---- sandboxes ----------------------------------------------------------------------
+
+    async def RunPodSandbox(self, request: pb.RunPodSandboxRequest, context: Any
+                            ) -> pb.RunPodSandboxResponse:
+        tenant = self.tenant_of(context)
+        spec = sandbox_spec(request.config, request.runtime_handler)
+        sb = await asyncio.to_thread(self.sandboxes.run, tenant, spec)
+        return pb.RunPodSandboxResponse(pod_sandbox_id=sb.id)
+
+    async def _stop_sandbox_containers(self, tenant: str, sid: str) -> None:
+        for v in await asyncio.to_thread(self.svc.list, tenant):
+            if v.cri["sandbox_id"] == sid and v.task and v.task.state in (
+                    TaskState.RUNNING, TaskState.CREATED):
+                await asyncio.to_thread(self.svc.stop, tenant, v.record.id, grace=0)
+
+    async def StopPodSandbox(self, request: pb.StopPodSandboxRequest, context: Any
+                             ) -> pb.StopPodSandboxResponse:
+        tenant = self.tenant_of(context)
+        sb = await asyncio.to_thread(self.sandboxes.get, tenant, request.pod_sandbox_id)
+        await self._stop_sandbox_containers(tenant, sb.id)
+        await asyncio.to_thread(self.sandboxes.stop, tenant, sb.id)
+        return pb.StopPodSandboxResponse()
+
+    async def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest, context: Any
+                               ) -> pb.RemovePodSandboxResponse:
+        tenant = self.tenant_of(context)
+        try:
+            sb = await asyncio.to_thread(self.sandboxes.get, tenant, request.pod_sandbox_id)
+        except S.NotFound:
+            return pb.RemovePodSandboxResponse()  # removed already: not an error (CRI)
+        for v in await asyncio.to_thread(self.svc.list, tenant):
+            if v.cri["sandbox_id"] == sb.id:
+                await asyncio.to_thread(self.svc.remove, tenant, v.record.id)
+        await asyncio.to_thread(self.sandboxes.remove, tenant, sb.id)
+        return pb.RemovePodSandboxResponse()
+
+    async def PodSandboxStatus(self, request: pb.PodSandboxStatusRequest, context: Any
+                               ) -> pb.PodSandboxStatusResponse:
+        tenant = self.tenant_of(context)
+        sb = await asyncio.to_thread(self.sandboxes.get, tenant, request.pod_sandbox_id)
+        info = {"info": json.dumps({"pid": sb.pause_pid, "netns": sb.netns,
+                                    "tenant": tenant})} if request.verbose else {}
+        return pb.PodSandboxStatusResponse(status=sandbox_status(sb), info=info,
+                                           timestamp=time.time_ns())
+
+    async def ListPodSandbox(self, request: pb.ListPodSandboxRequest, context: Any
+                             ) -> pb.ListPodSandboxResponse:
+        tenant = self.tenant_of(context)
+        f = request.filter
+        out = []
+        for sb in await asyncio.to_thread(self.sandboxes.list, tenant):
+            st = sandbox_status(sb)
+            if f.id and not sb.id.startswith(f.id):
+                continue
+            if f.HasField("state") and st.state != f.state.state:
+                continue
+            if not _labels_match(dict(st.labels), f.label_selector):
+                continue
+            out.append(pb.PodSandbox(id=sb.id, metadata=st.metadata, state=st.state,
+                                     created_at=st.created_at, labels=st.labels,
+                                     annotations=st.annotations,
+                                     runtime_handler=st.runtime_handler))
+        return pb.ListPodSandboxResponse(items=out)
+
+    # ---- containers ---------------------------------------------------------------------
+
+    async def CreateContainer(self, request: pb.CreateContainerRequest, context: Any
+                              ) -> pb.CreateContainerResponse:
+        tenant = self.tenant_of(context)
+        req = container_request(request.config)
+        sb = await asyncio.to_thread(self.sandboxes.get, tenant, request.pod_sandbox_id)
+        cid = await asyncio.to_thread(self.svc.create, tenant, sb, req)
+        return pb.CreateContainerResponse(container_id=cid)
+
+    async def StartContainer(self, request: pb.StartContainerRequest, context: Any
+                             ) -> pb.StartContainerResponse:
+        await asyncio.to_thread(self.svc.start, self.tenant_of(context), request.container_id)
+        return pb.StartContainerResponse()
+
+    async def StopContainer(self, request: pb.StopContainerRequest, context: Any
+                            ) -> pb.StopContainerResponse:
+        await asyncio.to_thread(self.svc.stop, self.tenant_of(context), request.container_id,
+                                grace=float(request.timeout))
+        return pb.StopContainerResponse()
+
+    async def RemoveContainer(self, request: pb.RemoveContainerRequest, context: Any
+                              ) -> pb.RemoveContainerResponse:
+        await asyncio.to_thread(self.svc.remove, self.tenant_of(context), request.container_id)
+        return pb.RemoveContainerResponse()
+
+    async def ListContainers(self, request: pb.ListContainersRequest, context: Any
+                             ) -> pb.ListContainersResponse:
+        f = request.filter
+        out = []
+        for v in await asyncio.to_thread(self.svc.list, self.tenant_of(context)):
+            msg = container_message(v)
+            if f.id and not msg.id.startswith(f.id):
+                continue
+            if f.pod_sandbox_id and not msg.pod_sandbox_id.startswith(f.pod_sandbox_id):
+                continue
+            if f.HasField("state") and msg.state != f.state.state:
+                continue
+            if not _labels_match(dict(msg.labels), f.label_selector):
+                continue
+            out.append(msg)
+        return pb.ListContainersResponse(containers=out)
+
+    async def ContainerStatus(self, request: pb.ContainerStatusRequest, context: Any
+                              ) -> pb.ContainerStatusResponse:
+        v = await asyncio.to_thread(self.svc.get, self.tenant_of(context),
+                                    request.container_id)
+        info = {"info": json.dumps({"pid": v.task.pid if v.task else 0,
+                                    "sandboxID": v.cri["sandbox_id"],
+                                    "runtime": v.record.runtime})} if request.verbose else {}
+        return pb.ContainerStatusResponse(status=container_status(v), info=info)
+
+    async def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,
+                                       context: Any) -> pb.UpdateContainerResourcesResponse:
+        await asyncio.to_thread(self.svc.update_resources, self.tenant_of(context),
+                                request.container_id, resources(request.linux))
+        return pb.UpdateContainerResourcesResponse()
+
+    async def ReopenContainerLog(self, request: pb.ReopenContainerLogRequest, context: Any
+                                 ) -> pb.ReopenContainerLogResponse:
+        await asyncio.to_thread(self.svc.reopen_log, self.tenant_of(context),
+                                request.container_id)
+        return pb.ReopenContainerLogResponse()
+
+    async def ExecSync(self, request: pb.ExecSyncRequest, context: Any) -> pb.ExecSyncResponse:
+        out, err, code = await asyncio.to_thread(
+            self.svc.exec_sync, self.tenant_of(context), request.container_id,
+            list(request.cmd), float(request.timeout))
+        return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    # ---- stats and events ---------------------------------------------------------------
+
+    def _stats(self, tenant: str, v: ContainerView) -> pb.ContainerStats:
+        s = self.svc.tasks.stats(tenant, v.record.id)
+        attrs = pb.ContainerAttributes(id=v.record.id, metadata=pb.ContainerMetadata(
+            name=v.cri["name"], attempt=v.cri["attempt"]), labels=dict(v.record.labels),
+            annotations=dict(v.cri.get("annotations") or {}))
+        return pb.ContainerStats(
+            attributes=attrs,
+            cpu=pb.CpuUsage(timestamp=s.timestamp_ns, usage_core_nano_seconds=pb.UInt64Value(
+                value=s.cpu_usage_ns)),
+            memory=pb.MemoryUsage(timestamp=s.timestamp_ns, working_set_bytes=pb.UInt64Value(
+                value=s.memory_working_set_bytes), usage_bytes=pb.UInt64Value(
+                value=s.memory_usage_bytes)))
+
+    async def ContainerStats(self, request: pb.ContainerStatsRequest, context: Any
+                             ) -> pb.ContainerStatsResponse:
+        tenant = self.tenant_of(context)
+        v = await asyncio.to_thread(self.svc.get, tenant, request.container_id)
+        return pb.ContainerStatsResponse(stats=await asyncio.to_thread(self._stats, tenant, v))
+
+    async def ListContainerStats(self, request: pb.ListContainerStatsRequest, context: Any
+                                 ) -> pb.ListContainerStatsResponse:
+        tenant = self.tenant_of(context)
+        f = request.filter
+
+        def collect() -> list[pb.ContainerStats]:
+            out = []
+            for v in self.svc.list(tenant):
+                if v.task is None or v.task.state is not TaskState.RUNNING:
+                    continue
+                if f.id and not v.record.id.startswith(f.id):
+                    continue
+                if f.pod_sandbox_id and not v.cri["sandbox_id"].startswith(f.pod_sandbox_id):
+                    continue
+                if not _labels_match(dict(v.record.labels), f.label_selector):
+                    continue
+                out.append(self._stats(tenant, v))
+            return out
+        return pb.ListContainerStatsResponse(stats=await asyncio.to_thread(collect))
+
+    async def GetContainerEvents(self, request: pb.GetEventsRequest, context: Any
+                                 ) -> AsyncIterator[pb.ContainerEventResponse]:
+        tenant = self.tenant_of(context)
+        async for ev in self.bus.subscribe(tenant):
+            msg = pb.ContainerEventResponse(container_id=ev.container_id,
+                                            created_at=ev.at_ns)
+            msg.container_event_type = ev.type.value  # type: ignore[assignment]
+            try:
+                v = await asyncio.to_thread(self.svc.get, tenant, ev.container_id)
+                msg.containers_statuses.append(container_status(v))
+            except NotFound:
+                pass
+            try:
+                sb = await asyncio.to_thread(self.sandboxes.get, tenant, ev.sandbox_id)
+                msg.pod_sandbox_status.CopyFrom(sandbox_status(sb))
+            except S.NotFound:
+                pass
+            yield msg

@@ -1,0 +1,132 @@
+"""corral-runtimed: the node's runtime daemon (CRI runtime.v1 on a unix socket).
+
+::
+
+    corral-runtimed [--root DIR] [--state DIR] [--socket PATH] [--config FILE]
+        config.load(FILE) <- flags            (exit 2 with "FILE: field: message")
+        Node(config): content, overlay snapshots, images, tasks (reconnect to every shim),
+                      sandboxes (CNI), the CRI service, events
+        gRPC asyncio server on SOCKET         SIGTERM/SIGINT: stop serving, leave containers
+
+Several daemons run side by side when each has its own root, state and socket. The
+containers are children of their shims, so stopping (or kill -9 of) the daemon leaves them
+running; the next daemon on the same state dir finds them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict
+
+from runtime.service import sandboxes as S
+from runtime.service.cni.netns import DEFAULT_ROOT as NETNS_ROOT
+from runtime.service.config import ConfigError, DaemonConfig, load, with_flags
+from runtime.service.content import FileContentStore
+from runtime.service.cri.image_servicer import ImageServicer
+from runtime.service.cri.runtime_servicer import RuntimeServicer
+from runtime.service.cri.server import make_server, tenant_of
+from runtime.service.cri.service import SNAPSHOTTER, PauseContainers, Service
+from runtime.service.events import EventBus
+from runtime.service.images.service import ImageService
+from runtime.service.snapshots import OverlaySnapshotter
+from runtime.service.tasks import TaskManager
+
+log = logging.getLogger("corral.runtimed")
+
+
+class Node:
+    """Every local service of one daemon, wired together."""
+
+    def __init__(self, cfg: DaemonConfig, *, loop: asyncio.AbstractEventLoop) -> None:
+        self.cfg = cfg
+        for d in (cfg.root, cfg.state):
+            os.makedirs(d, mode=0o711, exist_ok=True)
+        self.bus = EventBus(loop)
+        self.content = FileContentStore(os.path.join(cfg.root, "content"))
+        self.snapshotter = OverlaySnapshotter(os.path.join(cfg.root, "snapshots", SNAPSHOTTER))
+        self.images = ImageService(os.path.join(cfg.root, "images"), content=self.content,
+                                   snapshotters={SNAPSHOTTER: self.snapshotter},
+                                   default_snapshotter=SNAPSHOTTER,
+                                   default_registry=cfg.default_registry or None)
+        runtimes = cfg.runtime_commands()
+        self.tasks = TaskManager(cfg.state, runtimes=runtimes)
+        self.service = Service(root=cfg.root, state=cfg.state, images=self.images,
+                               content=self.content, snapshotter=self.snapshotter,
+                               tasks=self.tasks, bus=self.bus, runtimes=runtimes,
+                               default_runtime=cfg.default_runtime)
+        network = S.CNINetwork(conf_dir=cfg.cni.conf_dir, bin_dirs=cfg.cni.bin_dirs,
+                               cache_dir=cfg.cni.cache_dir or os.path.join(cfg.state, "cni"),
+                               netns_dir=cfg.cni.netns_dir or NETNS_ROOT)
+        self.sandboxes = S.SandboxManager(cfg.root, network=network, pause=PauseContainers(
+            self.service, sandbox_image=cfg.sandbox_image))
+        self.service.recover()
+        info = asdict(cfg)
+        for r in info["registries"].values():
+            r["password"] = "***" if r["password"] else ""
+        info["sandboxImage"] = cfg.sandbox_image
+        self.runtime = RuntimeServicer(self.service, self.sandboxes, self.bus,
+                                       tenant_of=tenant_of, config_info=info)
+        self.image_servicer = ImageServicer(self.service, cfg, tenant_of=tenant_of)
+
+    def close(self) -> None:
+        self.bus.close()
+        self.service.close()
+        self.images.close()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="corral-runtimed", description=__doc__.split("\n")[0])
+    p.add_argument("--root", help="persistent data (images, snapshots, metadata)")
+    p.add_argument("--state", help="runtime state (tasks, shims)")
+    p.add_argument("--socket", help="the CRI socket (default /run/corral/runtime.sock)")
+    p.add_argument("--config", help="TOML config file; flags override it")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+def configure(args: argparse.Namespace) -> DaemonConfig:
+    cfg = load(args.config) if args.config else DaemonConfig()
+    return with_flags(cfg, root=args.root, state=args.state, socket=args.socket)
+
+
+async def serve(cfg: DaemonConfig) -> None:
+    loop = asyncio.get_running_loop()
+    node = await asyncio.to_thread(Node, cfg, loop=loop)
+    os.makedirs(os.path.dirname(cfg.socket), exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(cfg.socket)  # a socket left by a daemon that was killed
+    server = make_server(cfg.socket, runtime=node.runtime, images=node.image_servicer)
+    await server.start()
+    log.info("serving CRI on %s (root %s, state %s)", cfg.socket, cfg.root, cfg.state)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    node.bus.close()
+    await server.stop(grace=2)
+    node.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(cfg.socket)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = configure(args)
+    except ConfigError as e:
+        print(f"corral-runtimed: {e}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The sandbox lifecycle with fake network and pause runners: the state table, undo on
+failure, name reservation, restart from the records, tenancy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from runtime.service import sandboxes as S
+from runtime.service.sandboxes import TRANSITIONS, SandboxManager, SandboxSpec, SandboxState
+
+
+class FakeNetwork:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.attached: set[str] = set()
+        self.calls: list[str] = []
+
+    def setup(self, sandbox_id: str, *, port_mappings: Sequence[Mapping[str, Any]]
+              ) -> tuple[str, list[str]]:
+        self.calls.append("setup")
+        if self.fail:
+            raise S.FailedPrecondition("network: no CNI config")
+        self.attached.add(sandbox_id)
+        return f"/run/netns/{sandbox_id[:8]}", ["10.0.0.2"]
+
+    def teardown(self, sandbox_id: str, netns: str) -> None:
+        self.calls.append("teardown")
+        self.attached.discard(sandbox_id)
+
+    def ready(self) -> tuple[bool, str]:
+        return True, ""
+
+
+class FakePause:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.running: dict[str, int] = {}
+        self.made: set[str] = set()
+
+    def start(self, sandbox: S.Sandbox) -> int:
+        self.made.add(sandbox.id)
+        if self.fail:
+            raise RuntimeError("pause: runtime create failed")
+        self.running[sandbox.id] = 4242
+        return 4242
+
+    def pid(self, sandbox: S.Sandbox) -> int:
+        return self.running.get(sandbox.id, 0)
+
+    def stop(self, sandbox: S.Sandbox) -> None:
+        self.running.pop(sandbox.id, None)
+
+    def remove(self, sandbox: S.Sandbox) -> None:
+        self.running.pop(sandbox.id, None)
+        self.made.discard(sandbox.id)
+
+
+def spec(name: str = "web", **kw: Any) -> SandboxSpec:
+    return SandboxSpec(name=name, uid="u1", namespace="default", **kw)
+
+
+def manager(tmp_path: Any, **kw: Any) -> tuple[SandboxManager, FakeNetwork, FakePause]:
+    net, pause = FakeNetwork(kw.pop("net_fail", False)), FakePause(kw.pop("pause_fail", False))
+    return SandboxManager(str(tmp_path), network=net, pause=pause), net, pause
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    pytest.param(o, n, id=f"{o.value}-{n.value}") for o in SandboxState for n in SandboxState
+])
+def test_transition_table(old: SandboxState, new: SandboxState) -> None:
+    if new == old or new in TRANSITIONS[old]:
+        S.check_transition("s", old, new)
+    else:
+        with pytest.raises(S.FailedPrecondition, match=f"cannot go from {old.value}"):
+            S.check_transition("s", old, new)
+
+
+def test_run_stop_remove(tmp_path: Any) -> None:
+    m, net, pause = manager(tmp_path)
+    sb = m.run("k8s.io", spec())
+    assert sb.state is SandboxState.READY and sb.ips == ("10.0.0.2",) and sb.pause_pid == 4242
+    assert dict(sb.join_namespaces())["ipc"] == "/proc/4242/ns/ipc"
+    assert m.get("k8s.io", sb.id[:10]).id == sb.id  # a unique prefix finds it
+    assert [s.id for s in m.list("k8s.io")] == [sb.id]
+    assert m.list("default") == []  # tenancy
+    with pytest.raises(S.NotFound):
+        m.get("default", sb.id)
+    stopped = m.stop("k8s.io", sb.id)
+    assert stopped.state is SandboxState.NOTREADY and not net.attached and not pause.running
+    assert m.stop("k8s.io", sb.id).state is SandboxState.NOTREADY  # idempotent
+    m.remove("k8s.io", sb.id)
+    assert m.list("k8s.io") == [] and not pause.made
+    with pytest.raises(S.NotFound, match=f"Sandbox {sb.id}"):
+        m.remove("k8s.io", sb.id)
+
+
+def test_records_survive_a_restart(tmp_path: Any) -> None:
+    m, net, pause = manager(tmp_path)
+    sb = m.run("k8s.io", spec())
+    again = SandboxManager(str(tmp_path), network=net, pause=pause)
+    assert again.get("k8s.io", sb.id).state is SandboxState.READY
+    pause.running.clear()  # the pause container died while the daemon was away
+    assert again.get("k8s.io", sb.id).state is SandboxState.NOTREADY
+
+
+@pytest.mark.parametrize(("kw", "error", "calls"), [
+    pytest.param({"net_fail": True}, S.FailedPrecondition, ["setup", "teardown"],
+                 id="network-fails"),
+    pytest.param({"pause_fail": True}, RuntimeError, ["setup", "teardown"], id="pause-fails"),
+])
+def test_failure_undoes_everything(tmp_path: Any, kw: dict[str, bool], error: type[Exception],
+                                   calls: list[str]) -> None:
+    m, net, pause = manager(tmp_path, **kw)
+    with pytest.raises(error):
+        m.run("k8s.io", spec())
+    assert net.calls == calls and not net.attached and not pause.made
+    assert m.list("k8s.io") == []
+
+
+def test_names_are_unique_per_tenant(tmp_path: Any) -> None:
+    m, _, _ = manager(tmp_path)
+    first = m.run("k8s.io", spec())
+    with pytest.raises(S.AlreadyExists, match=f"reserved for sandbox {first.id}"):
+        m.run("k8s.io", spec())
+    m.run("k8s.io", spec(attempt=1))  # a new attempt is a new name
+    m.run("other", spec())  # another tenant
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    pytest.param({"name": ""}, "metadata.name", id="no-name"),
+    pytest.param({"uid": ""}, "metadata.uid", id="no-uid"),
+    pytest.param({"log_directory": "rel"}, "log_directory", id="relative-log-dir"),
+    pytest.param({"cgroup_parent": "x"}, "linux.cgroup_parent", id="relative-cgroup"),
+])
+def test_invalid_specs(tmp_path: Any, bad: dict[str, str], field: str) -> None:
+    m, net, _ = manager(tmp_path)
+    base = {"name": "web", "uid": "u1", "namespace": "default", **bad}
+    with pytest.raises(S.InvalidArgument, match=field):
+        m.run("k8s.io", SandboxSpec(**base))  # type: ignore[arg-type]
+    assert net.calls == []
+
+
+def test_standalone_has_no_network_or_pause(tmp_path: Any) -> None:
+    m, net, pause = manager(tmp_path)
+    sb = m.run("default", spec(standalone=True))
+    assert sb.state is SandboxState.READY and sb.join_namespaces() == ()
+    assert net.calls == [] and not pause.made
+    m.remove("default", sb.id)
