@@ -28,11 +28,13 @@ BINARY = os.path.join(ROOT, ".venv", "bin", "corral-controlplane")
 
 class ControlPlane:
     def __init__(self, etcd_endpoint: str, *, data_dir: str | None = None,
-                 insecure: bool = False, args: tuple[str, ...] = ()) -> None:
+                 insecure: bool = False, leader: bool = False,
+                 args: tuple[str, ...] = ()) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="corral-cp-")
         self.etcd_endpoint = etcd_endpoint
         self.insecure = insecure
+        self.leader = leader  # campaign, and run the scheduler and controllers when elected
         self.args = args
         self.port = free_port()
         self.http_port = free_port()
@@ -50,6 +52,7 @@ class ControlPlane:
                *self.args]
         if self.insecure:
             cmd.append("--insecure")
+        cmd += ["--leader-elect", "true" if self.leader else "false"]
         if "--token-file" in self.args:
             cmd += ["--token-listen", f"127.0.0.1:{self.token_port}"]
         with open(self.log_path, "ab") as log:

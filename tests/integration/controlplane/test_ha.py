@@ -167,10 +167,10 @@ def binds_per_pod(endpoint: str, from_revision: int) -> dict[str, list[str]]:
 
 @pytest.fixture
 def cluster(etcd_endpoint: str) -> Iterator[tuple[ControlPlane, ControlPlane]]:
-    a = ControlPlane(etcd_endpoint).start()
+    a = ControlPlane(etcd_endpoint, leader=True).start()
     try:
         wait("the first controlplane to lead", lambda: leading(a), 20)
-        b = ControlPlane(etcd_endpoint, data_dir=a.data_dir).start()
+        b = ControlPlane(etcd_endpoint, data_dir=a.data_dir, leader=True).start()
         try:
             yield a, b
         finally:
