@@ -25,6 +25,13 @@ class FrozenRenewals(EtcdStore):
             raise Unavailable("renewals stopped by the test")
         return await super().keep_alive(lease)
 
+    async def grant_lease(self, ttl: int) -> int:
+        # cut off from campaigning too: otherwise a may win the key back before b, since
+        # both race for it once a's lease is gone (its late writes still reach etcd)
+        if self.frozen:
+            raise Unavailable("lease grants stopped by the test")
+        return await super().grant_lease(ttl)
+
 
 async def test_standby_leads_within_the_ttl_and_the_deposed_leader_is_fenced(
         etcd_endpoint: str) -> None:
