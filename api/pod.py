@@ -22,6 +22,10 @@ _KEY_TO_PATH = s.Obj({
     "mode": s.integer("File mode bits, 0..0777.", minimum=0, maximum=0o777),
 }, required=("key", "path"), doc="Projects one key to one file.")
 
+# Secrets are readable by their owner only unless the pod says otherwise (corral's
+# default; Kubernetes defaults every projection, secrets too, to 0644).
+_SECRET_MODE = s.integer("Mode bits of the created files, 0..0777; default 0400.",
+                         default=0o400, minimum=0, maximum=0o777)
 _DEFAULT_MODE = s.integer("Mode bits of the created files, 0..0777; default 0644.",
                           default=0o644, minimum=0, maximum=0o777)
 
@@ -62,7 +66,7 @@ VOLUME = s.Obj({
     "secret": s.Obj({
         "secretName": s.string("Name of the Secret."),
         "items": s.List(_KEY_TO_PATH, doc="Keys to project; default all."),
-        "defaultMode": _DEFAULT_MODE,
+        "defaultMode": _SECRET_MODE,
         "optional": s.boolean("The Secret may be missing."),
     }, doc="The keys of a Secret as files (tmpfs)."),
     "downwardAPI": s.Obj({
