@@ -9,27 +9,20 @@ graceful deletion has started, and renews the nodes' Leases.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from api import errors as e
-from api.client import Client
 from controlplane.storage import EtcdStore, EventType
 from tests.support.controlplane import ControlPlane
+from tests.support.fakeagents import FakeAgents
 
 REPLICAS = 500
 NODES = 5
 Obj = dict[str, Any]
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def leading(cp: ControlPlane) -> bool:
@@ -44,91 +37,6 @@ def wait(what: str, check: Any, timeout: float) -> float:
             return time.monotonic() - start
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class FakeAgents:
-    """Every node's agent, through one client: ready pods, finished deletions, leases."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._pods, daemon=True),
-                        threading.Thread(target=self._leases, daemon=True)]
-        self.errors: list[str] = []
-
-    def __enter__(self) -> FakeAgents:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(10)
-
-    def _leases(self) -> None:
-        while not self.stop.is_set():
-            for i in range(NODES):
-                name = f"node-{i}"
-                lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                         "metadata": {"name": name, "namespace": "corral-node-lease"},
-                         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
-                                  "renewTime": now()}}
-                try:
-                    self.client.apply("leases", lease, namespace="corral-node-lease",
-                                      field_manager="agent", force=True)
-                except e.APIError:
-                    pass
-            self.stop.wait(2)
-
-    def _act(self, pod: Obj) -> None:
-        meta, spec = pod["metadata"], pod.get("spec") or {}
-        if not spec.get("nodeName"):
-            return
-        if meta.get("deletionTimestamp"):
-            try:
-                self.client.delete("pods", meta["name"], namespace=meta["namespace"],
-                                   grace_period=0, uid=meta["uid"])
-            except e.APIError:
-                pass
-            return
-        conds = (pod.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
-            return
-        status = {"phase": "Running", "podIP": "10.88.0.1", "startTime": now(),
-                  "conditions": [*[c for c in conds if c.get("type") != "Ready"],
-                                 {"type": "Ready", "status": "True",
-                                  "lastTransitionTime": now()}]}
-        for _ in range(5):
-            try:
-                self.client.update("pods", {**pod, "status": status},
-                                   namespace=meta["namespace"], subresource="status")
-                return
-            except e.APIError as err:
-                if err.reason is not e.Reason.CONFLICT:
-                    return
-                try:
-                    pod = self.client.get("pods", meta["name"], namespace=meta["namespace"])
-                except e.APIError:
-                    return
-
-    def _pods(self) -> None:
-        rv = ""
-        while not self.stop.is_set():
-            try:
-                listed = self.client.list("pods", namespace="default")
-                for p in listed["items"]:
-                    self._act(p)
-                rv = listed["metadata"]["resourceVersion"]
-                for ev in self.client.watch("pods", namespace="default", resource_version=rv,
-                                            timeout=5):
-                    if self.stop.is_set():
-                        return
-                    if ev["type"] in ("ADDED", "MODIFIED"):
-                        self._act(ev["object"])
-            except e.APIError as err:
-                self.errors.append(str(err))
-                self.stop.wait(0.2)
 
 
 def deployment(image: str) -> Obj:
@@ -191,7 +99,7 @@ def test_standby_takes_over_a_rollout_and_no_pod_is_bound_twice(
                 "status": {"capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
                            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
                            "conditions": [{"type": "Ready", "status": "True"}]}})
-        with FakeAgents(client):
+        with FakeAgents(client, nodes=[f"node-{i}" for i in range(NODES)]):
             client.create("deployments", deployment("busybox:1"), namespace="default")
 
             def status() -> Obj:
