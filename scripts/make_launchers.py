@@ -18,6 +18,10 @@ SITE_LAUNCHERS = {
     "corral-controlplane": "controlplane.main",
     "clusterctl": "clusterctl.main",
     "corral-runtimed": "runtime.service.daemon",
+}
+# The venv's interpreter with -I -S: site-packages only when the command asks for them
+# (corral-ctr's `run` imports nothing third-party; its gRPC verbs call site.main()).
+LAZY_SITE_LAUNCHERS = {
     "corral-ctr": "runtime.service.ctr.main",
 }
 
@@ -46,12 +50,13 @@ def main() -> None:
     # runtime (it has no third-party imports) but costs ~2 ms of start-up.
     python = os.path.realpath(os.path.join(os.path.abspath(bindir), "python3"))
     venv_python = os.path.join(os.path.abspath(bindir), "python3")
-    entries = [(n, m, python, "S") for n, m in LAUNCHERS.items()]
-    entries += [(n, m, venv_python, "") for n, m in SITE_LAUNCHERS.items()]
-    for name, module, interpreter, flags in entries:
+    entries = [(n, m, python, "S", True) for n, m in LAUNCHERS.items()]
+    entries += [(n, m, venv_python, "", False) for n, m in SITE_LAUNCHERS.items()]
+    entries += [(n, m, venv_python, "S", False) for n, m in LAZY_SITE_LAUNCHERS.items()]
+    for name, module, interpreter, flags, no_gc in entries:
         path = os.path.join(bindir, name)
         # daemons and watches live long: only the short-lived runtime turns the GC off
-        gc = "import gc\ngc.disable()\n" if flags else ""
+        gc = "import gc\ngc.disable()\n" if no_gc else ""
         text = TEMPLATE.format(python=interpreter, root=root, module=module, flags=flags,
                                gc=gc)
         tmp = path + ".tmp"

@@ -7,6 +7,8 @@
         Node(config): content, overlay snapshots, images, tasks (reconnect to every shim),
                       sandboxes (CNI), the CRI service, events
         gRPC asyncio server on SOCKET         SIGTERM/SIGINT: stop serving, leave containers
+        SOCKET.ctr: corral-ctr's `run` in one call (ctrsock.py)
+        shims forked by a single-threaded helper (shim/forkserver.py)
 
 Several daemons run side by side when each has its own root, state and socket. The
 containers are children of their shims, so stopping (or kill -9 of) the daemon leaves them
@@ -22,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from runtime.service import sandboxes as S
@@ -32,6 +35,7 @@ from runtime.service.cri.image_servicer import ImageServicer
 from runtime.service.cri.runtime_servicer import RuntimeServicer
 from runtime.service.cri.server import make_server, tenant_of
 from runtime.service.cri.service import SNAPSHOTTER, PauseContainers, Service
+from runtime.service.ctrsock import PrivateServer, Runner
 from runtime.service.events import EventBus
 from runtime.service.images.service import ImageService
 from runtime.service.snapshots import OverlaySnapshotter
@@ -78,6 +82,7 @@ class Node:
         self.bus.close()
         self.service.close()
         self.images.close()
+        self.tasks.close()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -97,18 +102,29 @@ def configure(args: argparse.Namespace) -> DaemonConfig:
 
 async def serve(cfg: DaemonConfig) -> None:
     loop = asyncio.get_running_loop()
+    # Blocking CRI work runs in these threads; a container start holds one for its shim's
+    # start-up, so the default (cores + 4) would queue parallel starts behind each other.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="cri"))
     node = await asyncio.to_thread(Node, cfg, loop=loop)
     os.makedirs(os.path.dirname(cfg.socket), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(cfg.socket)  # a socket left by a daemon that was killed
     server = make_server(cfg.socket, runtime=node.runtime, images=node.image_servicer)
     await server.start()
+    private: PrivateServer | None = None
+    try:
+        private = PrivateServer(cfg.socket, Runner(node.service, node.sandboxes))
+        private.start()
+    except OSError as e:  # e.g. a path past sun_path's limit: corral-ctr then uses CRI
+        log.warning("no private corral-ctr socket next to %s: %s", cfg.socket, e)
     log.info("serving CRI on %s (root %s, state %s)", cfg.socket, cfg.root, cfg.state)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     node.bus.close()
+    if private is not None:
+        private.close()
     await server.stop(grace=2)
     node.close()
     with contextlib.suppress(FileNotFoundError):

@@ -37,7 +37,7 @@ from typing import Any
 
 from runtime.oci.cgroups.host import cgroup_dirs, read_host
 from runtime.service.shim import protocol as P
-from runtime.service.shim.client import ShimClient, ShimError, ShimGone, launch
+from runtime.service.shim.client import ForkServer, ShimClient, ShimError, ShimGone, launch
 
 TASK = "task.json"
 
@@ -172,10 +172,12 @@ def _exit(raw: dict[str, Any] | None) -> ExitStatus | None:
 
 class TaskManager:
     def __init__(self, state_dir: str, *, runtimes: dict[str, list[str]] | None = None,
-                 python: str | None = None) -> None:
+                 python: str | None = None, forkserver: bool = True) -> None:
         self.state_dir = os.path.abspath(state_dir)
         self.runtimes = runtimes or default_runtimes()
         self.python = python
+        # shims are forked from a small helper (shim/forkserver.py), started on first use
+        self.forkserver = ForkServer(python) if forkserver else None
         os.makedirs(os.path.join(self.state_dir, "tasks"), exist_ok=True)
         self.recovered = self.reconnect()
 
@@ -200,11 +202,16 @@ class TaskManager:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Stop the fork server (running shims live on)."""
+        if self.forkserver is not None:
+            self.forkserver.close()
+
     def create(self, *, namespace: str, container_id: str, spec: dict[str, Any],
                runtime: str = "corral-runc", log_path: str | None = None,
-               log_max_bytes: int = 0) -> TaskInfo:
+               log_max_bytes: int = 0, start: bool = False) -> TaskInfo:
         """Write the bundle and launch the task's shim; the container is created, not
-        started."""
+        started (START: created and started by one `runtime run --detach`)."""
         name = f"{namespace}/{container_id}"
         if runtime not in self.runtimes:
             raise TaskError(f"Task {name}: runtime: unknown runtime class {runtime!r}; "
@@ -231,18 +238,21 @@ class TaskManager:
                 json.dump(rec, f)
             runtime_root = os.path.join(self.state_dir, "runtime", runtime)
             os.makedirs(runtime_root, exist_ok=True)
-            pid = launch(state_dir=tdir, python=self.python, spec={
+            pid = launch(state_dir=tdir, python=self.python, forkserver=self.forkserver,
+                         spec={
                 "id": container_id, "bundle": bundle, "runtime": self.runtimes[runtime],
                 "runtime_root": runtime_root, "log_path": log_path,
-                "log_max_bytes": log_max_bytes, "memory_cgroup": ctl.get("memory")})
+                "log_max_bytes": log_max_bytes, "memory_cgroup": ctl.get("memory"),
+                "start": start})
         except ShimError as e:
             shutil.rmtree(tdir, ignore_errors=True)
             raise TaskError(f"Task {name}: create: {e}") from None
         except BaseException:
             shutil.rmtree(tdir, ignore_errors=True)
             raise
-        return TaskInfo(namespace=namespace, id=container_id, state=TaskState.CREATED,
-                        pid=pid, runtime=runtime, log_path=log_path, exit=None)
+        return TaskInfo(namespace=namespace, id=container_id,
+                        state=TaskState.RUNNING if start else TaskState.CREATED, pid=pid,
+                        runtime=runtime, log_path=log_path, exit=None)
 
     def start(self, namespace: str, cid: str) -> TaskInfo:
         info = self.get(namespace, cid)
@@ -255,14 +265,10 @@ class TaskManager:
 
     def run(self, *, namespace: str, container_id: str, spec: dict[str, Any],
             runtime: str = "corral-runc", log_path: str | None = None) -> TaskInfo:
-        """create + start; a start that fails deletes the task again."""
+        """create + start in one `runtime run --detach`; a failure leaves no task."""
         self.create(namespace=namespace, container_id=container_id, spec=spec,
-                    runtime=runtime, log_path=log_path)
-        try:
-            return self.start(namespace, container_id)
-        except BaseException:
-            self.delete(namespace, container_id, force=True)
-            raise
+                    runtime=runtime, log_path=log_path, start=True)
+        return self.get(namespace, container_id)
 
     def get(self, namespace: str, cid: str) -> TaskInfo:
         rec = self._record(namespace, cid)

@@ -160,9 +160,12 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
         return pb.RunPodSandboxResponse(pod_sandbox_id=sb.id)
 
     async def _stop_sandbox_containers(self, tenant: str, sid: str) -> None:
-        for v in await asyncio.to_thread(self.svc.list, tenant):
-            if v.cri["sandbox_id"] == sid and v.task and v.task.state in (
-                    TaskState.RUNNING, TaskState.CREATED):
+        for cid in await asyncio.to_thread(self.svc.ids_in_sandbox, tenant, sid):
+            try:
+                v = await asyncio.to_thread(self.svc.get, tenant, cid)
+            except NotFound:
+                continue
+            if v.task and v.task.state in (TaskState.RUNNING, TaskState.CREATED):
                 await asyncio.to_thread(self.svc.stop, tenant, v.record.id, grace=0)
 
     async def StopPodSandbox(self, request: pb.StopPodSandboxRequest, context: Any
@@ -180,9 +183,8 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
             sb = await asyncio.to_thread(self.sandboxes.get, tenant, request.pod_sandbox_id)
         except S.NotFound:
             return pb.RemovePodSandboxResponse()  # removed already: not an error (CRI)
-        for v in await asyncio.to_thread(self.svc.list, tenant):
-            if v.cri["sandbox_id"] == sb.id:
-                await asyncio.to_thread(self.svc.remove, tenant, v.record.id)
+        for cid in await asyncio.to_thread(self.svc.ids_in_sandbox, tenant, sb.id):
+            await asyncio.to_thread(self.svc.remove, tenant, cid)
         await asyncio.to_thread(self.sandboxes.remove, tenant, sb.id)
         return pb.RemovePodSandboxResponse()
 

@@ -206,8 +206,9 @@ class Service:
     # ---- tasks shared by sandboxes and containers ------------------------------------------
 
     def run_task(self, *, tenant: str, cid: str, image: ImageRef, config: B.ContainerConfig,
-                 runtime: str, log_path: str | None) -> TaskInfo:
-        """Rootfs + bundle + shim (created, not started); all undone on failure."""
+                 runtime: str, log_path: str | None, start: bool = False) -> TaskInfo:
+        """Rootfs + bundle + shim (created, not started, unless START); all undone on
+        failure."""
         if runtime not in self.runtimes:
             raise InvalidArgument(f"Container {config.name}: runtime_handler: unknown runtime "
                                   f"class {runtime!r}; known: {', '.join(sorted(self.runtimes))}")
@@ -217,7 +218,7 @@ class Service:
             spec = B.build_spec(config=config, image=image.config.get("config") or {},
                                 rootfs=rootfs)
             return self.tasks.create(namespace=tenant, container_id=cid, spec=spec,
-                                     runtime=runtime, log_path=log_path)
+                                     runtime=runtime, log_path=log_path, start=start)
         except BaseException:
             self.release_rootfs(tenant, cid)
             raise
@@ -243,7 +244,10 @@ class Service:
         raise NotFound(f"Container {cid}: not found" if not found
                        else f"Container {cid}: ambiguous prefix")
 
-    def create(self, tenant: str, sandbox: S.Sandbox, req: ContainerRequest) -> str:
+    def create(self, tenant: str, sandbox: S.Sandbox, req: ContainerRequest, *,
+               start: bool = False) -> str:
+        """CreateContainer; with START the container is also started (one runtime call,
+        `run --detach`, instead of create then start: corral-ctr run's path)."""
         where = f"Container {req.name}"
         if not req.name:
             raise InvalidArgument("Container: metadata.name: must not be empty")
@@ -263,12 +267,13 @@ class Service:
                 raise AlreadyExists(f"{where}: name {req.name!r} is being created")
             self._reserved.add(key)
         try:
-            return self._create(tenant, sandbox, req)
+            return self._create(tenant, sandbox, req, start=start)
         finally:
             with self._lock:
                 self._reserved.discard(key)
 
-    def _create(self, tenant: str, sandbox: S.Sandbox, req: ContainerRequest) -> str:
+    def _create(self, tenant: str, sandbox: S.Sandbox, req: ContainerRequest, *,
+                start: bool) -> str:
         where = f"Container {req.name}"
         try:
             image = self.image(tenant, req.image)
@@ -287,10 +292,11 @@ class Service:
                                    sandbox.join_namespaces(), "cgroups_path": f"{parent}/{cid}"})
         runtime = sandbox.spec.runtime_handler or self.default_runtime
         info = self.run_task(tenant=tenant, cid=cid, image=image, config=cfg, runtime=runtime,
-                             log_path=log_path or None)
+                             log_path=log_path or None, start=start)
         cri = {"sandbox_id": sandbox.id, "name": req.name, "attempt": req.attempt,
                "annotations": dict(req.annotations), "log_path": info.log_path,
-               "image": req.image, "image_id": image.id, "started_at": 0,
+               "image": req.image, "image_id": image.id,
+               "started_at": time.time_ns() if start else 0,
                "resources": _resources_dict(cfg.resources)}
         try:
             self.containers.create(Container(
@@ -301,6 +307,9 @@ class Service:
             self.delete_task(tenant, cid)
             raise
         self._publish(tenant, cid, sandbox.id, EventType.CREATED)
+        if start:
+            self._publish(tenant, cid, sandbox.id, EventType.STARTED)
+            self.watch(tenant, cid, sandbox.id)
         return cid
 
     def start(self, tenant: str, cid: str) -> None:
@@ -373,6 +382,12 @@ class Service:
             return self.tasks.get(tenant, cid)
         except Exception:
             return None
+
+    def ids_in_sandbox(self, tenant: str, sandbox_id: str) -> builtins.list[str]:
+        """The IDs of SANDBOX_ID's containers, from the records alone (no shim is asked:
+        with many containers running, asking every shim made each removal O(n))."""
+        return [c.id for c in self.containers.list(tenant)
+                if c.spec.get("cri", {}).get("sandbox_id") == sandbox_id]
 
     def list(self, tenant: str) -> builtins.list[ContainerView]:
         return [ContainerView(c, self._task(tenant, c.id))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-import grpc  # type: ignore[import-untyped]
-
-from runtime.service.cri import api_pb2_grpc as pb_grpc
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: `run` starts without it
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/corral/runtime.sock"
 DEFAULT_NAMESPACE = "default"
@@ -21,6 +20,10 @@ class Conn:
     def __init__(self, socket_path: str | None, namespace: str) -> None:
         self.socket = socket_path or os.environ.get("CORRAL_RUNTIME_SOCKET") or DEFAULT_SOCKET
         self.namespace = namespace
+        import grpc  # type: ignore[import-untyped]  # here: UsageError must import fast
+
+        from runtime.service.cri import api_pb2_grpc as pb_grpc
+
         self.channel = grpc.insecure_channel(f"unix://{self.socket}")
         self._rt = pb_grpc.RuntimeServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self._im = pb_grpc.ImageServiceStub(self.channel)  # type: ignore[no-untyped-call]

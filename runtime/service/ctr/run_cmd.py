@@ -1,19 +1,37 @@
 """corral-ctr run [--rm] [-d] IMAGE ID [CMD...]: a standalone sandbox and one container.
 
-Without -d: wait for the exit, print the container's output, exit with its code."""
+Without -d: wait for the exit, print the container's output, exit with its code.
+
+Over the daemon's private socket (ctr/fast.py) when it serves one: one call creates and
+starts, the exit is pushed when the shim reports it, and no gRPC is imported. Otherwise
+over CRI: RunPodSandbox, CreateContainer, StartContainer, ContainerStatus until exited,
+RemovePodSandbox.
+"""
 
 from __future__ import annotations
 
 import time
 
-from runtime.service.cri import api_pb2 as pb
-from runtime.service.ctr.conn import Conn, UsageError
-from runtime.service.ctr.util import print_log
+from runtime.service.ctr.conn import UsageError
+from runtime.service.ctr.crilog import print_log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # neither typing nor dataclasses at run time: `run` starts fast
+    from typing import Any
 
 STANDALONE = "io.corral.sandbox/standalone"
 
 
-def run(conn: Conn, args: list[str]) -> int:
+class Args:
+    __slots__ = ("cmd", "detach", "image", "name", "rm")
+
+    def __init__(self, *, image: str, name: str, cmd: list[str], rm: bool,
+                 detach: bool) -> None:
+        self.image, self.name, self.cmd, self.rm, self.detach = image, name, cmd, rm, detach
+
+
+def parse(args: list[str]) -> Args:
+    args = list(args)
     rm = detach = False
     while args and args[0].startswith("-"):
         flag = args.pop(0)
@@ -25,21 +43,48 @@ def run(conn: Conn, args: list[str]) -> int:
             raise UsageError(f"{flag}: unknown flag")
     if len(args) < 2:
         raise UsageError("usage: run [--rm] [-d] IMAGE ID [CMD...]")
-    image, cid_name, cmd = args[0], args[1], args[2:]
+    return Args(image=args[0], name=args[1], cmd=args[2:], rm=rm, detach=detach)
+
+
+def run_fast(client: Any, namespace: str, a: Args) -> int:
+    """`run` over the private socket (CLIENT: a connected ctr/fast.Client)."""
+    client.send({"op": "run", "namespace": namespace, "image": a.image, "name": a.name,
+                 "args": a.cmd, "rm": a.rm, "detach": a.detach})
+    started = client.recv()
+    if a.detach:
+        print(started["id"])
+        return 0
+    log_path, offset, delay = str(started["log_path"]), 0, 0.002
+    while True:
+        done = client.recv(timeout=delay)
+        offset = print_log(log_path, offset)
+        if done is not None:
+            break
+        delay = min(delay * 2, 0.1)
+    client.send({"op": "done"})
+    client.recv()  # removed (with --rm)
+    return int(done["exit_code"])
+
+
+def run(conn: Any, args: list[str]) -> int:
+    """`run` over CRI (CONN: ctr/conn.Conn), for a daemon without the private socket."""
+    from runtime.service.cri import api_pb2 as pb
+
+    a = parse(args)
     sandbox = pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name=cid_name, uid=cid_name, namespace="corral-ctr"),
+        metadata=pb.PodSandboxMetadata(name=a.name, uid=a.name, namespace="corral-ctr"),
         annotations={STANDALONE: "true"})
     pod = conn.rt("RunPodSandbox", pb.RunPodSandboxRequest(config=sandbox)).pod_sandbox_id
     try:
-        config = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=cid_name),
-                                    image=pb.ImageSpec(image=image), command=cmd)
+        config = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=a.name),
+                                    image=pb.ImageSpec(image=a.image), command=a.cmd)
         cid = conn.rt("CreateContainer", pb.CreateContainerRequest(
             pod_sandbox_id=pod, config=config, sandbox_config=sandbox)).container_id
         conn.rt("StartContainer", pb.StartContainerRequest(container_id=cid))
     except BaseException:
         conn.rt("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
         raise
-    if detach:
+    if a.detach:
         print(cid)
         return 0
     offset, delay = 0, 0.002
@@ -50,6 +95,6 @@ def run(conn: Conn, args: list[str]) -> int:
             break
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
-    if rm:
+    if a.rm:
         conn.rt("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
     return int(st.exit_code)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.ctr.conn import Conn, UsageError
+from runtime.service.ctr.crilog import print_log
+
+__all__ = ["STATES", "find", "print_log"]
 
 STATES = {pb.CONTAINER_CREATED: "created", pb.CONTAINER_RUNNING: "running",
           pb.CONTAINER_EXITED: "exited", pb.CONTAINER_UNKNOWN: "unknown"}
@@ -22,23 +24,3 @@ def find(conn: Conn, ref: str) -> Any:
         raise UsageError(f"container {ref!r}: " + ("not found" if not exact else
                                                    f"ambiguous ({len(exact)} match)"))
     return exact[0]
-
-
-def print_log(path: str, offset: int = 0) -> int:
-    """Write the CRI log at PATH from OFFSET to stdout/stderr; returns the new offset."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return offset
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].split(b"\n")[:-1]:
-        parts = line.split(b" ", 3)
-        if len(parts) < 4:
-            continue
-        out = sys.stdout.buffer if parts[1] == b"stdout" else sys.stderr.buffer
-        out.write(parts[3] + (b"\n" if parts[2] == b"F" else b""))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return offset + end

@@ -14,11 +14,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from runtime.service.shim import protocol as P
 
 MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
+FORKSERVER = os.path.join(os.path.dirname(MAIN), "forkserver.py")
 SUN_PATH_MAX = 107
 
 
@@ -35,18 +37,83 @@ def shim_command(state_dir: str, ready_fd: int, *, python: str | None = None) ->
     return [python or sys.executable, "-I", "-S", MAIN, state_dir, str(ready_fd)]
 
 
+class ForkServer:
+    """The daemon's handle on shim/forkserver.py, started on first use.
+
+    spawn() is one request and one reply over a SOCK_SEQPACKET pair, under a lock, so the
+    daemon's threads take turns for the fork (about a millisecond) and then wait for their
+    shims' readiness in parallel."""
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [self.python, "-I", "-S", FORKSERVER, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None,
+                pass_fds=(theirs.fileno(),), cwd="/", close_fds=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        return ours
+
+    def spawn(self, state_dir: str, ready_fd: int) -> None:
+        """Fork a shim for STATE_DIR that reports readiness on READY_FD."""
+        with self._lock:
+            sock = self._sock or self._start()
+            try:
+                socket.send_fds(sock, [os.fsencode(state_dir)], [ready_fd])
+                reply = sock.recv(4096)
+            except OSError as e:
+                self._close()
+                raise ShimError(f"shim fork server: {e}") from None
+            if not reply:
+                self._close()
+                raise ShimError("shim fork server: exited")
+        if reply != b"ok":
+            raise ShimError(reply.decode(errors="replace").removeprefix("error "))
+
+    def _close(self) -> None:
+        sock, proc, self._sock, self._proc = self._sock, self._proc, None, None
+        if sock is not None:
+            sock.close()  # the server sees EOF and exits
+        if proc is not None:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
 def launch(*, state_dir: str, spec: dict[str, Any], python: str | None = None,
-           timeout: float = 60.0) -> int:
-    """Start the shim of the task in STATE_DIR; returns the container's init pid."""
+           timeout: float = 60.0, forkserver: ForkServer | None = None) -> int:
+    """Start the shim of the task in STATE_DIR; returns the container's init pid.
+    With FORKSERVER the shim is forked from it, else started as a fresh interpreter."""
     with open(os.path.join(state_dir, P.SPEC), "w") as f:
         json.dump(spec, f)
     r, w = os.pipe()
+    proc: subprocess.Popen[bytes] | None = None
     try:
-        with open(os.devnull, "rb") as null, \
-                open(os.path.join(state_dir, P.LOG), "ab") as log:
-            proc = subprocess.Popen(shim_command(state_dir, w, python=python), stdin=null,
-                                    stdout=log, stderr=log, pass_fds=(w,), cwd="/",
-                                    close_fds=True)
+        if forkserver is not None:
+            forkserver.spawn(state_dir, w)
+        else:
+            with open(os.devnull, "rb") as null, \
+                    open(os.path.join(state_dir, P.LOG), "ab") as log:
+                proc = subprocess.Popen(shim_command(state_dir, w, python=python), stdin=null,
+                                        stdout=log, stderr=log, pass_fds=(w,), cwd="/",
+                                        close_fds=True)
     except BaseException:
         os.close(r)
         raise
@@ -54,7 +121,8 @@ def launch(*, state_dir: str, spec: dict[str, Any], python: str | None = None,
         os.close(w)
     with os.fdopen(r, "rb") as ready:
         line = ready.read().decode(errors="replace").strip()  # EOF when the shim is ready
-    proc.wait(timeout)  # the shim's first process exits at once (double fork)
+    if proc is not None:
+        proc.wait(timeout)  # the shim's first process exits at once (double fork)
     if line.startswith("ok "):
         return int(line[3:])
     if line.startswith("error "):

@@ -49,12 +49,14 @@ DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT
 
 
 def set_subreaper() -> None:
+    keep = "ctypes" in sys.modules  # the fork server imported it once for every shim
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-    del sys.modules["ctypes"]
+    if not keep:
+        del sys.modules["ctypes"]
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -171,15 +173,21 @@ class Shim:
             raise RuntimeError(f"{os.path.basename(self.runtime[0])} {args[0]}: {msg}")
 
     def create(self) -> None:
+        """`runtime create`, or `runtime run --detach` when the spec asks for a started task
+        (one runtime process instead of two: create and start)."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        start = bool(self.spec.get("start"))
+        verb = ["run", "--detach"] if start else ["create"]
         try:
-            self.run_runtime(["create", "--bundle", self.spec["bundle"], "--pid-file",
+            self.run_runtime([*verb, "--bundle", self.spec["bundle"], "--pid-file",
                               "init.pid", self.id], stdio=(null, out_w, err_w))
         finally:
             for fd in (null, out_w, err_w):
                 os.close(fd)
+        if start:
+            self.status = P.RUNNING
         with open("init.pid") as f:
             self.init_pid = int(f.read().strip())
         self.open_log()
@@ -451,8 +459,14 @@ def main(argv: list[str]) -> int:
     state_dir, ready_fd = argv[1], int(argv[2])
     if os.fork() != 0:
         os._exit(0)  # the daemon reaps this one; the shim is orphaned and setsid's
+    return serve_task(state_dir, ready_fd)
+
+
+def serve_task(state_dir: str, ready_fd: int) -> int:
+    """The shim proper, once detached from its launcher (main, or the fork server)."""
     os.setsid()
     os.chdir(state_dir)
+    os.set_inheritable(ready_fd, False)  # the runtime and the container do not get it
     ready = os.fdopen(ready_fd, "w")
     try:
         set_subreaper()
