@@ -22,6 +22,8 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from tests.support import busybox
 
 MakeBundle = Callable[..., str]
+# test folders whose tests use grpc in the pytest process: they run after the forking ones
+GRPC_USERS = ("/controlplane/", "/agent/")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNC = os.path.join(ROOT, ".venv", "bin", "corral-runc")
 
@@ -35,7 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # another thread may hold, and once the controlplane tests have used grpc, its threads
     # live on in this process: those children then hang now and then. So the grpc users
     # run last.
-    items.sort(key=lambda item: "/controlplane/" in str(item.fspath))
+    items.sort(key=lambda item: any(part in str(item.fspath) for part in GRPC_USERS))
 
 
 @pytest.fixture(scope="session")

@@ -314,9 +314,15 @@ class Service:
 
     def start(self, tenant: str, cid: str) -> None:
         c = self._resolve(tenant, cid)
-        self.tasks.start(tenant, c.id)
+        # recorded before the task runs: a status read in between must never see a
+        # running container without a start time
         cri = dict(c.spec["cri"], started_at=time.time_ns())
         self.containers.update(tenant, c.id, spec={"cri": cri})
+        try:
+            self.tasks.start(tenant, c.id)
+        except BaseException:
+            self.containers.update(tenant, c.id, spec={"cri": c.spec["cri"]})
+            raise
         self._publish(tenant, c.id, cri["sandbox_id"], EventType.STARTED)
         self.watch(tenant, c.id, cri["sandbox_id"])
 

@@ -1,0 +1,231 @@
+"""The node's own object: registration and status.
+
+    facts = probe_host(...)            /proc/cpuinfo, /proc/meminfo, the agent's cgroup
+                                       limits, uname, os-release, machine-id, boot_id
+    node_object(name, facts)           metadata (labels) + spec
+    node_status(facts, ready, old)     capacity, allocatable, addresses, nodeInfo,
+                                       conditions (Ready + the pressures, all False)
+    NodeRegistration.register()        get-or-create the Node, then patch nodes/status
+    NodeRegistration.run()             status again every 30 s and when readiness changes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import socket
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent.lease import micro_time
+from api import errors
+
+log = logging.getLogger("corral.agent.node")
+MAX_PODS = 110
+MERGE_PATCH = "application/merge-patch+json"
+AGENT_VERSION = "corral-agent/0.1"
+ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
+        "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_count(cpuinfo: str, cpu_max: str = "") -> int:
+    """Processors in /proc/cpuinfo, lowered by a cgroup v2 cpu.max quota (ceil)."""
+    n = sum(1 for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "processor")
+    n = n or os.cpu_count() or 1
+    parts = cpu_max.split()
+    if len(parts) == 2 and parts[0] != "max":
+        quota, period = int(parts[0]), int(parts[1]) or 100000
+        n = min(n, max(1, -(-quota // period)))
+    return n
+
+
+def memory_bytes(meminfo: str, memory_max: str = "") -> int:
+    """MemTotal of /proc/meminfo, lowered by a cgroup memory limit."""
+    total = 0
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            total = int(line.split()[1]) * 1024
+    limit = memory_max.strip()
+    if limit.isdigit() and 0 < int(limit) < total:
+        total = int(limit)
+    return total
+
+
+def own_cgroup_file(name: str) -> str:
+    """NAME of the cgroup (v2) the agent runs in, or "" (v1 hosts, or no such file)."""
+    for line in _read("/proc/self/cgroup").splitlines():
+        if line.startswith("0::"):
+            return _read(os.path.join("/sys/fs/cgroup", line[3:].lstrip("/"), name))
+    return ""
+
+
+def os_image(os_release: str) -> str:
+    for line in os_release.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return "Linux"
+
+
+def local_ip_towards(server: str) -> str:
+    """The address this host uses to reach SERVER (host:port): the node's InternalIP."""
+    host = server.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))  # UDP: no packet is sent
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    cpus: int
+    memory: int
+    hostname: str
+    internal_ip: str
+    kernel: str
+    os_image: str
+    arch: str
+    machine_id: str
+    boot_id: str
+    runtime_version: str  # "<name>://<version>"
+    agent_port: int = 0
+
+
+def probe_host(*, internal_ip: str, runtime_version: str, agent_port: int = 0) -> HostFacts:
+    uname = platform.uname()
+    return HostFacts(
+        cpus=cpu_count(_read("/proc/cpuinfo"), own_cgroup_file("cpu.max")),
+        memory=memory_bytes(_read("/proc/meminfo"), own_cgroup_file("memory.max")),
+        hostname=socket.gethostname(), internal_ip=internal_ip, kernel=uname.release,
+        os_image=os_image(_read("/etc/os-release")),
+        arch=ARCH.get(uname.machine, uname.machine),
+        machine_id=_read("/etc/machine-id").strip(),
+        boot_id=_read("/proc/sys/kernel/random/boot_id").strip(),
+        runtime_version=runtime_version, agent_port=agent_port)
+
+
+def node_labels(name: str, facts: HostFacts) -> dict[str, str]:
+    return {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": facts.arch}
+
+
+def node_object(name: str, facts: HostFacts) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": node_labels(name, facts)}, "spec": {}}
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, now: str,
+               old: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    status = "True" if ok else "False"
+    prev = old.get(kind) or {}
+    since = prev.get("lastTransitionTime") if prev.get("status") == status else None
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": since or now}
+
+
+def node_status(facts: HostFacts, *, ready: bool, why: str = "",
+                old: dict[str, Any] | None = None) -> dict[str, Any]:
+    now = micro_time()[:19] + "Z"
+    before = {c.get("type", ""): c for c in (old or {}).get("conditions") or []}
+    resources = {"cpu": str(facts.cpus), "memory": f"{facts.memory // 1024}Ki",
+                 "pods": str(MAX_PODS)}
+    conditions = [
+        _condition("MemoryPressure", False, "KubeletHasSufficientMemory",
+                   "the agent has sufficient memory available", now, before),
+        _condition("DiskPressure", False, "KubeletHasNoDiskPressure",
+                   "the agent has no disk pressure", now, before),
+        _condition("PIDPressure", False, "KubeletHasSufficientPID",
+                   "the agent has sufficient PID available", now, before),
+        _condition("Ready", ready, "KubeletReady" if ready else "KubeletNotReady",
+                   "corral-agent is posting ready status" if ready else why, now, before),
+    ]
+    return {
+        "capacity": dict(resources), "allocatable": dict(resources),
+        "conditions": conditions,
+        "addresses": [{"type": "InternalIP", "address": facts.internal_ip},
+                      {"type": "Hostname", "address": facts.hostname}],
+        "nodeInfo": {"machineID": facts.machine_id, "systemUUID": facts.machine_id,
+                     "bootID": facts.boot_id, "kernelVersion": facts.kernel,
+                     "osImage": facts.os_image,
+                     "containerRuntimeVersion": facts.runtime_version,
+                     "kubeletVersion": AGENT_VERSION, "kubeProxyVersion": "",
+                     "operatingSystem": "linux", "architecture": facts.arch},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": facts.agent_port}},
+    }
+
+
+class NodeAPI(Protocol):
+    async def get(self, resource: str, name: str, *, namespace: str = "",
+                  subresource: str = "") -> dict[str, Any]: ...
+
+    async def create(self, resource: str, obj: dict[str, Any], *, namespace: str = "",
+                     **kw: Any) -> dict[str, Any]: ...
+
+    async def patch(self, resource: str, name: str, patch: bytes, *, patch_type: str,
+                    namespace: str = "", **kw: Any) -> dict[str, Any]: ...
+
+
+class Readiness(Protocol):
+    async def __call__(self) -> tuple[bool, str]: ...
+
+
+class NodeRegistration:
+    def __init__(self, api: NodeAPI, name: str, facts: HostFacts,
+                 readiness: Readiness) -> None:
+        self.api = api
+        self.name = name
+        self.facts = facts
+        self.readiness = readiness
+        self.node: dict[str, Any] = {}
+
+    async def register(self) -> dict[str, Any]:
+        """Get or create the Node (labels merged in), then write its status."""
+        try:
+            node = await self.api.get("nodes", self.name)
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            want = node_labels(self.name, self.facts)
+            if any(labels.get(k) != v for k, v in want.items()):
+                node = await self.api.patch("nodes", self.name, json.dumps(
+                    {"metadata": {"labels": want}}).encode(), patch_type=MERGE_PATCH)
+        except errors.APIError as err:
+            if err.reason is not errors.Reason.NOT_FOUND:
+                raise
+            node = await self.api.create("nodes", node_object(self.name, self.facts))
+            log.info("node %s: registered", self.name)
+        self.node = node
+        return await self.update_status()
+
+    async def update_status(self) -> dict[str, Any]:
+        ready, why = await self.readiness()
+        status = node_status(self.facts, ready=ready, why=why,
+                             old=self.node.get("status") or {})
+        self.node = await self.api.patch("nodes", self.name, json.dumps(
+            {"status": status}).encode(), patch_type=MERGE_PATCH, subresource="status")
+        return self.node
+
+    async def run(self, *, period: float = 30.0) -> None:
+        last: tuple[bool, str] | None = None
+        waited = 0.0
+        while True:
+            await asyncio.sleep(2.0)
+            waited += 2.0
+            try:
+                now = await self.readiness()
+                if now != last or waited >= period:
+                    last, waited = now, 0.0
+                    await self.update_status()
+            except errors.APIError as err:
+                log.warning("node %s: status update failed: %s", self.name, err)

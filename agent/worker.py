@@ -1,0 +1,547 @@
+"""The pod worker: one per pod bound to the node, an explicit state machine.
+
+    PENDING ──► INITIALIZING ──► RUNNING ──► COMPLETED
+       │  └────────(phase already Succeeded/Failed)──────►│
+       │             │              │            │
+       └─────────────┴──────┬───────┴────────────┘
+                            ▼
+                       TERMINATING ──► TERMINATED        (worker ends)
+
+Each ``sync()``: observe the runtime (a coalesced relist), ``decide()`` the next state
+(pure, guarded by TRANSITIONS, repeated to a fixed point, so a restarted agent walks an
+adopted pod straight to RUNNING without touching its containers), act for that state,
+then hand the computed status to the StatusWriter.
+
+    PENDING       RunPodSandbox
+    INITIALIZING  init containers one at a time, in order; a failed one is restarted
+                  (backoff) unless restartPolicy is Never
+    RUNNING       start missing containers; restart exited ones per restartPolicy with
+                  CrashLoopBackOff (10 s doubling to 5 min; reset after 10 min running)
+    TERMINATING   preStop, StopContainer(grace), StopPodSandbox, then delete the pod with
+                  grace 0 (unless it is already gone from the API)
+    TERMINATED    RemovePodSandbox, volumes cleaned up
+
+Hooks (small interfaces, implemented elsewhere): ``Volumes`` (prepare -> volume name ->
+host path; cleanup), ``EnvResolver`` (a container's env as pairs), ``Probes`` (readiness,
+liveness verdicts). Defaults: no volumes, literal env values, ready when running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent import cri as C
+from agent import status as S
+from api import errors
+from runtime.service.cri import api_pb2 as pb
+from runtime.service.cri import client as cric
+
+log = logging.getLogger("corral.agent.worker")
+
+
+class PodState(enum.Enum):
+    PENDING = "Pending"
+    INITIALIZING = "Initializing"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+
+
+P = PodState
+TRANSITIONS: Mapping[PodState, frozenset[PodState]] = {
+    P.PENDING: frozenset({P.INITIALIZING, P.COMPLETED, P.TERMINATING}),
+    P.INITIALIZING: frozenset({P.RUNNING, P.COMPLETED, P.TERMINATING}),
+    P.RUNNING: frozenset({P.COMPLETED, P.TERMINATING}),
+    P.COMPLETED: frozenset({P.TERMINATING}),
+    P.TERMINATING: frozenset({P.TERMINATED}),
+    P.TERMINATED: frozenset(),
+}
+
+
+class TransitionError(RuntimeError):
+    pass
+
+
+def check_transition(pod: str, old: PodState, new: PodState) -> None:
+    if new is not old and new not in TRANSITIONS[old]:
+        raise TransitionError(f"pod {pod}: state: cannot go from {old.value} to {new.value}")
+
+
+def decide(state: PodState, pod: Mapping[str, Any], rt: C.PodRuntime, *,
+           gone: bool) -> PodState:
+    """The next state from the pod and what the runtime holds (one step)."""
+    spec = pod.get("spec") or {}
+    if state is not P.TERMINATED and state is not P.TERMINATING and (
+            gone or (pod.get("metadata") or {}).get("deletionTimestamp")):
+        return P.TERMINATING
+    sb = rt.sandbox()
+    if state is P.PENDING and (pod.get("status") or {}).get("phase") in S.TERMINAL:
+        return P.COMPLETED  # finished before this agent started: never run it again
+    if state is P.PENDING and sb is not None and sb.ready:
+        return P.INITIALIZING
+    if state is P.INITIALIZING:
+        if S.init_done(spec, rt):
+            return P.RUNNING
+        if S.phase(spec, rt) == "Failed":
+            return P.COMPLETED
+    if state is P.RUNNING and S.phase(spec, rt) in S.TERMINAL:
+        return P.COMPLETED
+    return state
+
+
+def settle(state: PodState, pod: Mapping[str, Any], rt: C.PodRuntime, *,
+           gone: bool) -> PodState:
+    """decide() repeated until it stops moving, each step checked against TRANSITIONS."""
+    name = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
+    for _ in range(len(PodState)):
+        new = decide(state, pod, rt, gone=gone)
+        check_transition(name, state, new)
+        if new is state:
+            break
+        state = new
+    return state
+
+
+# ---- CrashLoopBackOff ---------------------------------------------------------------------
+
+BACKOFF_BASE = 10.0
+BACKOFF_CAP = 300.0
+BACKOFF_RESET = 600.0
+
+
+def crash_delay(crashes: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP,
+                ) -> float:
+    """Seconds before restarting after the CRASHES-th exit since the last reset
+    (kubelet: the first exit restarts at once, then 10 s, 20 s, ... up to 5 min)."""
+    if crashes <= 1:
+        return 0.0
+    return float(min(cap, base * 2 ** (crashes - 2)))
+
+
+@dataclass
+class Backoff:
+    """Per container name: the attempt at which counting restarts (after a clean run)."""
+
+    base: float = BACKOFF_BASE
+    cap: float = BACKOFF_CAP
+    reset_after: float = BACKOFF_RESET
+    reset_at: dict[str, int] = field(default_factory=dict)
+
+    def restart_at(self, c: C.ContainerInfo) -> float:
+        """When (epoch seconds) the exited container C may be restarted."""
+        ran = (c.finished_at - c.started_at) / 1e9 if c.started_at else 0.0
+        if ran >= self.reset_after:
+            self.reset_at[c.name] = c.attempt
+        crashes = c.attempt - self.reset_at.get(c.name, 0) + 1
+        return c.finished_at / 1e9 + crash_delay(crashes, base=self.base, cap=self.cap)
+
+
+# ---- hooks --------------------------------------------------------------------------------
+
+
+class Volumes(Protocol):
+    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, str]: ...
+    async def cleanup(self, pod: Mapping[str, Any]) -> None: ...
+
+
+class Probes(Protocol):
+    def update(self, pod: Mapping[str, Any], rt: C.PodRuntime) -> None: ...
+    def ready(self, name: str) -> bool: ...
+    def liveness_failed(self, name: str, container_id: str) -> bool: ...
+    async def close(self) -> None: ...
+
+
+EnvResolver = Callable[[Mapping[str, Any], Mapping[str, Any]],
+                       Awaitable[list[tuple[str, str]]]]
+
+
+class NoVolumes:
+    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, str]:
+        return {}
+
+    async def cleanup(self, pod: Mapping[str, Any]) -> None:
+        return None
+
+
+class NoProbes:
+    def update(self, pod: Mapping[str, Any], rt: C.PodRuntime) -> None:
+        return None
+
+    def ready(self, name: str) -> bool:
+        return True
+
+    def liveness_failed(self, name: str, container_id: str) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+async def literal_env(pod: Mapping[str, Any], container: Mapping[str, Any],
+                      ) -> list[tuple[str, str]]:
+    return C.plain_env(container)
+
+
+def mounts_for(container: Mapping[str, Any], volumes: Mapping[str, str]) -> list[C.Mount]:
+    out = []
+    for m in container.get("volumeMounts") or []:
+        host = volumes.get(m["name"])
+        if host is None:
+            raise C.ConfigError(f"container {container['name']}: volumeMounts: volume "
+                                f"{m['name']!r} is not prepared on this node")
+        if m.get("subPath"):
+            host = f"{host.rstrip('/')}/{m['subPath']}"
+        out.append(C.Mount(str(m["mountPath"]), host, bool(m.get("readOnly"))))
+    return out
+
+
+# ---- the worker ---------------------------------------------------------------------------
+
+
+class PodAPI(Protocol):
+    async def delete(self, resource: str, name: str, *, namespace: str = "",
+                     **kw: Any) -> dict[str, Any]: ...
+
+
+@dataclass
+class WorkerEnv:
+    """What every worker shares: clients, the relist, the status writer, node facts."""
+
+    api: PodAPI
+    cri: cric.CRIClient
+    refresh: Callable[[], Awaitable[Mapping[str, C.PodRuntime]]]
+    writer: S.StatusWriter
+    log_root: str
+    cgroup_parent: str = ""
+    host_ip: str = ""
+    runtime_name: str = "corral"
+    volumes: Volumes = field(default_factory=NoVolumes)
+    env: EnvResolver = literal_env
+    probes: Callable[[Mapping[str, Any]], Probes] = lambda pod: NoProbes()
+    backoff: Callable[[], Backoff] = Backoff
+    resync: float = 5.0
+
+
+class PodWorker:
+    def __init__(self, env: WorkerEnv, pod: Mapping[str, Any], *, gone: bool = False) -> None:
+        self.env = env
+        self.pod: Mapping[str, Any] = pod
+        self.uid = str(pod["metadata"]["uid"])
+        self.key = f"{pod['metadata'].get('namespace') or 'default'}/{pod['metadata']['name']}"
+        self.state = P.PENDING
+        self.gone = gone
+        self.backoff = env.backoff()
+        self.probes = env.probes(pod)
+        self.waiting: dict[str, tuple[str, str]] = {}  # container name -> (reason, message)
+        self._pull_retry: dict[str, tuple[float, float]] = {}  # name -> (at, delay)
+        self._create_retry: dict[str, tuple[float, float]] = {}  # failed create/start
+        self._wake = asyncio.Event()
+        self._next_at = 0.0
+
+    def update(self, pod: Mapping[str, Any]) -> None:
+        if str(pod["metadata"]["uid"]) == self.uid:
+            self.pod = pod
+            self.wake()
+
+    def mark_gone(self) -> None:
+        self.gone = True
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def done(self) -> bool:
+        return self.state is P.TERMINATED
+
+    async def run(self) -> None:
+        while not self.done:
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pod %s: sync failed", self.key)
+                self._next_at = time.time() + 1
+            if self.done:
+                break
+            wait = max(0.05, min(self.env.resync, self._next_at - time.time())
+                       if self._next_at else self.env.resync)
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def observe(self) -> C.PodRuntime:
+        return (await self.env.refresh()).get(self.uid) or C.PodRuntime(self.uid)
+
+    async def sync(self) -> None:
+        rt = await self.observe()
+        self._next_at = 0.0
+        old = self.state
+        self.state = settle(self.state, self.pod, rt, gone=self.gone)
+        if self.state is not old:
+            log.info("pod %s: %s -> %s", self.key, old.value, self.state.value)
+        acted = await self.act(rt)
+        if acted:
+            rt = await self.observe()
+            self.state = settle(self.state, self.pod, rt, gone=self.gone)
+        if self.state in (P.TERMINATING, P.TERMINATED) or self.gone:
+            return
+        self.probes.update(self.pod, rt)
+        view = S.StatusView(now_ns=time.time_ns(), waiting=dict(self.waiting),
+                            ready=self.probes.ready, host_ip=self.env.host_ip,
+                            runtime_name=self.env.runtime_name)
+        self.env.writer.set(self.pod, S.pod_status(self.pod, rt, view))
+
+    async def act(self, rt: C.PodRuntime) -> bool:
+        if self.state is P.PENDING:
+            await self.run_sandbox(rt)
+            return True
+        if self.state is P.INITIALIZING:
+            return await self.run_init(rt)
+        if self.state is P.RUNNING:
+            return await self.run_containers(rt)
+        if self.state is P.TERMINATING:
+            await self.terminate(rt)
+            check_transition(self.key, self.state, P.TERMINATED)
+            self.state = P.TERMINATED
+            await self.remove(rt)
+            return False
+        return False
+
+    # ---- PENDING ----------------------------------------------------------------------
+
+    async def run_sandbox(self, rt: C.PodRuntime) -> None:
+        attempt = max((s.attempt + 1 for s in rt.sandboxes), default=0)
+        for sb in rt.sandboxes:  # a dead sandbox: its containers go with it
+            await self._remove_sandbox(sb.id)
+        config = C.sandbox_config(self.pod, log_root=self.env.log_root,
+                                  cgroup_parent=self.env.cgroup_parent, attempt=attempt)
+        try:
+            await self.env.cri.run_pod_sandbox(config)
+        except cric.CRIError as err:
+            self.waiting = {c["name"]: ("ContainerCreating", str(err))
+                            for c in (self.pod.get("spec") or {}).get("containers") or []}
+            self._next_at = time.time() + 2
+            log.warning("pod %s: sandbox: %s", self.key, err)
+
+    # ---- INITIALIZING -----------------------------------------------------------------
+
+    async def run_init(self, rt: C.PodRuntime) -> bool:
+        spec = self.pod.get("spec") or {}
+        policy = str(spec.get("restartPolicy") or "Always")
+        for c in spec.get("initContainers") or []:
+            latest = rt.latest(c["name"])
+            if latest is None:
+                return await self.start(c, rt, attempt=0, init=True)
+            if latest.state in ("running", "created"):
+                return False
+            if latest.exit_code == 0:
+                continue
+            if policy == "Never":
+                return False
+            return await self.restart_later(c, latest, rt, init=True)
+        return False
+
+    # ---- RUNNING ----------------------------------------------------------------------
+
+    async def run_containers(self, rt: C.PodRuntime) -> bool:
+        spec = self.pod.get("spec") or {}
+        policy = str(spec.get("restartPolicy") or "Always")
+        acted = False
+        for c in spec.get("containers") or []:
+            latest = rt.latest(c["name"])
+            if latest is None:
+                acted = await self.start(c, rt, attempt=0) or acted
+            elif latest.state == "running":
+                self.waiting.pop(c["name"], None)
+                if self.probes.liveness_failed(c["name"], latest.id):
+                    log.info("pod %s: container %s failed liveness; stopping", self.key,
+                             c["name"])
+                    await self._stop(latest.id, self._grace())
+                    acted = True
+            elif latest.state == "exited" and S.will_restart(policy, latest):
+                acted = await self.restart_later(c, latest, rt) or acted
+            elif latest.state == "exited":
+                self.waiting.pop(c["name"], None)
+        return acted
+
+    async def restart_later(self, c: Mapping[str, Any], latest: C.ContainerInfo,
+                            rt: C.PodRuntime, *, init: bool = False) -> bool:
+        at = self.backoff.restart_at(latest)
+        now = time.time()
+        if now < at:
+            delay = round(at - latest.finished_at / 1e9)
+            self.waiting[c["name"]] = ("CrashLoopBackOff", (
+                f"back-off {delay}s restarting failed container={c['name']} "
+                f"pod={self.pod['metadata']['name']}_{self.pod['metadata'].get('namespace')}"
+                f"({self.uid})"))
+            self._next_at = min(self._next_at or at, at)
+            return False
+        return await self.start(c, rt, attempt=latest.attempt + 1, init=init)
+
+    async def start(self, c: Mapping[str, Any], rt: C.PodRuntime, *, attempt: int,
+                    init: bool = False) -> bool:
+        """Pull (per policy), create and start container C; False if it must wait."""
+        name = str(c["name"])
+        sb = rt.sandbox()
+        if sb is None or not sb.ready:
+            return False
+        failed = self._create_retry.get(name)
+        if failed is not None and time.time() < failed[0]:
+            self._next_at = min(self._next_at or failed[0], failed[0])
+            return False
+        retry = self._pull_retry.get(name)
+        if retry is not None and time.time() < retry[0]:
+            self.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{c["image"]}"')
+            self._next_at = min(self._next_at or retry[0], retry[0])
+            return False
+        try:
+            await self.ensure_image(c)
+        except cric.CRIError as err:
+            delay = min(BACKOFF_CAP, (retry[1] * 2) if retry else BACKOFF_BASE)
+            self._pull_retry[name] = (time.time() + delay, delay)
+            reason = "ErrImageNeverPull" if isinstance(err, cric.NotFound) and \
+                c.get("imagePullPolicy") == "Never" else "ErrImagePull"
+            self.waiting[name] = (reason, str(err))
+            self._next_at = time.time() + delay
+            return False
+        self._pull_retry.pop(name, None)
+        try:
+            env = await self.env.env(self.pod, c)
+            mounts = mounts_for(c, await self.env.volumes.prepare(self.pod))
+            config = C.container_config(self.pod, c, attempt=attempt, env=env,
+                                        mounts=mounts, init=init)
+        except (C.ConfigError, errors.APIError, ValueError) as err:
+            self.waiting[name] = ("CreateContainerConfigError", str(err))
+            self._next_at = time.time() + 2
+            return False
+        sandbox_config = C.sandbox_config(self.pod, log_root=self.env.log_root,
+                                          cgroup_parent=self.env.cgroup_parent,
+                                          attempt=sb.attempt)
+        os.makedirs(os.path.join(sandbox_config.log_directory, name), exist_ok=True)
+        log.info("pod %s: container %s: starting attempt %d", self.key, name, attempt)
+        try:
+            cid = await self.env.cri.create_container(sb.id, config,
+                                                      sandbox_config=sandbox_config)
+        except cric.CRIError as err:
+            log.warning("pod %s: container %s: %s", self.key, name, err)
+            self.waiting[name] = ("CreateContainerError", str(err))
+            self._failed(name)
+            return False
+        try:
+            await self.env.cri.start_container(cid)
+        except cric.CRIError as err:
+            log.warning("pod %s: container %s: %s", self.key, name, err)
+            self.waiting[name] = ("RunContainerError", str(err))
+            self._failed(name)
+            await self._remove_container(cid)
+            return True
+        self.waiting.pop(name, None)
+        self._create_retry.pop(name, None)
+        # keep the newest dead attempt (logs --previous); remove older ones
+        old = sorted((x for x in rt.containers if x.name == name and x.state == "exited"),
+                     key=lambda x: (x.attempt, x.created_at))
+        for x in old[:-1]:
+            await self._remove_container(x.id)
+        return True
+
+    def _failed(self, name: str) -> None:
+        """A create or start failed: retry after 1 s, doubling up to the back-off cap."""
+        prev = self._create_retry.get(name)
+        delay = min(BACKOFF_CAP, prev[1] * 2 if prev else 1.0)
+        self._create_retry[name] = (time.time() + delay, delay)
+        self._next_at = time.time() + delay
+
+    async def ensure_image(self, c: Mapping[str, Any]) -> None:
+        image = pb.ImageSpec(image=str(c["image"]))
+        policy = str(c.get("imagePullPolicy") or "IfNotPresent")
+        if policy == "Always":
+            await self.env.cri.pull_image(image)
+            return
+        present = (await self.env.cri.image_status(image)).HasField("image")
+        if present:
+            return
+        if policy == "Never":
+            raise cric.NotFound("ImageStatus", "NOT_FOUND", f'image "{c["image"]}" is not present '
+                           "and imagePullPolicy is Never", subject=str(c["image"]))
+        await self.env.cri.pull_image(image)
+
+    # ---- TERMINATING ------------------------------------------------------------------
+
+    def _grace(self) -> int:
+        meta, spec = self.pod.get("metadata") or {}, self.pod.get("spec") or {}
+        g = meta.get("deletionGracePeriodSeconds")
+        if g is None:
+            g = spec.get("terminationGracePeriodSeconds")
+        return int(30 if g is None else g)
+
+    async def terminate(self, rt: C.PodRuntime) -> None:
+        grace = self._grace()
+        specs = {c["name"]: c for c in (self.pod.get("spec") or {}).get("containers") or []}
+        running = [c for c in rt.containers if c.state in ("running", "created")]
+        deadline = time.monotonic() + grace
+
+        async def stop(c: C.ContainerInfo) -> None:
+            hook = ((specs.get(c.name) or {}).get("lifecycle") or {}).get("preStop") or {}
+            cmd = (hook.get("exec") or {}).get("command")
+            if cmd and c.state == "running" and grace > 0:
+                try:
+                    await asyncio.wait_for(self.env.cri.exec_sync(
+                        c.id, [str(a) for a in cmd], timeout=max(1, grace)), grace)
+                except (TimeoutError, cric.CRIError) as err:
+                    log.info("pod %s: container %s: preStop: %s", self.key, c.name, err)
+            await self._stop(c.id, max(0, int(deadline - time.monotonic())))
+
+        await asyncio.gather(*(stop(c) for c in running))
+        for sb in rt.sandboxes:
+            try:
+                await self.env.cri.stop_pod_sandbox(sb.id)
+            except cric.NotFound:
+                pass
+        await self.probes.close()
+        if not self.gone:
+            meta = self.pod["metadata"]
+            try:
+                await self.env.api.delete("pods", str(meta["name"]),
+                                          namespace=str(meta.get("namespace") or "default"),
+                                          grace_period=0, uid=self.uid)
+            except errors.APIError as err:
+                if err.reason not in (errors.Reason.NOT_FOUND, errors.Reason.CONFLICT):
+                    raise
+        self.env.writer.forget(self.uid)
+
+    async def remove(self, rt: C.PodRuntime) -> None:
+        for sb in rt.sandboxes:
+            await self._remove_sandbox(sb.id)
+        await self.env.volumes.cleanup(self.pod)
+        log.info("pod %s: removed", self.key)
+
+    async def _stop(self, cid: str, grace: int) -> None:
+        try:
+            await self.env.cri.stop_container(cid, timeout=grace)
+        except cric.NotFound:
+            pass
+
+    async def _remove_container(self, cid: str) -> None:
+        try:
+            await self.env.cri.remove_container(cid)
+        except cric.NotFound:
+            pass
+
+    async def _remove_sandbox(self, sid: str) -> None:
+        try:
+            await self.env.cri.stop_pod_sandbox(sid)
+            await self.env.cri.remove_pod_sandbox(sid)
+        except cric.NotFound:
+            pass
