@@ -12,8 +12,10 @@ user who knows one knows the other.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,8 +199,20 @@ def _target(resource: str, namespace: str, name: str, subresource: str) -> Any:
 MAX_BODY = 16 * 1024 * 1024 - 4096
 
 
+def _encode(obj: Any) -> bytes:
+    """Compact JSON: orjson, or the standard library for what orjson refuses (ints over
+    64 bits, non-string keys). Non-ASCII is sent as UTF-8, which the server reads alike.
+    orjson is imported on first use: clusterctl's start-up pays for it only when it calls."""
+    import orjson
+
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
 def _dump(obj: Any) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    data = _encode(obj)
     if len(data) > MAX_BODY:
         meta = obj.get("metadata") if isinstance(obj, dict) else None
         name = (meta or {}).get("name", "") if isinstance(meta, dict) else ""
@@ -209,7 +223,20 @@ def _dump(obj: Any) -> bytes:
     return data
 
 
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
 def _loads(data: bytes) -> dict[str, Any]:
+    """json.loads' answer: orjson, unless an integer may exceed 64 bits (orjson would
+    make it a float) or orjson refuses the text."""
+    import orjson
+
+    if _LONG_NUMBER.search(data) is None:
+        try:
+            fast: dict[str, Any] = orjson.loads(data)
+            return fast
+        except orjson.JSONDecodeError:
+            pass
     out: dict[str, Any] = json.loads(data)
     return out
 
@@ -349,28 +376,54 @@ class Client:
 
 
 class AsyncClient:
-    """The same verbs over grpc.aio: for the agent and the controllers."""
+    """The same verbs over grpc.aio: for the agent and the controllers.
 
-    def __init__(self, config: ClientConfig, *, timeout: float = 30) -> None:
+    CONNECTIONS > 1 opens that many TCP connections: a controlplane with --workers serves
+    each connection from one of its processes, so a busy client spreads its calls over all
+    of them (one connection uses one). Calls on one object keep to one connection, so they
+    reach the process that wrote it last (which then need not read it back); the others
+    take turns."""
+
+    def __init__(self, config: ClientConfig, *, timeout: float = 30,
+                 connections: int = 1) -> None:
         self.config = config
         self.timeout = timeout
-        if config.insecure:
-            self._channel = aio.insecure_channel(config.server, options=_OPTIONS)
-        else:
-            self._channel = aio.secure_channel(config.server, _credentials(config),
-                                               options=_options(config))
-        self._stub = pb_grpc.APIStub(self._channel)  # type: ignore[no-untyped-call]
+        # gRPC shares one connection among channels with equal arguments unless each
+        # channel keeps its own subchannel pool
+        opts = (_OPTIONS if config.insecure else _options(config)) + (
+            [("grpc.use_local_subchannel_pool", 1)] if connections > 1 else [])
+        self._channels = [
+            aio.insecure_channel(config.server, options=opts) if config.insecure else
+            aio.secure_channel(config.server, _credentials(config), options=opts)
+            for _ in range(max(connections, 1))]
+        self._stubs = [pb_grpc.APIStub(c)  # type: ignore[no-untyped-call]
+                       for c in self._channels]
+        self._turn = itertools.cycle(self._stubs)
         self._md = _metadata(config)
 
+    @property
+    def _stub(self) -> Any:
+        return next(self._turn)
+
+    def _stub_for(self, namespace: str, name: str) -> Any:
+        if len(self._stubs) == 1 or not name:
+            return self._stub
+        return self._stubs[hash((namespace, name)) % len(self._stubs)]
+
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
     async def _verb(self, method: str, resource: str, *, namespace: str = "", name: str = "",
                     subresource: str = "", **kw: Any) -> dict[str, Any]:
         req = _requests(method, resource, namespace, name, subresource, kw)
+        obj = kw.get("obj")
+        if not name and isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+            name = str(obj["metadata"].get("name") or "")  # a create names it in the body
+        stub = self._stub_for(namespace, name)
         try:
-            reply = await getattr(self._stub, method)(req, timeout=self.timeout,
-                                                      metadata=self._md)
+            reply = await getattr(stub, method)(req, timeout=self.timeout,
+                                                metadata=self._md)
         except grpc.RpcError as err:
             raise error_from_rpc(err, self.config.server) from None
         return _loads(reply.json)

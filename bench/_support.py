@@ -4,7 +4,10 @@ corral-controlplane (TLS, admin.conf) started for the run, and the statistics bo
     with Cluster() as c:         etcd on free ports + corral-controlplane over TLS
         c.config                 the admin's ClientConfig (from DATA_DIR/admin.conf)
         c.etcd_target            "127.0.0.1:PORT" for raw etcd calls (pyetcd's stubs)
-        c.cp_pid                 the controlplane's PID (for py-spy)
+        c.cp_pid                 the controlplane's PID (for py-spy; with --workers, the
+                                 primary's: py-spy --subprocesses follows the others)
+    CONNECTIONS                  TCP connections per benchmark client, so the kernel
+                                 spreads them over the controlplane's --workers processes
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import sys
 from types import TracebackType
 
+CONNECTIONS = 8
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -32,13 +36,42 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def _tree(pid: int) -> list[int]:
+    """PID and its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by PID and its live descendants: the cost of
+    a benchmark's calls, which a loaded machine's throughput figures hide."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class Cluster:
     """etcd plus one corral-controlplane, the realistic path: TLS and client certificates."""
 
-    def __init__(self, *, insecure: bool = False) -> None:
+    def __init__(self, *, insecure: bool = False, workers: int = 0) -> None:
         self.etcd = EtcdServer()
         self.cp: ControlPlane | None = None
         self.insecure = insecure
+        self.workers = workers  # corral-controlplane --workers; 0: its default (CPUs)
 
     @property
     def config(self) -> ClientConfig:
@@ -57,7 +90,9 @@ class Cluster:
     def __enter__(self) -> Cluster:
         try:
             self.etcd.start()
-            self.cp = ControlPlane(self.etcd.endpoint, insecure=self.insecure).start()
+            args = ("--workers", str(self.workers)) if self.workers else ()
+            self.cp = ControlPlane(self.etcd.endpoint, insecure=self.insecure,
+                                   args=args).start()
         except BaseException:
             self.cleanup()
             raise

@@ -4,17 +4,21 @@
     ours: AsyncClient (TLS, admin.conf) ─► corral-controlplane ─► etcd   (create, update)
     peer: grpc.aio + pyetcd's KV stub ──────────────────────────► etcd   (Put, Put)
 
-Both sides are coroutines on one grpc.aio channel in this one process, so the client
-costs the same per call and the difference is the API server. Coroutines rather than
-threads: 100 threads around the blocking Client would fight over the GIL, and the
-client, not the server, would set the latency (every switch waits up to 5 ms).
+Both sides are coroutines in this one process (ours over CONNECTIONS TLS connections, so
+the kernel spreads them over the controlplane's --workers processes; the peer over one
+grpc.aio channel), so the client costs about the same per call and the difference is the
+API server. Coroutines rather than threads: 100 threads around the blocking Client would
+fight over the GIL, and the client, not the server, would set the latency (every switch
+waits up to 5 ms).
 
 Each round runs ours then the peer at each concurrency; the ratio per level is the median
 over rounds of ours/peer throughput (>= 0.5 is the target), and the p50/p99 are of every
-mutating call of every round (p99 <= 50 ms at 100 clients is the target). One JSON line
-per level; the last one (100 clients) is the headline.
+mutating call of every round (p99 <= 50 ms at 100 clients is the target); cpu_ms_per_op
+is the controlplane's CPU time (all its processes) per call, the figure a loaded machine
+disturbs least. One JSON line per level; the last one (100 clients) is the headline.
 
     .venv/bin/python bench/api_write.py [--rounds N] [--ops N] [--quick] [--profile FILE]
+                                        [--workers N]
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _support import ROOT, Cluster, percentile
+from _support import CONNECTIONS, ROOT, Cluster, cpu_seconds, percentile
 from grpc import aio  # type: ignore[import-untyped]
 from pyetcd import etcdrpc as rpc  # type: ignore[import-untyped]
 
@@ -54,6 +58,7 @@ class Result:
         self.create: list[float] = []  # ms per call
         self.update: list[float] = []
         self.seconds = 0.0
+        self.cpu = 0.0  # the controlplane's CPU seconds (every process) during the level
 
     @property
     def ops(self) -> int:
@@ -115,7 +120,7 @@ def summary(results: list[Result]) -> dict[str, float]:
 
 async def bench(cluster: Cluster, *, rounds: int, ops: int, levels: tuple[int, ...],
                 profile: str) -> list[dict[str, Any]]:
-    client = AsyncClient(cluster.config)
+    client = AsyncClient(cluster.config, connections=CONNECTIONS)
     channel = aio.insecure_channel(cluster.etcd_target)
     kv = rpc.KVStub(channel)
     ours: dict[int, list[Result]] = {c: [] for c in levels}
@@ -131,12 +136,14 @@ async def bench(cluster: Cluster, *, rounds: int, ops: int, levels: tuple[int, .
                 n = max(ops // c, 2)  # every level does about the same number of calls
                 if profile and rnd == rounds - 1 and c == max(levels):
                     spy = subprocess.Popen([f"{ROOT}/.venv/bin/py-spy", "record", "-o",
-                                            profile, "-f", "raw", "-p",
+                                            profile, "-f", "raw", "--subprocesses", "-p",
                                             str(cluster.cp_pid), "-r", "200"],
                                            stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL)
                     await asyncio.sleep(1)
+                cpu0 = cpu_seconds(cluster.cp_pid)
                 a = await run_level(c, n, ours_worker(client, f"r{rnd}c{c}"))
+                a.cpu = cpu_seconds(cluster.cp_pid) - cpu0
                 if spy is not None:
                     spy.send_signal(2)  # SIGINT: py-spy writes the profile and exits
                     spy.wait(60)
@@ -146,7 +153,8 @@ async def bench(cluster: Cluster, *, rounds: int, ops: int, levels: tuple[int, .
                 peer[c].append(b)
                 ratios[c].append(a.throughput / b.throughput)
                 print(f"round {rnd} clients {c:3}: ours {a.throughput:7.0f} ops/s "
-                      f"p99 {percentile(a.create + a.update, 99):6.1f} ms | etcd "
+                      f"p99 {percentile(a.create + a.update, 99):6.1f} ms "
+                      f"cpu {1000 * a.cpu / a.ops:5.2f} ms/op | etcd "
                       f"{b.throughput:7.0f} ops/s p99 {percentile(b.create + b.update, 99):6.1f}"
                       f" ms", file=sys.stderr, flush=True)
     finally:
@@ -163,6 +171,8 @@ async def bench(cluster: Cluster, *, rounds: int, ops: int, levels: tuple[int, .
             "peer": round(p["ops_per_s"], 1), "ratio": round(statistics.median(ratios[c]), 3),
             "unit": "ops/s", "rounds": rounds,
             "ours_p50_ms": round(o["p50_ms"], 2), "ours_p99_ms": round(o["p99_ms"], 2),
+            "ours_cpu_ms_per_op": round(statistics.median(
+                1000 * r.cpu / r.ops for r in ours[c]), 3),
             "ours_create_p99_ms": round(o["create_p99_ms"], 2),
             "ours_update_p99_ms": round(o["update_p99_ms"], 2),
             "peer_p50_ms": round(p["p50_ms"], 2), "peer_p99_ms": round(p["p99_ms"], 2),
@@ -180,10 +190,12 @@ def main() -> None:
     ap.add_argument("--profile", default="",
                     help="py-spy the controlplane during the last 100-client round; "
                          "write collapsed stacks (speedscope and flamegraph.pl read them) to this file")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="corral-controlplane --workers (default: its own, one per CPU)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.ops = 1, 200
-    with Cluster() as cluster:
+    with Cluster(workers=args.workers) as cluster:
         lines = asyncio.run(bench(cluster, rounds=args.rounds, ops=args.ops, levels=LEVELS,
                                   profile=args.profile))
     for line in lines:

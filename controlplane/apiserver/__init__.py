@@ -7,4 +7,8 @@
                                           │            immutable fields
                                           ▼
                                        Store (etcd) ──► watch cache ──► watchers
+
+Speed: `--workers N` runs N such processes on one port (workers.py); JSON goes through
+jsoncodec.py (orjson); an update at the version this process wrote skips the read
+(objects.py); concurrent writes share one etcd Txn (storage/etcd.py's WriteBatcher).
 """

@@ -58,11 +58,12 @@ class AuthGate:
 
     def user(self, context: Any) -> authn.User:
         pems = (context.auth_context() or {}).get("x509_pem_cert") or []
-        metadata = dict(context.invocation_metadata() or ())
+        authorization = None
+        if not pems:  # a certificate wins: the metadata is only read without one
+            authorization = dict(context.invocation_metadata() or ()).get("authorization")
         try:
             return authn.authenticate(cert_pem=pems[0] if pems else None,
-                                      authorization=metadata.get("authorization"),
-                                      tokens=self.tokens)
+                                      authorization=authorization, tokens=self.tokens)
         except authn.Unauthenticated as err:
             raise e.APIError(e.Reason.UNAUTHORIZED, f"Unauthorized: {err}") from None
 

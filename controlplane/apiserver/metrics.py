@@ -4,10 +4,14 @@
     apiserver_request_duration_seconds{verb,resource}          (histogram)
     etcd_request_duration_seconds{operation,type}              (histogram, MeasuredStore)
     apiserver_registered_watchers{resource}
+
+With --workers, every process writes its samples under PROMETHEUS_MULTIPROC_DIR (set
+before prometheus_client is imported) and exposed() adds them up for /metrics.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -27,15 +31,40 @@ LATENCY = Histogram("apiserver_request_duration_seconds", "API request latency."
 ETCD = Histogram("etcd_request_duration_seconds", "Storage call latency.",
                  ["operation", "type"], buckets=_BUCKETS, registry=REGISTRY)
 LEADER = Gauge("corral_leader", "1 while this process leads (runs the scheduler and "
-               "controllers).", registry=REGISTRY)
+               "controllers).", registry=REGISTRY, multiprocess_mode="max")
 WATCHERS = Gauge("apiserver_registered_watchers", "Open watches by resource.",
-                 ["resource"], registry=REGISTRY)
+                 ["resource"], registry=REGISTRY, multiprocess_mode="livesum")
+
+
+def exposed() -> CollectorRegistry:
+    """What /metrics shows: this process's registry, or, with --workers (prometheus
+    multiprocess mode, PROMETHEUS_MULTIPROC_DIR set), the sum over every process."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return REGISTRY
+    from prometheus_client import multiprocess
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return registry
+
+
+# labels() takes a lock and builds a key on every call; the label sets are few (verbs x
+# resources x codes), so each child is looked up once and kept
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (id(metric), *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def observe_request(*, verb: str, resource: str, code: str, seconds: float) -> None:
-    REQUESTS.labels(verb, resource, code).inc()
+    _child(REQUESTS, verb, resource, code).inc()
     if verb != "watch":  # a watch lasts as long as the client wants: not a latency
-        LATENCY.labels(verb, resource).observe(seconds)
+        _child(LATENCY, verb, resource).observe(seconds)
 
 
 def _type(key: str) -> str:
@@ -54,7 +83,7 @@ class MeasuredStore:
         try:
             return await coro
         finally:
-            ETCD.labels(op, _type(key)).observe(time.perf_counter() - start)
+            _child(ETCD, op, _type(key)).observe(time.perf_counter() - start)
 
     async def create(self, key: str, value: bytes) -> int:
         return int(await self._timed("create", key, self.inner.create(key, value)))

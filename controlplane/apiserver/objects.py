@@ -4,7 +4,8 @@
             ─► server metadata (uid, creationTimestamp, generation, generateName)
             ─► Store.create (fails if the key exists)
     update  ─► resourceVersion given: one compare-and-swap at it (Conflict names the
-               current version); none: read-modify-write until it lands
+               current version; no read when this process wrote that very version);
+               none: read-modify-write until it lands
             ─► immutable fields, server-owned parts carried over, generation bumped
     patch / apply ─► read, compute the new object, then update at the read revision,
                retried on Conflict (a patch applies to whatever is current)
@@ -18,9 +19,9 @@ resourceVersion is never stored: it is the key's mod revision, set on every read
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime
-import json
 import secrets
 import time
 import uuid
@@ -30,7 +31,7 @@ from typing import Any
 from api import errors as e
 from api import kinds
 from api import selectors as sel
-from controlplane.apiserver import admission
+from controlplane.apiserver import admission, jsoncodec
 from controlplane.apiserver.resources import Resource
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import errors as se
@@ -40,6 +41,7 @@ from controlplane.storage.interface import Event, EventType, Store
 Obj = dict[str, Any]
 Objs = list[Obj]  # (the name `list` is a method in ObjectService)
 UPDATE_RETRIES = 20
+WRITTEN_CACHE = 4096  # objects whose last write this process remembers
 NAMESPACE_CACHE_SECONDS = 2.0
 TERMINATED_PHASES = ("Succeeded", "Failed")
 
@@ -52,11 +54,11 @@ def encode(obj: Obj) -> bytes:
     meta = obj.get("metadata")
     if isinstance(meta, dict) and "resourceVersion" in meta:
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsoncodec.dumps(obj)
 
 
 def decode(value: bytes, revision: int) -> Obj:
-    obj: Obj = json.loads(value)
+    obj: Obj = jsoncodec.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return obj
 
@@ -91,6 +93,17 @@ class ObjectService:
         self._namespaces_seen: dict[str, float] = {}
         self._watch_cache = watch_cache
         self._caches: dict[str, WatchCache] = {}
+        # key -> (mod revision, stored bytes) of the objects this process wrote last: an
+        # update at exactly that resourceVersion needs no read (a key's value at one mod
+        # revision never changes, so this cannot be stale, only absent)
+        self._written: collections.OrderedDict[str, tuple[int, bytes]] = \
+            collections.OrderedDict()
+
+    def _remember(self, key: str, revision: int, value: bytes) -> None:
+        self._written[key] = (revision, value)
+        self._written.move_to_end(key)
+        if len(self._written) > WRITTEN_CACHE:
+            self._written.popitem(last=False)
 
     async def close(self) -> None:
         for cache in self._caches.values():
@@ -144,7 +157,7 @@ class ObjectService:
                              kind="Namespace", name=namespace) from None
         except se.StorageError as err:
             raise storage_error(err, _NS, namespace) from None
-        ns = json.loads(value)
+        ns = jsoncodec.loads(value)
         if (ns.get("metadata") or {}).get("deletionTimestamp"):
             self._namespaces_seen.pop(namespace, None)
             raise e.forbidden(f"unable to create new content in namespace {namespace} "
@@ -317,7 +330,9 @@ class ObjectService:
                 return obj
             key = self._key(res, namespace, meta["name"])
             try:
-                rev = await self.store.create(key, encode(obj))
+                value = encode(obj)
+                rev = await self.store.create(key, value)
+                self._remember(key, rev, value)
             except se.AlreadyExists:
                 if generate:
                     continue
@@ -362,8 +377,15 @@ class ObjectService:
         """Read, CHANGE, admit, compare-and-swap; retried on Conflict unless EXPECTED (the
         client's resourceVersion) pins the version it may change."""
         key = self._key(res, namespace, name)
-        for _ in range(UPDATE_RETRIES):
-            current, rev = await self._read(res, namespace, name)
+        for attempt in range(UPDATE_RETRIES):
+            known = self._written.get(key) if expected and not attempt else None
+            if known is not None and known[0] == expected:
+                # this process wrote the version the client read: skip the etcd read (the
+                # compare-and-swap below still fails if the key has moved on since)
+                rev = expected
+                current = decode(known[1], rev)
+            else:
+                current, rev = await self._read(res, namespace, name)
             if expected and rev != expected:
                 raise e.conflict(res.kind, name, current=rev)
             desired = change(copy.deepcopy(current))
@@ -393,9 +415,12 @@ class ObjectService:
                 return desired
             try:
                 if _finalized(res, desired):
+                    self._written.pop(key, None)
                     await self.store.delete(key, expected_revision=rev)
                     return desired
-                new_rev = await self.store.update(key, encode(desired), rev)
+                value = encode(desired)
+                new_rev = await self.store.update(key, value, rev)
+                self._remember(key, new_rev, value)
             except se.Conflict as err:
                 if expected:
                     raise e.conflict(res.kind, name, current=err.current_revision) from None
@@ -508,11 +533,14 @@ class ObjectService:
                 return marked or current
             try:
                 if marked is None:
+                    self._written.pop(key, None)
                     await self.store.delete(key, expected_revision=rev)
                     return current
                 if _same(current, marked):
                     return current
-                new_rev = await self.store.update(key, encode(marked), rev)
+                value = encode(marked)
+                new_rev = await self.store.update(key, value, rev)
+                self._remember(key, new_rev, value)
                 marked["metadata"]["resourceVersion"] = str(new_rev)
                 return marked
             except se.Conflict:
@@ -719,7 +747,7 @@ def filter_event(ev: Event, labels: sel.Selector, fields: sel.FieldSelector,
     if everything:
         return {"type": ev.type.value, "object": obj}
     now = _matches(obj, labels, fields) if ev.type is not EventType.DELETED else False
-    before = ev.prev_value is not None and _matches(json.loads(ev.prev_value), labels,
+    before = ev.prev_value is not None and _matches(jsoncodec.loads(ev.prev_value), labels,
                                                     fields)
     if ev.type is EventType.DELETED:
         return {"type": "DELETED", "object": obj} if before else None

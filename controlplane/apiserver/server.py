@@ -5,7 +5,8 @@
         pki      = DATA_DIR/pki (cluster CA, server and admin certificates; made once)
         gRPC     = APIServicer over TLS on --listen (client certificates or bearer tokens)
         HTTP     = /healthz /readyz /metrics on --http-listen (plain, for probes and
-                   Prometheus)
+                   Prometheus); the primary only: a --workers process (worker_id > 0)
+                   serves gRPC and nothing else (workers.py)
         bootstrap: namespaces default, corral-system, corral-node-lease
         DATA_DIR/admin.conf = a clusterctl config for the admin
 
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,10 @@ class Options:
     compaction_interval: float = compaction.DEFAULT_INTERVAL
     leader_elect: bool = True  # campaign to run the scheduler and controllers
     insecure: bool = False  # plain gRPC and no authentication: loopback tests only
+    # 0: the primary (HTTP, bootstrap, leader election, compaction, admin.conf); K > 0: an
+    # extra gRPC-only process of --workers (workers.py)
+    worker_id: int = 0
+    reuse_port: bool = False  # SO_REUSEPORT: --workers processes share --listen
 
 
 def load_encryption_config(path: str) -> EncryptionConfig:
@@ -103,6 +109,8 @@ class APIServer:
         self.token_port = 0
         self.http_port = 0
         self.admin_conf = os.path.join(options.data_dir, "admin.conf")
+        # another reason not to be ready yet (the primary waits for its workers)
+        self.also_ready: Callable[[], str | None] = lambda: None
 
     async def start(self) -> None:
         o = self.options
@@ -113,9 +121,16 @@ class APIServer:
         self.store = metrics.MeasuredStore(store)
         self.objects = ObjectService(self.store)
         gate = self._gate
+        primary = o.worker_id == 0
         server = aio.server(options=[("grpc.max_receive_message_length", 16 * 1024 * 1024),
-                                     ("grpc.so_reuseport", 0)])
+                                     ("grpc.so_reuseport", 1 if o.reuse_port else 0)])
         host, port = split_hostport(o.listen, "--listen")
+        if o.reuse_port and primary:
+            from controlplane.apiserver import workers
+            workers.check_port_free(host, port, "--listen")
+            if o.token_listen:
+                workers.check_port_free(*split_hostport(o.token_listen, "--token-listen"),
+                                        "--token-listen")
         if o.insecure:
             self.port = server.add_insecure_port(f"{host}:{port}")
         else:
@@ -140,6 +155,9 @@ class APIServer:
             APIServicer(self.objects, gate=gate), server)
         await server.start()
         self._grpc = server
+        if not primary:
+            log.info("API worker %d serving on %s:%d", o.worker_id, host, self.port)
+            return
         hhost, hport = split_hostport(o.http_listen, "--http-listen")
         self._http = await asyncio.start_server(self._serve_http, hhost, hport)
         self.http_port = self._http.sockets[0].getsockname()[1]
@@ -199,7 +217,7 @@ class APIServer:
             return f"etcd: {err or type(err).__name__}"
         if self._tasks and not self._tasks[0].done():
             return "bootstrap: the default namespaces are not created yet"
-        return None
+        return self.also_ready()
 
     async def _serve_http(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
@@ -231,7 +249,7 @@ class APIServer:
             return "200 OK", "text/plain", b"ok"
         if path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(metrics.REGISTRY)
+            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(metrics.exposed())
         return "404 Not Found", "text/plain", b"not found"
 
     async def stop(self, grace: float = 1.0) -> None:

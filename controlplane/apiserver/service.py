@@ -8,7 +8,6 @@ map APIError to a status code. No REST semantics live here (objects.py has them)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -18,7 +17,7 @@ import grpc  # type: ignore[import-untyped]
 from api import errors as e
 from api.v1 import apiserver_pb2 as pb
 from api.v1 import apiserver_pb2_grpc as pb_grpc
-from controlplane.apiserver import metrics
+from controlplane.apiserver import jsoncodec, metrics
 from controlplane.apiserver.objects import ObjectService
 from controlplane.apiserver.resources import RESOURCES, Resource
 
@@ -52,7 +51,7 @@ def _resource(target: Any) -> Resource:
 
 def _json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data)
+        return jsoncodec.loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise e.bad_request(f"{what}: the body is not valid JSON: {err}") from None
     except RecursionError:
@@ -60,13 +59,46 @@ def _json(data: bytes, what: str) -> Any:
 
 
 def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsoncodec.dumps(obj)
+
+
+# gRPC refuses trailers over 8 KiB now and then and over 16 KiB always (the client then
+# sees only "Stream removed"). Both the Status (base64 on the wire: a third larger) and
+# the status message (percent-encoded: up to 6 bytes per character) count.
+MAX_TRAILER = 4 * 1024
+MAX_STATUS_MESSAGE = 256
+
+
+def status_bytes(err: e.APIError) -> bytes:
+    """ERR's Status as UTF-8 JSON that fits the trailer: echoed values are cut shorter
+    until it does (a message clipped by characters may still be long in bytes). A message
+    keeps its head and its tail: the object's kind and name, and the field and problem
+    that follow an echoed value."""
+    data = jsoncodec.dumps(err.status())
+    limit = 1024
+    while len(data) > MAX_TRAILER and limit >= 16:
+        short = e.APIError(
+            err.reason, _clip_middle(err.message, limit), retry_after=err.retry_after,
+            causes=[{k: e.clip(str(v), limit // 4) for k, v in c.items()}
+                    for c in err.causes],
+            **{k: e.clip(v, limit) if isinstance(v, str) else v
+               for k, v in err.details.items()})
+        data = jsoncodec.dumps(short.status())
+        limit //= 4
+    return data
+
+
+def _clip_middle(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}... ({len(text) - 2 * half} characters left out) ...{text[-half:]}"
 
 
 async def abort(context: Any, err: e.APIError) -> None:
     code = getattr(grpc.StatusCode, err.reason.grpc_code)
-    context.set_trailing_metadata(((STATUS_TRAILER, err.to_bytes()),))
-    await context.abort(code, err.message)
+    context.set_trailing_metadata(((STATUS_TRAILER, status_bytes(err)),))
+    await context.abort(code, _clip_middle(err.message, MAX_STATUS_MESSAGE))
 
 
 class APIServicer(pb_grpc.APIServicer):

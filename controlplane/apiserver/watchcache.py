@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from api import selectors as sel
+from controlplane.apiserver import jsoncodec
 from controlplane.apiserver.resources import Resource
 from controlplane.storage import errors as se
 from controlplane.storage import keys
@@ -53,11 +53,11 @@ def _cached(ev: Any, res: Resource) -> Cached:
     if ev.type is EventType.BOOKMARK:
         obj: Obj = {"apiVersion": res.api_version, "kind": res.kind,
                     "metadata": {"resourceVersion": str(ev.revision)}}
-        return Cached("BOOKMARK", ev.revision, "", obj, json.dumps(obj).encode(), None)
-    obj = json.loads(ev.value)
+        return Cached("BOOKMARK", ev.revision, "", obj, jsoncodec.dumps(obj), None)
+    obj = jsoncodec.loads(ev.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(ev.revision)
-    raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-    prev = json.loads(ev.prev_value) if ev.prev_value is not None else None
+    raw = jsoncodec.dumps(obj)
+    prev = jsoncodec.loads(ev.prev_value) if ev.prev_value is not None else None
     return Cached(ev.type.value, ev.revision, ev.key, obj, raw, prev)
 
 

@@ -135,10 +135,10 @@ def test_node_sees_and_updates_only_its_own_pods(cp: ControlPlane) -> None:
             n1.update("pods", theirs, namespace="default", subresource="status")
         assert info.value.reason is e.Reason.FORBIDDEN
         assert 'bound to node "n2"' in str(info.value)
-        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
-        assert n1.create("nodes", node)["metadata"]["name"] == "n1"
+        node_obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
+        assert n1.create("nodes", node_obj)["metadata"]["name"] == "n1"
         with pytest.raises(e.APIError) as info:
-            n1.create("nodes", {**node, "metadata": {"name": "n2"}})
+            n1.create("nodes", {**node_obj, "metadata": {"name": "n2"}})
         assert info.value.reason is e.Reason.FORBIDDEN
 
 

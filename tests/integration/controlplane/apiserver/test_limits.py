@@ -187,3 +187,14 @@ def test_object_over_the_grpc_limit_is_named_too(client: Client) -> None:
         client.create("configmaps", cm("huge", "x" * (20 * 1024 * 1024)), namespace="default")
     assert info.value.reason is e.Reason.TOO_LARGE
     assert "ConfigMap huge" in str(info.value)
+
+
+def test_a_huge_non_ascii_echo_still_reaches_the_client_as_a_status(client: Client) -> None:
+    """A message clipped by characters can still be too long for gRPC's trailer in bytes
+    (é is 6 bytes percent-encoded): the client must get the Status, not 'Stream removed'."""
+    with pytest.raises(e.APIError) as info:
+        client.create("configmaps", {"apiVersion": "é" * 10000, "kind": "ConfigMap",
+                                     "metadata": {"name": "echo"}, "data": {"a": "1"}},
+                      namespace="default")
+    assert info.value.reason is e.Reason.BAD_REQUEST
+    assert info.value.message.startswith("ConfigMap echo: apiVersion/kind é")

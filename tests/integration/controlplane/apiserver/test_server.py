@@ -150,12 +150,12 @@ def test_two_servers_share_one_etcd(etcd_endpoint: str) -> None:
 
 
 def test_bad_json_body_is_bad_request(cp: ControlPlane) -> None:
-    import grpc
+    import grpc  # type: ignore[import-untyped]
 
     from api.v1 import apiserver_pb2 as pb
     from api.v1 import apiserver_pb2_grpc as pb_grpc
     with grpc.insecure_channel(cp.address) as ch:
-        stub = pb_grpc.APIStub(ch)
+        stub = pb_grpc.APIStub(ch)  # type: ignore[no-untyped-call]
         with pytest.raises(grpc.RpcError) as info:
             stub.Create(pb.CreateRequest(target=pb.Target(resource="configmaps",
                                                           namespace="default"),

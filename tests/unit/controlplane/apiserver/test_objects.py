@@ -224,7 +224,7 @@ async def test_pod_image_may_change(svc: ObjectService) -> None:
 
 async def test_binding_sets_node_once(svc: ObjectService) -> None:
     await svc.create(PODS, pod(), namespace="default")
-    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"},
+    binding: dict[str, Any] = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"},
                "target": {"kind": "Node", "name": "n1"}}
     out = await svc.create(PODS, binding, namespace="default", subresource="binding")
     assert out["spec"]["nodeName"] == "n1"

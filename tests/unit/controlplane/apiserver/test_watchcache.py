@@ -111,7 +111,7 @@ async def test_slow_watcher_is_ended(svc: ObjectService,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(watchcache, "QUEUE_LIMIT", 3)
     stream = svc.watch(CMS)
-    first = asyncio.create_task(stream.__anext__())
+    first = asyncio.ensure_future(stream.__anext__())
     await asyncio.sleep(0.05)
     await svc.create(CMS, cm("c0"), namespace="a")
     assert (await first)["object"]["metadata"]["name"] == "c0"
