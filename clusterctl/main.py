@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("agent", "Run a command in a container"),
     "top": ("agent", "Show CPU and memory use of nodes or pods"),
     "config": ("config", "Modify the client config (contexts, namespace)"),
+    "cluster": ("cluster", "Start or stop a local multi-node cluster (up, down)"),
     "completion": ("completion", "Print a shell completion script (bash, zsh)"),
     "version": ("version", "Print the client and server versions"),
     "__complete": ("completion", argparse.SUPPRESS),

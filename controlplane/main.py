@@ -3,7 +3,10 @@
     corral-controlplane --etcd-endpoints URL[,URL...] --listen HOST:PORT --data-dir DIR
                         [--http-listen HOST:PORT] [--token-file F --token-listen HOST:PORT]
                         [--encryption-config F]
-                        [--tls-san NAME]... [--insecure]
+                        [--tls-san NAME]... [--insecure] [--workers N]
+
+With --workers N (default: one per CPU but one) N processes serve --listen together
+(controlplane/apiserver/workers.py); this one keeps HTTP and leader election.
 
 Writes DIR/admin.conf (a clusterctl config for the admin) once it serves.
 """
@@ -13,10 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import shutil
 import signal
 import sys
 
+from controlplane.storage import compaction
 from controlplane.storage.errors import StorageError
+
+PRIMARY_ENV = "CORRAL_PRIMARY_PID"  # set for --workers processes: whose death ends them
+
+
+def default_workers() -> int:
+    """One process per CPU, but one CPU is left to etcd, which runs beside the controlplane
+    (deploy/): on 2 CPUs shared with etcd, 2 processes served no more writes than 1 and
+    spent ~10% more CPU on each (bench/api_write.py)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -40,40 +55,115 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="campaign to run the scheduler and controllers (default true)")
     p.add_argument("--insecure", action="store_true",
                    help="plain gRPC without authentication (loopback testing only)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="server processes sharing --listen (default: one per CPU but one, "
+                   "which etcd gets; at least 1)")
+    p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error(f"--workers {args.workers}: must be >= 1")
+    return args
 
 
-async def run(args: argparse.Namespace) -> int:
-    from controlplane.apiserver.server import APIServer, Options
+async def run(args: argparse.Namespace, argv: list[str]) -> int:
+    from controlplane.apiserver import workers
+    from controlplane.apiserver.server import APIServer, Options, split_hostport
 
+    worker = args.worker_id > 0
     server = APIServer(Options(
         etcd_endpoints=[u for u in args.etcd_endpoints.split(",") if u],
         data_dir=args.data_dir, listen=args.listen, http_listen=args.http_listen,
         hosts=args.tls_san, token_file=args.token_file, token_listen=args.token_listen,
         encryption_config=args.encryption_config, insecure=args.insecure,
-        leader_elect=args.leader_elect == "true"))
+        leader_elect=args.leader_elect == "true" and not worker,
+        compaction_interval=0 if worker else compaction.DEFAULT_INTERVAL,
+        worker_id=args.worker_id, reuse_port=args.workers > 1))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    print(f"corral-controlplane: serving on port {server.port}, HTTP on port "
-          f"{server.http_port}", file=sys.stderr, flush=True)
+    supervisor = None
+    if worker:
+        workers.say_ready()
+    else:
+        if args.workers > 1:  # the extra processes bind the port this one got
+            host = split_hostport(args.listen, "--listen")[0]
+            extra = ["--listen", f"{host}:{server.port}", "--workers", str(args.workers)]
+            if args.token_listen:
+                thost = split_hostport(args.token_listen, "--token-listen")[0]
+                extra += ["--token-listen", f"{thost}:{server.token_port}"]
+            supervisor = workers.Supervisor(workers.worker_argv([*argv, *extra]),
+                                            count=args.workers - 1)
+            server.also_ready = supervisor.not_ready
+            supervisor.start()
+        print(f"corral-controlplane: serving on port {server.port}, HTTP on port "
+              f"{server.http_port}, {args.workers} process(es)", file=sys.stderr, flush=True)
     await stop.wait()
+    if supervisor is not None:
+        await supervisor.stop()
     await server.stop()
     return 0
 
 
+def issue_node_cert(argv: list[str]) -> int:
+    """`corral-controlplane issue-node-cert --data-dir DIR --node NAME --out FILE`: a
+    kubeconfig for NAME's agent (system:node:NAME, group system:nodes), signed by the
+    cluster CA under DIR/pki, for the server that DIR/admin.conf names."""
+    import base64
+
+    import yaml
+
+    from controlplane.apiserver.pki import ClusterPKI, PKIError, node_credentials
+
+    p = argparse.ArgumentParser(prog="corral-controlplane issue-node-cert",
+                                description=issue_node_cert.__doc__)
+    p.add_argument("--data-dir", required=True, help="the controlplane's --data-dir")
+    p.add_argument("--node", required=True, help="the node's name")
+    p.add_argument("--out", required=True, help="where to write the node's kubeconfig")
+    args = p.parse_args(argv)
+    admin = os.path.join(args.data_dir, "admin.conf")
+    try:
+        with open(admin) as f:
+            doc = yaml.safe_load(f)
+        pair = node_credentials(ClusterPKI.at(os.path.join(args.data_dir, "pki")), args.node)
+        user = f"system:node:{args.node}"
+        doc["users"] = [{"name": user, "user": {
+            "client-certificate-data": base64.b64encode(pair.cert_pem).decode(),
+            "client-key-data": base64.b64encode(pair.key_pem).decode()}}]
+        for ctx in doc.get("contexts") or []:
+            ctx["context"]["user"] = user
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+    except (OSError, ValueError, PKIError, KeyError, TypeError) as err:
+        print(f"corral-controlplane issue-node-cert: node {args.node}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["issue-node-cert"]:
+        return issue_node_cert(argv[1:])
+    args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from controlplane.apiserver import workers  # before prometheus_client is imported
     try:
-        return asyncio.run(run(args))
+        if args.worker_id:
+            workers.die_with_parent(int(os.environ.get(PRIMARY_ENV, "0")))
+        elif args.workers > 1:
+            os.environ[workers.METRICS_ENV] = workers.prepare_metrics_dir(args.data_dir)
+            os.environ[PRIMARY_ENV] = str(os.getpid())
+        return asyncio.run(run(args, argv))
     except (StorageError, OSError, ValueError) as err:
         print(f"corral-controlplane: {err}", file=sys.stderr)
         return 1
+    finally:
+        if not args.worker_id and args.workers > 1:
+            shutil.rmtree(workers.metrics_dir(args.data_dir, os.getpid()), ignore_errors=True)
 
 
 if __name__ == "__main__":

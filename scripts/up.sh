@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# `make up`: until the cluster layers exist, run an example busybox container through
-# corral-runc and show what it sees. Leaves nothing behind.
+# `make up` (after `make deps`): a local cluster of 3 nodes, each its own network namespace
+# with its own agent and runtime service (`clusterctl cluster up`), the example web service
+# from manifests/examples/ applied to it, and its pods.
+#
+#   NODES=2 make up                              another size
+#   .venv/bin/clusterctl cluster down            stops it and removes everything it made
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=$(mktemp -d /tmp/corral-up.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-.venv/bin/python3 - "$work" <<'PY'
-import sys
-sys.path.insert(0, ".")
-from tests.support import busybox
-work = sys.argv[1]
-rootfs = busybox.build_rootfs(f"{work}/rootfs")
-cfg = busybox.config(["/bin/sh", "-c",
-    "echo \"hello from a corral container: pid $$, hostname $(hostname)\"; "
-    "echo \"its root: $(ls / | tr '\\n' ' ')\"; id"])
-cfg["linux"]["cgroupsPath"] = "/corral-up"
-busybox.write_bundle(f"{work}/bundle", rootfs, cfg)
-PY
-echo "+ corral-runc run --bundle $work/bundle corral-up"
-.venv/bin/corral-runc --root "$work/state" run --bundle "$work/bundle" corral-up
+ctl=.venv/bin/clusterctl
+dir="${CORRAL_CLUSTER_DIR:-$HOME/.corral/clusters/corral-local}"
+if [ -f "$dir/state.json" ]; then
+    echo "A cluster is already up in $dir (.venv/bin/clusterctl cluster down --dir $dir stops it)"
+else
+    echo "+ clusterctl cluster up --nodes ${NODES:-3} --dir $dir"
+    $ctl cluster up --nodes "${NODES:-3}" --dir "$dir"
+fi
+cfg=(--config "$dir/config")
+echo "+ clusterctl apply -f manifests/examples/web.yaml"
+$ctl "${cfg[@]}" apply -f manifests/examples/web.yaml
+echo "+ clusterctl rollout status deployment/web"
+$ctl "${cfg[@]}" rollout status deployment/web --timeout 120s
+echo "+ clusterctl get nodes,pods -o wide"
+$ctl "${cfg[@]}" get nodes -o wide
+$ctl "${cfg[@]}" get pods -o wide

@@ -1,0 +1,21 @@
+"""A local multi-node cluster on one machine: `clusterctl cluster up` / `cluster down`.
+
+    state.plan(flags) ─► Plan (names, addresses: pure)
+        │
+    up.up(plan) ─ every step records what it made in State (DIR/state.json)
+        │  make_network     bridge corral-nodes 10.99.0.1/24; per node: netns, veth, eth0 IP
+        │  start_etcd       /usr/bin/etcd on 127.0.0.1
+        │  start_registry   docker-registry on the bridge address; image.push_busybox()
+        │  start_controlplane   corral-controlplane on the bridge address (TLS, leader)
+        │  start_runtimed   corral-runtimed in the node's netns (nsenter --net): own root,
+        │                   state, socket, CNI bridge and pod subnet, default registry
+        │  start_agent      node certificate (corral-controlplane issue-node-cert),
+        │                   corral-agent in the node's netns (--node-ip)
+        │  write_context    DIR/config, merged into ~/.corral/config (context.merge)
+        │  wait_ready       N nodes Ready
+        ▼  any error: down.teardown(state), then the error
+    down.down(dir) ─ reads State, undoes it in order (processes by PID, leftovers in the
+                     nodes' netns and cgroups, mounts, cgroups, netns, links, files)
+
+clusterctl imports only `api`: the other components run as processes.
+"""

@@ -1,0 +1,59 @@
+"""`clusterctl cluster up [--nodes N] [--dir DIR]` / `cluster down [--dir DIR]`: a local
+multi-node cluster on this machine, each node a network namespace of its own
+(clusterctl/cluster/ does the work; see its docstring for the flow)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from clusterctl.session import CLIError
+
+
+def default_dir(name: str) -> str:
+    return os.path.join(os.path.expanduser("~"), ".corral", "clusters", name)
+
+
+def add_arguments(p: argparse.ArgumentParser, verb: str) -> None:
+    from clusterctl.cluster.state import DEFAULT_NAME, DEFAULT_SUBNET
+
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    up = sub.add_parser("up", help="start etcd, a controlplane, a registry and N nodes")
+    up.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    up.add_argument("--name", default=DEFAULT_NAME,
+                    help=f"the cluster's name: its context, netns and cgroup prefix "
+                    f"(default {DEFAULT_NAME})")
+    up.add_argument("--dir", help="where its state lives (default ~/.corral/clusters/NAME)")
+    up.add_argument("--subnet", default=DEFAULT_SUBNET,
+                    help=f"the nodes' network; the bridge takes its first address "
+                    f"(default {DEFAULT_SUBNET})")
+    up.add_argument("--no-context", action="store_true",
+                    help="do not merge the cluster's context into the client config")
+    up.add_argument("--timeout", type=float, default=120,
+                    help="seconds to wait for the nodes to be Ready (default 120)")
+    down = sub.add_parser("down", help="stop and remove everything `up` made")
+    down.add_argument("--name", default=DEFAULT_NAME, help="the cluster's name (for the "
+                      "default --dir)")
+    down.add_argument("--dir", help="the cluster's dir (default ~/.corral/clusters/NAME)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from clusterctl.cluster import state, system
+
+    directory = args.dir or default_dir(args.name)
+    try:
+        if args.action == "down":
+            from clusterctl.cluster.down import down
+            return down(os.path.abspath(directory), out=sys.stdout)
+        from api.client import config_path
+        from clusterctl.cluster.up import up
+        plan = state.plan(name=args.name, nodes=args.nodes, subnet=args.subnet,
+                          directory=directory)
+        up(plan, config_path=None if args.no_context else config_path(args.config),
+           timeout=args.timeout, out=sys.stdout)
+        return 0
+    except (state.PlanError, system.ClusterError, ValueError, OSError,
+            RuntimeError) as err:
+        raise CLIError(f"cluster {args.action}: {err}") from None
