@@ -178,8 +178,9 @@ def test_agent_registers_runs_restarts_completes_and_deletes(
         cp: ControlPlane, rtd: Runtimed, agent: Agent, busybox: str) -> None:
     c = cp.client()
     node = until("the node to register Ready", lambda: (
-        lambda n: n if {x["type"]: x["status"] for x in n["status"].get("conditions") or []
-                        }.get("Ready") == "True" else None)(c.get("nodes", agent.node)),
+        # the Node may exist a moment before its first status write
+        lambda n: n if {x["type"]: x["status"] for x in (n.get("status") or {}).get(
+            "conditions") or []}.get("Ready") == "True" else None)(c.get("nodes", agent.node)),
         agent)
     assert node["metadata"]["labels"]["kubernetes.io/hostname"] == agent.node
     assert node["metadata"]["labels"]["kubernetes.io/os"] == "linux"
