@@ -21,6 +21,7 @@ from api.fields import (
     resource_list,
 )
 from api.pod import POD_SPEC, POD_STATUS, TAINT_EFFECTS
+from api.quantity import parse as parse_quantity
 
 POD = KindDef(
     api_version="v1", kind="Pod", resource="pods", namespaced=True,
@@ -143,6 +144,30 @@ TAINT = s.Obj({
     "timeAdded": s.string("When a NoExecute taint was added, RFC 3339."),
 }, required=("key", "effect"), doc="Repels pods that do not tolerate it.")
 
+# Kubernetes' IsIntegerResourceName for what a node reports: "pods", and every extended
+# resource (a name with a domain outside kubernetes.io, like example.com/gpu).
+INTEGER_NODE_RESOURCES = frozenset({"pods"})
+
+
+def integer_resource(name: str) -> bool:
+    if name in INTEGER_NODE_RESOURCES:
+        return True
+    domain, slash, _ = name.partition("/")
+    native = not slash or domain == "kubernetes.io" or domain.endswith(".kubernetes.io")
+    return not native and not name.startswith("requests.")
+
+
+def _node_resources_ok(value: Any, path: str, errors: s.Errors) -> None:
+    """Kubernetes' ValidateNodeResources: every quantity is non-negative (the schema checks
+    that) and integer resources are whole numbers. Allocatable above capacity is allowed,
+    as in Kubernetes: the agent computes allocatable, the API does not second-guess it."""
+    for part in ("capacity", "allocatable"):
+        for name, amount in (value.get(part) or {}).items():
+            if integer_resource(str(name)) and parse_quantity(amount).amount.denominator != 1:
+                errors.append(s.FieldError(f"{path}.{part}[{name!r}]",
+                                           f"must be an integer, got {amount!r}"))
+
+
 NODE = KindDef(
     api_version="v1", kind="Node", resource="nodes", namespaced=False,
     doc="A machine that runs pods, registered by its agent.",
@@ -174,7 +199,7 @@ NODE = KindDef(
             "images": s.List(s.Obj({"names": s.List(s.string()),
                                     "sizeBytes": s.integer(minimum=0)}),
                              doc="Images present on the node."),
-        }, doc="The observed state of the node."),
+        }, validators=(_node_resources_ok,), doc="The observed state of the node."),
     })
 
 # ---- Event -------------------------------------------------------------------------------
