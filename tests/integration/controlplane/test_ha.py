@@ -57,16 +57,22 @@ def binds_per_pod(endpoint: str, from_revision: int) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         try:
             end = await store.current_revision()
-            stream = store.watch("/registry/pods/", from_revision=from_revision)
-            async for ev in stream:
-                if ev.type is not EventType.BOOKMARK and ev.type is not EventType.DELETED:
-                    node = (json.loads(ev.value).get("spec") or {}).get("nodeName")
-                    seen = out.setdefault(ev.key, [])
-                    if node and (not seen or seen[-1] != node):
-                        seen.append(node)
-                if ev.revision >= end:
-                    break
-            await stream.aclose()  # type: ignore[attr-defined]
+            # the last write may be to another prefix (a lease): a bookmark says when
+            # the history up to END has been delivered
+            stream = store.watch("/registry/pods/", from_revision=from_revision,
+                                 bookmark_interval=0.5)
+            try:
+                async with asyncio.timeout(60):
+                    async for ev in stream:
+                        if ev.type not in (EventType.BOOKMARK, EventType.DELETED):
+                            node = (json.loads(ev.value).get("spec") or {}).get("nodeName")
+                            seen = out.setdefault(ev.key, [])
+                            if node and (not seen or seen[-1] != node):
+                                seen.append(node)
+                        if ev.revision >= end:
+                            break
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
         finally:
             await store.close()
         return out
