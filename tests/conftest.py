@@ -56,7 +56,8 @@ def _cgroups() -> set[str]:
         base = os.path.join("/sys/fs/cgroup", top)
         for dirpath, dirnames, _ in os.walk(base):
             for d in dirnames:
-                if "corral-test" in d:
+                # a test's own cgroups carry its tag; a daemon's defaults are /corral*
+                if "corral-test" in d or (dirpath == base and d.startswith("corral")):
                     found.add(os.path.join(dirpath, d))
             if dirpath.count("/") > 6:
                 dirnames[:] = []
@@ -134,10 +135,11 @@ class Leaks:
         if cgroups:
             problems.append(f"cgroups left: {sorted(cgroups)}")
             for c in sorted(cgroups, key=len, reverse=True):
-                try:
-                    os.rmdir(c)
-                except OSError:
-                    pass
+                for dirpath, _, _ in sorted(os.walk(c), key=lambda w: -len(w[0])):
+                    try:
+                        os.rmdir(dirpath)  # children first
+                    except OSError:
+                        pass
         if netns:
             problems.append(f"network namespaces left: {sorted(netns)}")
         return problems

@@ -42,7 +42,8 @@ DEFAULT_SOCKET = "/run/corral/runtime.sock"
 DEFAULT_CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
 DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d"
 DEFAULT_RUNTIME = "corral-runc"
-KNOWN_KEYS = {"root", "state", "socket", "sandbox_image", "default_registry",
+DEFAULT_CGROUP_PARENT = "/corral"  # containers without a pod cgroup parent: /corral/<ns>/<id>
+KNOWN_KEYS = {"root", "state", "socket", "cgroup_parent", "sandbox_image", "default_registry",
               "default_runtime", "runtimes", "registries", "cni"}
 CNI_KEYS = {"bin_dirs", "conf_dir", "cache_dir", "netns_dir"}
 REGISTRY_KEYS = {"username", "password", "plain_http", "mirrors"}
@@ -77,6 +78,7 @@ class DaemonConfig:
     root: str = DEFAULT_ROOT
     state: str = DEFAULT_STATE
     socket: str = DEFAULT_SOCKET
+    cgroup_parent: str = DEFAULT_CGROUP_PARENT
     sandbox_image: str = ""
     default_registry: str = ""
     default_runtime: str = DEFAULT_RUNTIME
@@ -163,7 +165,7 @@ def parse(data: dict[str, Any], *, source: str) -> DaemonConfig:
     """A DaemonConfig from the decoded TOML DATA; SOURCE names it in errors."""
     _unknown(source, "", data, KNOWN_KEYS)
     kw: dict[str, Any] = {"source": source}
-    for key in ("root", "state", "socket"):
+    for key in ("root", "state", "socket", "cgroup_parent"):
         if key in data:
             kw[key] = _abs(source, key, data[key])
     for key in ("sandbox_image", "default_registry", "default_runtime"):

@@ -59,11 +59,12 @@ class Node:
                                    default_snapshotter=SNAPSHOTTER,
                                    default_registry=cfg.default_registry or None)
         runtimes = cfg.runtime_commands()
-        self.tasks = TaskManager(cfg.state, runtimes=runtimes)
+        self.tasks = TaskManager(cfg.state, runtimes=runtimes, cgroup_parent=cfg.cgroup_parent)
         self.service = Service(root=cfg.root, state=cfg.state, images=self.images,
                                content=self.content, snapshotter=self.snapshotter,
                                tasks=self.tasks, bus=self.bus, runtimes=runtimes,
-                               default_runtime=cfg.default_runtime)
+                               default_runtime=cfg.default_runtime,
+                               cgroup_parent=cfg.cgroup_parent)
         network = S.CNINetwork(conf_dir=cfg.cni.conf_dir, bin_dirs=cfg.cni.bin_dirs,
                                cache_dir=cfg.cni.cache_dir or os.path.join(cfg.state, "cni"),
                                netns_dir=cfg.cni.netns_dir or NETNS_ROOT)

@@ -172,8 +172,10 @@ def _exit(raw: dict[str, Any] | None) -> ExitStatus | None:
 
 class TaskManager:
     def __init__(self, state_dir: str, *, runtimes: dict[str, list[str]] | None = None,
-                 python: str | None = None, forkserver: bool = True) -> None:
+                 python: str | None = None, forkserver: bool = True,
+                 cgroup_parent: str = "/corral") -> None:
         self.state_dir = os.path.abspath(state_dir)
+        self.cgroup_parent = cgroup_parent  # for specs that set no cgroupsPath
         self.runtimes = runtimes or default_runtimes()
         self.python = python
         # shims are forked from a small helper (shim/forkserver.py), started on first use
@@ -224,7 +226,8 @@ class TaskManager:
         try:
             spec = json.loads(json.dumps(spec))
             linux = spec.setdefault("linux", {})
-            linux.setdefault("cgroupsPath", f"/corral/{namespace}/{container_id}")
+            linux.setdefault("cgroupsPath",
+                             f"{self.cgroup_parent}/{namespace}/{container_id}")
             bundle = os.path.join(tdir, "bundle")
             os.makedirs(bundle)
             with open(os.path.join(bundle, "config.json"), "w") as f:

@@ -111,13 +111,14 @@ class Service:
     def __init__(self, *, root: str, state: str, images: ImageService,
                  content: FileContentStore, snapshotter: OverlaySnapshotter,
                  tasks: TaskManager, bus: EventBus | None, runtimes: dict[str, list[str]],
-                 default_runtime: str) -> None:
+                 default_runtime: str, cgroup_parent: str = "/corral") -> None:
         self.root, self.state = root, state
         self.images, self.content, self.snapshotter = images, content, snapshotter
         self.tasks = tasks
         self.bus = bus
         self.runtimes = runtimes
         self.default_runtime = default_runtime
+        self.cgroup_parent = cgroup_parent  # for sandboxes that name none
         self.containers = ContainerStore(os.path.join(root, "containers.db"))
         self._lock = threading.Lock()
         self._reserved: set[tuple[str, str, str]] = set()
@@ -287,7 +288,7 @@ class Service:
                 log_path = req.log_path if os.path.isabs(req.log_path) else ""
             else:
                 log_path = os.path.join(sandbox.spec.log_directory, req.log_path)
-        parent = sandbox.spec.cgroup_parent or f"/corral/{tenant}"
+        parent = sandbox.spec.cgroup_parent or f"{self.cgroup_parent}/{tenant}"
         cfg = B.ContainerConfig(**{**_fields(req.config), "namespaces":
                                    sandbox.join_namespaces(), "cgroups_path": f"{parent}/{cid}"})
         runtime = sandbox.spec.runtime_handler or self.default_runtime
@@ -473,7 +474,7 @@ class PauseContainers:
         except ImageNotFound:
             raise NotFound(f"Sandbox {sandbox.spec.name}: sandbox image "
                            f"{self.sandbox_image!r}: not found") from None
-        parent = sandbox.spec.cgroup_parent or f"/corral/{sandbox.tenant}"
+        parent = sandbox.spec.cgroup_parent or f"{svc.cgroup_parent}/{sandbox.tenant}"
         cfg = B.ContainerConfig(name=f"{sandbox.spec.name}-sandbox",
                                 hostname="" if sandbox.spec.host_network else
                                 sandbox.spec.hostname,

@@ -64,7 +64,10 @@ class Runtimed:
         os.makedirs(self.log_dir)
         regs = "".join(f'[registries."{r}"]\nplain_http = true\n' for r in registries)
         with open(self.config_path, "w") as f:
-            f.write(f'sandbox_image = "{sandbox_image}"\n{regs}\n[cni]\n'
+            # every cgroup of this daemon under the test's tag, also for `corral-ctr run`
+            # (no pod cgroup parent): the leak check sees whatever is left
+            f.write(f'sandbox_image = "{sandbox_image}"\n'
+                    f'cgroup_parent = "{self.cgroup_parent}"\n{regs}\n[cni]\n'
                     f'bin_dirs = ["{containerd.CNI_BIN}"]\nconf_dir = "{self.cni_conf_dir}"\n')
         self.proc: subprocess.Popen[bytes] | None = None
 
