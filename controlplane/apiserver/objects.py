@@ -31,12 +31,12 @@ from typing import Any
 from api import errors as e
 from api import kinds
 from api import selectors as sel
-from controlplane.apiserver import admission, jsoncodec
+from controlplane.apiserver import admission, jsoncodec, watchcache
 from controlplane.apiserver.resources import Resource
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import errors as se
 from controlplane.storage import keys, pagination
-from controlplane.storage.interface import Event, EventType, Store
+from controlplane.storage.interface import Store
 
 Obj = dict[str, Any]
 Objs = list[Obj]  # (the name `list` is a method in ObjectService)
@@ -221,7 +221,7 @@ class ObjectService:
                 raise storage_error(err, res, "", namespace) from None
             for item in page.items:
                 obj = decode(item.value, item.mod_revision)
-                if _matches(obj, labels, fields):
+                if watchcache.matches(obj, labels, fields):
                     items.append(obj)
                     if limit and len(items) == limit:
                         break
@@ -274,11 +274,12 @@ class ObjectService:
         if not rev:
             rev = await self._call(res, "", namespace, self.store.current_revision())
         stream = self.store.watch(prefix, from_revision=rev, bookmark_interval=bookmarks)
+        selection = watchcache.Selection(prefix, labels, fields, bookmarks=True)
         try:
             async for ev in stream:
-                out = filter_event(ev, labels, fields, res)
-                if out is not None:
-                    yield out
+                seen = watchcache.view(watchcache.cached(ev, res), selection)
+                if seen is not None:
+                    yield {"type": seen[0], "object": seen[1], "raw": seen[2]}
         except se.StorageError as err:
             raise storage_error(err, res, "", namespace) from None
         finally:
@@ -472,38 +473,34 @@ class ObjectService:
         if not name:
             raise e.bad_request(f"{res.kind}: apply needs metadata.name")
         now = rfc3339(self.clock())
-        for _ in range(UPDATE_RETRIES):
+
+        def change(cur: Obj) -> Obj:
             try:
-                await self._read(res, namespace, name)
+                return ssa.apply(cur, body, manager=field_manager, force=force, now=now)
+            except ssa.ApplyConflict as err:
+                raise e.APIError(e.Reason.CONFLICT, f"{res.kind} {name}: {err}",
+                                 kind=res.kind, name=name,
+                                 causes=[{"field": c.path, "message":
+                                          f"conflict with {c.manager!r}"}
+                                         for c in err.conflicts]) from None
+
+        for _ in range(UPDATE_RETRIES):
+            try:  # the common case: the object exists (one read, in _write)
+                return await self._write(res, namespace=namespace, name=name,
+                                         change=change, dry_run=dry_run,
+                                         field_manager=field_manager, tracked=False)
             except e.APIError as err:
                 if err.reason is not e.Reason.NOT_FOUND:
                     raise
-                try:
-                    merged = ssa.apply(None, body, manager=field_manager, force=force,
-                                       now=now)
-                except ssa.ApplyConflict as err2:
-                    raise e.conflict(res.kind, name, current=0, problem=str(err2)) from None
-                try:
-                    return await self.create(res, merged, namespace=namespace,
-                                             dry_run=dry_run)
-                except e.APIError as err2:
-                    if err2.reason is e.Reason.ALREADY_EXISTS:
-                        continue
+            try:
+                merged = ssa.apply(None, body, manager=field_manager, force=force, now=now)
+            except ssa.ApplyConflict as err2:
+                raise e.conflict(res.kind, name, current=0, problem=str(err2)) from None
+            try:
+                return await self.create(res, merged, namespace=namespace, dry_run=dry_run)
+            except e.APIError as err2:
+                if err2.reason is not e.Reason.ALREADY_EXISTS:
                     raise
-
-            def change(cur: Obj) -> Obj:
-                try:
-                    return ssa.apply(cur, body, manager=field_manager, force=force, now=now)
-                except ssa.ApplyConflict as err:
-                    raise e.APIError(e.Reason.CONFLICT, f"{res.kind} {name}: {err}",
-                                     kind=res.kind, name=name,
-                                     causes=[{"field": c.path, "message":
-                                              f"conflict with {c.manager!r}"}
-                                             for c in err.conflicts]) from None
-
-            return await self._write(res, namespace=namespace, name=name, change=change,
-                                     dry_run=dry_run, field_manager=field_manager,
-                                     tracked=False)
         raise e.conflict(res.kind, name, current=0, problem="apply kept conflicting")
 
     async def delete(self, res: Resource, *, namespace: str = "", name: str,
@@ -730,31 +727,3 @@ def _pod_gone(pod: Obj) -> bool:
         (pod.get("status") or {}).get("phase") in TERMINATED_PHASES)
 
 
-def _matches(obj: Obj, labels: sel.Selector, fields: sel.FieldSelector) -> bool:
-    return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and \
-        fields.matches(obj)
-
-
-def filter_event(ev: Event, labels: sel.Selector, fields: sel.FieldSelector,
-                 res: Resource) -> Obj | None:
-    """A store event as a watch event under the selectors (None: not for this watcher)."""
-    if ev.type is EventType.BOOKMARK:
-        return {"type": "BOOKMARK", "object": {
-            "apiVersion": res.api_version, "kind": res.kind,
-            "metadata": {"resourceVersion": str(ev.revision)}}}
-    obj = decode(ev.value, ev.revision)
-    everything = labels.empty() and not fields.requirements
-    if everything:
-        return {"type": ev.type.value, "object": obj}
-    now = _matches(obj, labels, fields) if ev.type is not EventType.DELETED else False
-    before = ev.prev_value is not None and _matches(jsoncodec.loads(ev.prev_value), labels,
-                                                    fields)
-    if ev.type is EventType.DELETED:
-        return {"type": "DELETED", "object": obj} if before else None
-    if now and not before:
-        return {"type": "ADDED", "object": obj}
-    if now:
-        return {"type": "MODIFIED", "object": obj}
-    if before:
-        return {"type": "DELETED", "object": obj}
-    return None

@@ -49,7 +49,7 @@ class Cached:
     prev: Obj | None
 
 
-def _cached(ev: Any, res: Resource) -> Cached:
+def cached(ev: Any, res: Resource) -> Cached:
     if ev.type is EventType.BOOKMARK:
         obj: Obj = {"apiVersion": res.api_version, "kind": res.kind,
                     "metadata": {"resourceVersion": str(ev.revision)}}
@@ -61,8 +61,10 @@ def _cached(ev: Any, res: Resource) -> Cached:
     return Cached(ev.type.value, ev.revision, ev.key, obj, raw, prev)
 
 
-class _Watcher:
-    __slots__ = ("bookmarks", "closed", "fields", "labels", "prefix", "queue")
+class Selection:
+    """What one watcher asked for: a key prefix (its namespace), selectors, bookmarks."""
+
+    __slots__ = ("bookmarks", "fields", "labels", "prefix")
 
     def __init__(self, prefix: str, labels: sel.Selector, fields: sel.FieldSelector,
                  bookmarks: bool) -> None:
@@ -70,6 +72,14 @@ class _Watcher:
         self.labels = labels
         self.fields = fields
         self.bookmarks = bookmarks
+
+
+class _Watcher(Selection):
+    __slots__ = ("closed", "queue")
+
+    def __init__(self, prefix: str, labels: sel.Selector, fields: sel.FieldSelector,
+                 bookmarks: bool) -> None:
+        super().__init__(prefix, labels, fields, bookmarks)
         self.queue: asyncio.Queue[Cached | None] = asyncio.Queue()
         self.closed = False
 
@@ -83,23 +93,25 @@ class _Watcher:
         self.queue.put_nowait(c)
 
 
-def _matches(obj: Obj | None, labels: sel.Selector, fields: sel.FieldSelector) -> bool:
+def matches(obj: Obj | None, labels: sel.Selector, fields: sel.FieldSelector) -> bool:
     if obj is None:
         return False
     return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and \
         fields.matches(obj)
 
 
-def view(c: Cached, w: _Watcher) -> tuple[str, Obj | None, bytes] | None:
-    """What watcher W sees of change C: the event type, or None if not for it."""
+def view(c: Cached, w: Selection) -> tuple[str, Obj | None, bytes] | None:
+    """What watcher W sees of change C: the event type, or None if not for it. An object
+    that stops matching the selectors is DELETED for W, one that starts matching ADDED,
+    as Kubernetes' filtered watches do."""
     if c.type == "BOOKMARK":
         return ("BOOKMARK", c.obj, c.raw) if w.bookmarks else None
     if not c.key.startswith(w.prefix):
         return None
     if w.labels.empty() and not w.fields.requirements:
         return c.type, c.obj, c.raw
-    now = c.type != "DELETED" and _matches(c.obj, w.labels, w.fields)
-    before = _matches(c.prev, w.labels, w.fields)
+    now = c.type != "DELETED" and matches(c.obj, w.labels, w.fields)
+    before = matches(c.prev, w.labels, w.fields)
     if c.type == "DELETED":
         return ("DELETED", c.obj, c.raw) if before else None
     if now:
@@ -145,7 +157,7 @@ class WatchCache:
                                           bookmark_interval=self.bookmark_interval)
                 try:
                     async for ev in stream:
-                        c = _cached(ev, self.res)
+                        c = cached(ev, self.res)
                         if c.type != "BOOKMARK":
                             self.ring.append(c)
                         self.revision = max(self.revision, c.revision)
