@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -30,9 +29,10 @@ from controlplane.apiserver.objects import ObjectService
 from controlplane.controllers.controller import ControllerManager
 from controlplane.controllers.replicaset import ReplicaSetController
 from controlplane.local import LocalClient
-from controlplane.storage import EtcdStore, Event, EventType, object_key
+from controlplane.storage import EtcdStore, object_key
 from tests.support.controlplane import ControlPlane
 from tests.support.etcd import EtcdServer
+from tests.support.etcdhistory import binds_per_pod, history
 from tests.support.fakeagents import FakeAgents
 
 Obj = dict[str, Any]
@@ -54,47 +54,6 @@ def node(name: str, cpu: str) -> Obj:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
             "status": {"capacity": alloc, "allocatable": alloc,
                        "conditions": [{"type": "Ready", "status": "True"}]}}
-
-
-def history(endpoint: str, prefix: str, from_revision: int) -> list[Event]:
-    """Every change under PREFIX since FROM_REVISION, from etcd's own history. The watch
-    covers the whole keyspace, so it always reaches the current revision (the revision of
-    some write), even when nothing under PREFIX changed."""
-    async def read() -> list[Event]:
-        store = EtcdStore([endpoint])
-        out: list[Event] = []
-        try:
-            end = await store.current_revision()
-            if end < from_revision:
-                return out
-            stream = store.watch("/", from_revision=from_revision - 1)
-            try:
-                async with asyncio.timeout(30):
-                    async for ev in stream:
-                        if ev.type is not EventType.BOOKMARK and ev.key.startswith(prefix):
-                            out.append(ev)
-                        if ev.revision >= end:
-                            break
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-        finally:
-            await store.close()
-        return out
-    return asyncio.run(read())
-
-
-def binds_per_pod(endpoint: str, from_revision: int) -> dict[str, list[str]]:
-    """Every node each pod key was bound to, in order (a pod key reused after deletion
-    would start over; generated names are not reused here)."""
-    out: dict[str, list[str]] = {}
-    for ev in history(endpoint, "/registry/pods/", from_revision):
-        if ev.type is EventType.DELETED:
-            continue
-        bound = (json.loads(ev.value).get("spec") or {}).get("nodeName")
-        seen = out.setdefault(ev.key, [])
-        if bound and (not seen or seen[-1] != bound):
-            seen.append(bound)
-    return out
 
 
 def revision(client: Client) -> int:

@@ -8,16 +8,14 @@ graceful deletion has started, and renews the nodes' Leases.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from controlplane.storage import EtcdStore, EventType
 from tests.support.controlplane import ControlPlane
+from tests.support.etcdhistory import binds_per_pod
 from tests.support.fakeagents import FakeAgents
 
 REPLICAS = 500
@@ -48,35 +46,6 @@ def deployment(image: str) -> Obj:
                                       "name": "web", "image": image,
                                       "resources": {"requests": {"cpu": "1m",
                                                                  "memory": "1Mi"}}}]}}}}
-
-
-def binds_per_pod(endpoint: str, from_revision: int) -> dict[str, list[str]]:
-    """Every node each pod key was ever bound to, in order, from etcd's history."""
-    async def read() -> dict[str, list[str]]:
-        store = EtcdStore([endpoint])
-        out: dict[str, list[str]] = {}
-        try:
-            end = await store.current_revision()
-            # the last write may be to another prefix (a lease): a bookmark says when
-            # the history up to END has been delivered
-            stream = store.watch("/registry/pods/", from_revision=from_revision,
-                                 bookmark_interval=0.5)
-            try:
-                async with asyncio.timeout(60):
-                    async for ev in stream:
-                        if ev.type not in (EventType.BOOKMARK, EventType.DELETED):
-                            node = (json.loads(ev.value).get("spec") or {}).get("nodeName")
-                            seen = out.setdefault(ev.key, [])
-                            if node and (not seen or seen[-1] != node):
-                                seen.append(node)
-                        if ev.revision >= end:
-                            break
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-        finally:
-            await store.close()
-        return out
-    return asyncio.run(read())
 
 
 @pytest.fixture
