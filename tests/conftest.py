@@ -77,6 +77,14 @@ def _netns() -> set[str]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+    except OSError:
+        return "gone"
+
+
 def _tagged_processes(tag: str) -> set[int]:
     """Live processes whose command line or cgroup mentions TAG."""
     pids = set()
@@ -122,7 +130,8 @@ class Leaks:
                 break
             time.sleep(0.1)
         if procs:
-            problems.append(f"processes left running: {sorted(procs)}")
+            problems.append("processes left running: " + ", ".join(
+                f"{pid} ({_cmdline(pid)})" for pid in sorted(procs)))
             for pid in procs:  # clean up so one leak does not fail every later test
                 try:
                     os.kill(pid, 9)
