@@ -1,0 +1,214 @@
+"""100 replicas of busybox `sleep` on one node: corral against Docker Swarm, same machine.
+
+    ours:  etcd + corral-controlplane + one node (corral-runtimed + corral-agent), image
+           present; a Deployment of --replicas is created -> every pod Running
+    peer:  a dockerd the bench starts (own data root, exec root and socket; Debian's
+           docker.io), a one-node swarm on 127.0.0.1, the same busybox rootfs imported;
+           `docker service create --replicas N` -> N tasks running (`docker service ls`)
+    rounds alternate ours/peer; the figure is the median of each side's times
+
+Usage: bench/replicas_vs_swarm.py [--replicas N] [--rounds R]
+The last line is JSON: {"bench", "ours", "peer", "ratio", "unit"} (seconds; the issue's
+target is ratio <= 0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.pod_startup import node_runtime, pull, wait_ready
+from tests.integration.agent.test_agent import Agent
+from tests.support import containerd
+from tests.support.controlplane import ControlPlane
+from tests.support.etcd import EtcdServer
+from tests.support.registry import Registry
+
+DOCKERD = "/usr/sbin/dockerd"
+DOCKER = "/usr/bin/docker"  # Debian's client, the same version as the daemon
+
+
+def deployment(replicas: int, image: str) -> dict[str, object]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "sleepers", "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "sleepers"}},
+                     "template": {"metadata": {"labels": {"app": "sleepers"}},
+                                  "spec": {"terminationGracePeriodSeconds": 1,
+                                           "containers": [{
+                                               "name": "sleep", "image": image,
+                                               "imagePullPolicy": "IfNotPresent",
+                                               "command": ["sleep", "3600"]}]}}}}
+
+
+def ours_round(cp: ControlPlane, replicas: int, image: str) -> float:
+    c = cp.client()
+    started = time.monotonic()
+    c.create("deployments", deployment(replicas, image), namespace="default")
+    while True:
+        pods = c.list("pods", namespace="default", label_selector="app=sleepers")["items"]
+        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        if len(running) >= replicas:
+            took = time.monotonic() - started
+            break
+        if time.monotonic() - started > 600:
+            raise SystemExit(f"ours: {len(running)}/{replicas} Running after 600 s")
+        time.sleep(0.1)
+    c.delete("deployments", "sleepers", namespace="default")
+    deadline = time.monotonic() + 180
+    while c.list("pods", namespace="default")["items"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return took
+
+
+class Swarm:
+    """A private dockerd with a one-node swarm, stopped by PID; everything under one dir."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="corral-bench-dockerd-", dir="/tmp")
+        self.sock = os.path.join(self.dir, "docker.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def docker(self, *args: str, stdin: bytes | None = None) -> str:
+        out = subprocess.run([DOCKER, "-H", f"unix://{self.sock}", *args], input=stdin,
+                             capture_output=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args[:3])}: {out.stderr.decode().strip()}")
+        return out.stdout.decode()
+
+    def start(self) -> Swarm:
+        log = open(os.path.join(self.dir, "dockerd.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [DOCKERD, "--data-root", os.path.join(self.dir, "data"),
+             "--exec-root", os.path.join(self.dir, "exec"),
+             "--pidfile", os.path.join(self.dir, "docker.pid"), "-H", f"unix://{self.sock}",
+             "--bridge", "none", "--iptables=false", "--ip-masq=false"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(RuntimeError):
+                self.docker("info", "--format", "{{.ID}}")
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"dockerd did not start; see {self.dir}/dockerd.log")
+            time.sleep(0.3)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.docker("swarm", "init", "--advertise-addr", "127.0.0.1",
+                    "--listen-addr", f"127.0.0.1:{port}")
+        return self
+
+    def import_busybox(self) -> str:
+        ref = "corral-bench/busybox:1"
+        buf = io.BytesIO(containerd._layer_tar())  # the same rootfs ours runs
+        self.docker("import", "-", ref, stdin=buf.getvalue())
+        return ref
+
+    def round(self, replicas: int, image: str) -> float:
+        name = f"sleepers{uuid.uuid4().hex[:4]}"
+        started = time.monotonic()
+        self.docker("service", "create", "--detach", "--no-resolve-image", "--name", name,
+                    "--replicas", str(replicas), "--stop-grace-period", "1s",
+                    image, "sleep", "3600")
+        while True:
+            shown = self.docker("service", "ls", "--filter", f"name={name}",
+                                "--format", "{{.Replicas}}").strip()
+            if shown.startswith(f"{replicas}/"):
+                took = time.monotonic() - started
+                break
+            if time.monotonic() - started > 600:
+                raise SystemExit(f"swarm: {shown} after 600 s")
+            time.sleep(0.1)
+        self.docker("service", "rm", name)
+        deadline = time.monotonic() + 180
+        while self.docker("ps", "-q").strip() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return took
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.docker("swarm", "leave", "--force")
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f]
+        for m in sorted((m for m in mounts if m.startswith(self.dir)), reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        for link in ("docker_gwbridge",):  # made by swarm in the host netns
+            subprocess.run(["ip", "link", "del", link], check=False,
+                           stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def our_node(reg: Registry, image: str) -> Iterator[ControlPlane]:
+    etcd = EtcdServer().start()
+    try:
+        with ControlPlane(etcd.endpoint, leader=True) as cp, \
+                node_runtime("corral", f"corral-bench-{uuid.uuid4().hex[:5]}", reg,
+                             image) as rtd:
+            pull(rtd.socket, image)
+            agent = Agent(cp, rtd, "swarm-peer-0").start()
+            try:
+                wait_ready(cp, [agent.node])
+                yield cp
+            finally:
+                agent.stop()
+    finally:
+        etcd.cleanup()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--replicas", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if not (os.path.exists(DOCKERD) and os.path.exists(DOCKER)):
+        raise SystemExit("dockerd is missing: `scripts/install-deps.sh --bench` installs "
+                         "Debian's docker.io")
+    ours: list[float] = []
+    peer: list[float] = []
+    with Registry() as reg:
+        image = containerd.push_busybox(reg)
+        swarm = Swarm()
+        try:
+            swarm.start()
+            swarm_image = swarm.import_busybox()
+            with our_node(reg, image) as cp:
+                for i in range(args.rounds):
+                    ours.append(ours_round(cp, args.replicas, image))
+                    peer.append(swarm.round(args.replicas, swarm_image))
+                    print(f"round {i + 1}: corral {ours[-1]:.2f} s, swarm {peer[-1]:.2f} s",
+                          flush=True)
+        finally:
+            swarm.cleanup()
+    o, p = statistics.median(ours), statistics.median(peer)
+    print(f"{args.replicas} replicas on one node, all running: corral {o:.2f} s, "
+          f"Docker Swarm {p:.2f} s (medians of {args.rounds})")
+    print(json.dumps({"bench": "replicas_vs_swarm", "ours": round(o, 2), "peer": round(p, 2),
+                      "ratio": round(o / p, 3), "unit": "s"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
