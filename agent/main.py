@@ -1,7 +1,11 @@
 """The corral-agent command: wire the API client, the CRI client and the loops.
 
     corral-agent --config FILE --node-name NAME --runtime-socket PATH
-                 [--root DIR] [--listen HOST:PORT] [--cgroup-parent PATH]
+                 [--root DIR] [--listen HOST:PORT] [--http-listen HOST:PORT]
+                 [--tls-cert-file F --tls-key-file F] [--cgroup-parent PATH]
+
+--listen serves the node API (nodeapi.py: logs, exec, stats) over mutual TLS with the
+node's credentials; --http-listen serves /healthz and /metrics (metrics/) in plain HTTP.
 """
 
 from __future__ import annotations
@@ -9,23 +13,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agent import cri as C
 from agent import env as envmod
 from agent import lease as L
 from agent import node as N
+from agent import nodeapi, volumes
 from agent import pods as P
+from agent import stats as ST
 from agent import status as S
-from agent import volumes
 from agent import worker as W
+from agent.metrics import agent as agent_metrics
+from agent.metrics.cadvisor import CadvisorCollector, read_machine
+from agent.metrics.cgroups import CgroupReader
+from agent.metrics.server import MetricsServer
 from api import client as api_client
 from runtime.service.cri import client as cric
+from runtime.service.cri import stream
 
 log = logging.getLogger("corral.agent")
 
@@ -37,7 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-name", required=True, help="name of this node")
     p.add_argument("--runtime-socket", required=True, help="CRI socket of the runtime")
     p.add_argument("--root", default="/var/lib/corral-agent", help="agent state and logs")
-    p.add_argument("--listen", default="", help="HOST:PORT of the agent's endpoint")
+    p.add_argument("--listen", default="", help="HOST:PORT of the node API (logs, exec, "
+                   "stats; mutual TLS)")
+    p.add_argument("--http-listen", default="", help="HOST:PORT of /healthz and /metrics "
+                   "(plain HTTP)")
+    p.add_argument("--tls-cert-file", default="", help="the node API's certificate (default: "
+                   "the client certificate of --config)")
+    p.add_argument("--tls-key-file", default="", help="the key of --tls-cert-file")
     p.add_argument("--cgroup-parent", default="/corral-pods",
                    help="cgroup under which pod sandboxes are made")
     p.add_argument("--node-ip", default="", help="InternalIP (default: the address that "
@@ -56,25 +73,6 @@ async def runtime_readiness(cri: cric.CRIClient) -> tuple[bool, str]:
     return (not down), "; ".join(down)
 
 
-async def serve_health(listen: str) -> asyncio.AbstractServer:
-    """A minimal HTTP endpoint: /healthz answers ok (logs, exec and metrics come later)."""
-    host, _, port = listen.rpartition(":")
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = await reader.readline()
-        path = line.split()[1].decode() if len(line.split()) > 1 else "/"
-        ok = path == "/healthz"
-        body = b"ok" if ok else b"not found"
-        writer.write(b"HTTP/1.1 " + (b"200 OK" if ok else b"404 Not Found") +
-                     b"\r\nContent-Length: " + str(len(body)).encode() +
-                     b"\r\nConnection: close\r\n\r\n" + body)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
-
-    return await asyncio.start_server(handle, host or "127.0.0.1", int(port))
-
-
 class PodVolumes:
     """agent/volumes.py behind the worker's Volumes hook (name -> host path)."""
 
@@ -90,6 +88,72 @@ class PodVolumes:
         volumes.teardown(str(pod["metadata"]["uid"]), pod_dir=self.pod_dir)
 
 
+class BoundPods:
+    """The node API's view of the pods this agent runs: the pod workers' pods (bound to
+    this node) with the runtime's state from the shared relist."""
+
+    def __init__(self, manager: P.PodManager, relist: P.Relist) -> None:
+        self.manager = manager
+        self.relist = relist
+
+    async def all(self) -> list[nodeapi.BoundPod]:
+        runtime = await self.relist()
+        return [nodeapi.BoundPod(w.pod, runtime.get(uid) or C.PodRuntime(uid))
+                for uid, w in list(self.manager.workers.items()) if not w.gone]
+
+    async def get(self, namespace: str, name: str) -> nodeapi.BoundPod | None:
+        for w in list(self.manager.workers.values()):
+            if w.key == f"{namespace}/{name}" and not w.gone:
+                runtime = await self.relist()
+                return nodeapi.BoundPod(w.pod, runtime.get(w.uid) or C.PodRuntime(w.uid))
+        return None
+
+
+def pid_getter(cri: cric.CRIClient) -> ST.PidOf:
+    """A container's init PID from CRI ContainerStatus's verbose info (corral-runtimed and
+    containerd both put {"pid": N} under "info")."""
+    async def pid_of(container_id: str) -> int:
+        r = await cri.container_status(container_id, verbose=True)
+        try:
+            return int(json.loads(r.info.get("info") or "{}").get("pid") or 0)
+        except (ValueError, AttributeError):
+            return 0
+    return pid_of
+
+
+def tls_for(args: argparse.Namespace, config: api_client.ClientConfig) -> nodeapi.TLS:
+    """The node API's server credentials: --tls-cert/key-file, else the node's own."""
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        raise api_client.ConfigError("--tls-cert-file and --tls-key-file: give both or "
+                                     "neither")
+    if args.tls_cert_file:
+        try:
+            with open(args.tls_cert_file, "rb") as f:
+                cert = f.read()
+            with open(args.tls_key_file, "rb") as f:
+                key = f.read()
+        except OSError as err:
+            raise api_client.ConfigError(f"--tls-cert-file/--tls-key-file: {err}") from None
+    else:
+        cert, key = config.cert_pem, config.key_pem
+    if not cert or not key:
+        raise api_client.ConfigError(f"{config.source}: users[].user.client-certificate-data:"
+                                     " the node API (--listen) needs the node's certificate "
+                                     "and key (or --tls-cert-file/--tls-key-file)")
+    if not config.ca_pem:
+        raise api_client.ConfigError(f"{config.source}: clusters[].cluster."
+                                     "certificate-authority-data: the node API (--listen) "
+                                     "verifies callers against the cluster CA")
+    return nodeapi.TLS(cert_pem=cert, key_pem=key, ca_pem=config.ca_pem)
+
+
+def split_listen(value: str, flag: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit():
+        raise api_client.ConfigError(f"{flag}: want HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
 def env_hook(api: api_client.AsyncClient, node_ip: str) -> W.EnvResolver:
     async def resolve(pod: Mapping[str, Any], container: Mapping[str, Any],
                       ) -> list[tuple[str, str]]:
@@ -100,15 +164,18 @@ def env_hook(api: api_client.AsyncClient, node_ip: str) -> W.EnvResolver:
 
 async def run(args: argparse.Namespace) -> None:
     config = api_client.load_config(args.config)
+    tls = tls_for(args, config) if args.listen else None
+    http = split_listen(args.http_listen, "--http-listen") if args.http_listen else None
     api = api_client.AsyncClient(config)
     cri = cric.CRIClient(args.runtime_socket)
     log_root = os.path.join(args.root, "pods")
     os.makedirs(log_root, exist_ok=True)
+    closers: list[Callable[[], Awaitable[Any]]] = []
     try:
         version = await cri.version()
         runtime_version = f"{version.runtime_name}://{version.runtime_version}"
         ip = args.node_ip or N.local_ip_towards(config.server)
-        port = int(args.listen.rpartition(":")[2]) if args.listen else 0
+        port = split_listen(args.listen, "--listen")[1] if args.listen else 0
         facts = N.probe_host(internal_ip=ip, runtime_version=runtime_version,
                              agent_port=port)
         reg = N.NodeRegistration(api, args.node_name, facts,
@@ -123,14 +190,33 @@ async def run(args: argparse.Namespace) -> None:
                           volumes=PodVolumes(api, os.path.join(args.root, "volumes")),
                           env=env_hook(api, ip))
         manager = P.PodManager(source=api, node_name=args.node_name, env=env, relist=relist)
-        server = await serve_health(args.listen) if args.listen else None
+
+        reader = CgroupReader()
+        machine = read_machine()
+        inventory = ST.Inventory(pid_of=pid_getter(cri), cgroup_parent=args.cgroup_parent)
+        servicer = nodeapi.NodeServicer(
+            node=args.node_name, pods=BoundPods(manager, relist), cri=cri, log_root=log_root,
+            inventory=inventory, sampler=ST.Sampler(reader), machine=machine,
+            connect=stream.connect, exit_code=stream.exit_code)
+        if tls is not None:
+            grpc_server, bound = await nodeapi.serve(servicer, listen=args.listen, tls=tls)
+            closers.append(lambda: grpc_server.stop(1))
+            log.info("node %s: node API on %s (port %d, mutual TLS)", args.node_name,
+                     args.listen, bound)
+        if http is not None:
+            agent_metrics.REGISTRY.register(CadvisorCollector(inventory, reader=reader,
+                                                              machine=machine))
+            metrics_server = MetricsServer(agent_metrics.REGISTRY, host=http[0], port=http[1])
+            await metrics_server.start()
+            closers.append(metrics_server.close)
+            log.info("node %s: /metrics and /healthz on %s:%d", args.node_name, http[0],
+                     metrics_server.port)
         log.info("node %s: agent running (runtime %s)", args.node_name, runtime_version)
-        try:
-            await asyncio.gather(lease.run(), reg.run(), manager.run())
-        finally:
-            if server is not None:
-                server.close()
+        await asyncio.gather(lease.run(), reg.run(), manager.run(), servicer.run())
     finally:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
         await cri.close()
         await api.close()
 

@@ -8,6 +8,8 @@
     sandbox_image = "127.0.0.1:5000/corral/pause:1"
     default_registry = "docker.io"
     default_runtime = "corral-runc"
+    stream_address = "127.0.0.1:0"          # CRI streaming (exec/attach/port-forward); 0: any
+    stream_token_ttl = 60.0                 # seconds a streaming URL stays valid (used once)
 
     [runtimes]                              # runtime class -> binary (name on PATH or path)
     runc = "/usr/sbin/runc"
@@ -43,8 +45,11 @@ DEFAULT_CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
 DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d"
 DEFAULT_RUNTIME = "corral-runc"
 DEFAULT_CGROUP_PARENT = "/corral"  # containers without a pod cgroup parent: /corral/<ns>/<id>
+DEFAULT_STREAM_ADDRESS = "127.0.0.1:0"
+DEFAULT_STREAM_TOKEN_TTL = 60.0
 KNOWN_KEYS = {"root", "state", "socket", "cgroup_parent", "sandbox_image", "default_registry",
-              "default_runtime", "runtimes", "registries", "cni"}
+              "default_runtime", "runtimes", "registries", "cni", "stream_address",
+              "stream_token_ttl"}
 CNI_KEYS = {"bin_dirs", "conf_dir", "cache_dir", "netns_dir"}
 REGISTRY_KEYS = {"username", "password", "plain_http", "mirrors"}
 
@@ -85,6 +90,8 @@ class DaemonConfig:
     runtimes: dict[str, str] = field(default_factory=dict)  # class -> binary path
     registries: dict[str, Registry] = field(default_factory=dict)
     cni: CNIConfig = field(default_factory=CNIConfig)
+    stream_address: str = DEFAULT_STREAM_ADDRESS
+    stream_token_ttl: float = DEFAULT_STREAM_TOKEN_TTL
     source: str = "<defaults>"
 
     def runtime_commands(self) -> dict[str, list[str]]:
@@ -149,6 +156,18 @@ def _table(src: str, where: str, value: Any) -> dict[str, Any]:
     return value
 
 
+def _stream_address(src: str, value: Any) -> str:
+    """HOST:PORT on loopback: the streaming server hands out URLs that carry no other
+    credential than their token, so it never listens beyond this machine."""
+    text = _str(src, "stream_address", value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(src, "stream_address", f"expected HOST:PORT, got {text!r}")
+    if host not in ("127.0.0.1", "localhost"):
+        raise ConfigError(src, "stream_address", f"must be on 127.0.0.1, got host {host!r}")
+    return text
+
+
 def resolve_binary(src: str, where: str, value: Any) -> str:
     text = _str(src, where, value)
     if os.path.isabs(text):
@@ -171,6 +190,14 @@ def parse(data: dict[str, Any], *, source: str) -> DaemonConfig:
     for key in ("sandbox_image", "default_registry", "default_runtime"):
         if key in data:
             kw[key] = _str(source, key, data[key])
+    if "stream_address" in data:
+        kw["stream_address"] = _stream_address(source, data["stream_address"])
+    if "stream_token_ttl" in data:
+        ttl = data["stream_token_ttl"]
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 3600:
+            raise ConfigError(source, "stream_token_ttl",
+                              f"must be a number of seconds in (0, 3600], got {ttl!r}")
+        kw["stream_token_ttl"] = float(ttl)
     runtimes: dict[str, str] = {}
     for name, binary in _table(source, "runtimes", data.get("runtimes", {})).items():
         runtimes[name] = resolve_binary(source, f"runtimes.{name}", binary)

@@ -7,6 +7,7 @@
         Node(config): content, overlay snapshots, images, tasks (reconnect to every shim),
                       sandboxes (CNI), the CRI service, events
         gRPC asyncio server on SOCKET         SIGTERM/SIGINT: stop serving, leave containers
+        streaming server on stream_address    exec/attach/port-forward URLs (streaming.py)
         SOCKET.ctr: corral-ctr's `run` in one call (ctrsock.py)
         shims forked by a single-threaded helper (shim/forkserver.py)
 
@@ -39,6 +40,7 @@ from runtime.service.ctrsock import PrivateServer, Runner
 from runtime.service.events import EventBus
 from runtime.service.images.service import ImageService
 from runtime.service.snapshots import OverlaySnapshotter
+from runtime.service.streaming import StreamServer
 from runtime.service.tasks import TaskManager
 
 log = logging.getLogger("corral.runtimed")
@@ -75,8 +77,12 @@ class Node:
         for r in info["registries"].values():
             r["password"] = "***" if r["password"] else ""
         info["sandboxImage"] = cfg.sandbox_image
+        self.streams = StreamServer(cfg.stream_address,
+                                    scratch_dir=os.path.join(cfg.state, "streams"),
+                                    token_ttl=cfg.stream_token_ttl)
         self.runtime = RuntimeServicer(self.service, self.sandboxes, self.bus,
-                                       tenant_of=tenant_of, config_info=info)
+                                       tenant_of=tenant_of, config_info=info,
+                                       streams=self.streams)
         self.image_servicer = ImageServicer(self.service, cfg, tenant_of=tenant_of)
 
     def close(self) -> None:
@@ -110,6 +116,7 @@ async def serve(cfg: DaemonConfig) -> None:
     os.makedirs(os.path.dirname(cfg.socket), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(cfg.socket)  # a socket left by a daemon that was killed
+    await node.streams.start()
     server = make_server(cfg.socket, runtime=node.runtime, images=node.image_servicer)
     await server.start()
     private: PrivateServer | None = None
@@ -118,7 +125,8 @@ async def serve(cfg: DaemonConfig) -> None:
         private.start()
     except OSError as e:  # e.g. a path past sun_path's limit: corral-ctr then uses CRI
         log.warning("no private corral-ctr socket next to %s: %s", cfg.socket, e)
-    log.info("serving CRI on %s (root %s, state %s)", cfg.socket, cfg.root, cfg.state)
+    log.info("serving CRI on %s (root %s, state %s), streaming on %s:%d", cfg.socket,
+             cfg.root, cfg.state, node.streams.host, node.streams.port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -127,6 +135,7 @@ async def serve(cfg: DaemonConfig) -> None:
     if private is not None:
         private.close()
     await server.stop(grace=2)
+    await node.streams.close()
     node.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(cfg.socket)

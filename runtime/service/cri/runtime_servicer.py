@@ -3,12 +3,17 @@
 Each call converts its request to plain data, runs the blocking work in a thread and
 converts the answer; no decisions are made here. Errors propagate as raised and are
 mapped to gRPC codes in cri/server.py.
+
+Exec, Attach and PortForward check their request (the container running, a command, a
+stream), resolve it to a plain spec (runtime command line, OCI process, log path, netns)
+and answer with a one-use URL on the daemon's streaming server (streaming.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,8 +22,16 @@ from runtime.service import bundle as B
 from runtime.service import sandboxes as S
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import api_pb2_grpc as pb_grpc
-from runtime.service.cri.service import ContainerRequest, ContainerView, NotFound, Service
+from runtime.service.cri.service import (
+    ContainerRequest,
+    ContainerView,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Service,
+)
 from runtime.service.events import EventBus
+from runtime.service.streaming import AttachSpec, ExecSpec, PortForwardSpec, StreamServer
 from runtime.service.tasks import TaskState
 
 VERSION = "0.1.0"
@@ -130,12 +143,14 @@ def _labels_match(have: dict[str, str], want: Any) -> bool:
 
 class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     def __init__(self, service: Service, sandboxes: S.SandboxManager, bus: EventBus, *,
-                 tenant_of: Any, config_info: dict[str, Any]) -> None:
+                 tenant_of: Any, config_info: dict[str, Any],
+                 streams: StreamServer | None = None) -> None:
         self.svc = service
         self.sandboxes = sandboxes
         self.bus = bus
         self.tenant_of = tenant_of
         self.config_info = config_info
+        self.streams = streams
 
     async def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
         return pb.VersionResponse(version=VERSION, runtime_name=RUNTIME_NAME,
@@ -285,6 +300,91 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
             self.svc.exec_sync, self.tenant_of(context), request.container_id,
             list(request.cmd), float(request.timeout))
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    # ---- streaming: exec, attach, port-forward ---------------------------------------------
+
+    def _streams(self, where: str) -> StreamServer:
+        if self.streams is None:
+            raise NotImplementedError(f"{where}: this daemon runs no streaming server")
+        return self.streams
+
+    def _running(self, tenant: str, cid: str) -> ContainerView:
+        v = self.svc.get(tenant, cid)
+        state = v.task.state.value if v.task else "unknown"
+        if v.task is None or v.task.state is not TaskState.RUNNING:
+            raise FailedPrecondition(f"Container {v.record.id[:13]}: is {state}, not running")
+        return v
+
+    def exec_spec(self, tenant: str, req: pb.ExecRequest) -> ExecSpec:
+        """Exec's checks, and what the session runs (blocking: reads the bundle)."""
+        v = self._running(tenant, req.container_id)
+        cid, runtime = v.record.id, v.record.runtime
+        where = f"Container {cid[:13]}"
+        if not req.cmd:
+            raise InvalidArgument(f"{where}: cmd: must not be empty")
+        if not (req.stdin or req.stdout or req.stderr):
+            raise InvalidArgument(f"{where}: stdin, stdout, stderr: at least one must be set")
+        with open(os.path.join(self.svc.tasks.task_dir(tenant, cid), "bundle",
+                               "config.json")) as f:
+            process = dict(json.load(f)["process"])
+        process["args"] = list(req.cmd)
+        runtime_root = os.path.join(self.svc.tasks.state_dir, "runtime", runtime)
+        return ExecSpec(what=where, runtime=(*self.svc.runtimes[runtime], "--root",
+                                             runtime_root),
+                        container_id=cid, process=process, tty=req.tty, stdin=req.stdin,
+                        stdout=req.stdout, stderr=req.stderr and not req.tty)
+
+    def attach_spec(self, tenant: str, req: pb.AttachRequest) -> AttachSpec:
+        v = self._running(tenant, req.container_id)
+        cid = v.record.id
+        where = f"Container {cid[:13]}"
+        if req.stdin:
+            raise NotImplementedError(f"{where}: stdin: attaching to a container's stdin is "
+                                      "not supported (its shim gives it none); use Exec")
+        if not (req.stdout or req.stderr):
+            raise InvalidArgument(f"{where}: stdout, stderr: at least one must be set")
+        assert v.task is not None
+
+        def running() -> bool:
+            try:
+                return self.svc.tasks.get(tenant, cid).state is TaskState.RUNNING
+            except Exception:
+                return False
+        return AttachSpec(what=where, log_path=v.task.log_path, running=running, tty=req.tty,
+                          stdout=req.stdout, stderr=req.stderr)
+
+    def port_forward_spec(self, tenant: str, req: pb.PortForwardRequest) -> PortForwardSpec:
+        sb = self.sandboxes.get(tenant, req.pod_sandbox_id)
+        where = f"Sandbox {sb.id[:13]}"
+        if sb.state is not S.SandboxState.READY:
+            raise FailedPrecondition(f"{where}: is {sb.state.value}, not ready")
+        if not req.port:
+            raise InvalidArgument(f"{where}: port: at least one port is needed")
+        for i, port in enumerate(req.port):
+            if not 1 <= port <= 65535:
+                raise InvalidArgument(f"{where}: port[{i}]: must be 1..65535, got {port}")
+        if len(set(req.port)) != len(req.port):
+            raise InvalidArgument(f"{where}: port: each port at most once, got "
+                                  f"{list(req.port)}")
+        netns = "" if sb.spec.host_network or sb.spec.standalone else sb.netns
+        return PortForwardSpec(what=where, netns=netns, ports=tuple(req.port))
+
+    async def Exec(self, request: pb.ExecRequest, context: Any) -> pb.ExecResponse:
+        streams = self._streams(f"Container {request.container_id[:13]}")
+        spec = await asyncio.to_thread(self.exec_spec, self.tenant_of(context), request)
+        return pb.ExecResponse(url=streams.url(spec))
+
+    async def Attach(self, request: pb.AttachRequest, context: Any) -> pb.AttachResponse:
+        streams = self._streams(f"Container {request.container_id[:13]}")
+        spec = await asyncio.to_thread(self.attach_spec, self.tenant_of(context), request)
+        return pb.AttachResponse(url=streams.url(spec))
+
+    async def PortForward(self, request: pb.PortForwardRequest, context: Any
+                          ) -> pb.PortForwardResponse:
+        streams = self._streams(f"Sandbox {request.pod_sandbox_id[:13]}")
+        spec = await asyncio.to_thread(self.port_forward_spec, self.tenant_of(context),
+                                       request)
+        return pb.PortForwardResponse(url=streams.url(spec))
 
     # ---- stats and events ---------------------------------------------------------------
 

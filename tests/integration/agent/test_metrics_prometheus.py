@@ -286,3 +286,47 @@ async def check(prom: Prometheus, cgroup: WorkloadCgroup, pid: int, tag: str) ->
     assert scraped_ws == pytest.approx(working_set_now, rel=0.02, abs=64 * 1024)
     start = values(await prom.query(f"container_start_time_seconds{sel}"))[0]
     assert abs(start - time.time()) < 60
+
+
+# ---- the same, through a real agent's --http-listen -------------------------------------
+
+from tests.integration.agent import test_nodeapi as nodeapi_test  # noqa: E402
+
+etcd, registry, busybox = nodeapi_test.etcd, nodeapi_test.registry, nodeapi_test.busybox
+cp, rtd, agent = nodeapi_test.cp, nodeapi_test.rtd, nodeapi_test.agent
+
+
+@pytest.mark.asyncio
+async def test_prometheus_scrapes_the_agents_http_listen(
+        cp: Any, agent: Any, busybox: str, tmp_path: object) -> None:
+    """A pod with a CPU limit runs a busy loop under a real agent; Prometheus scrapes the
+    agent's --http-listen: the pod's CPU rises, its CFS quota is the limit's."""
+    if not os.path.exists(PROMETHEUS):
+        pytest.skip(f"{PROMETHEUS} is not installed")
+    c = cp.client()
+    pod = nodeapi_test.make_pod("burner", agent.node, busybox,
+                                ["sh", "-c", "while :; do :; done"], grace=1)
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "500m"}}
+    c.create("pods", pod, namespace="default")
+    try:
+        await asyncio.to_thread(nodeapi_test.until, "burner Running",
+                                lambda: nodeapi_test.running_ready(c, "burner"), agent, 60)
+        prom = Prometheus(directory=os.path.join(str(tmp_path), "prometheus"),
+                          target_port=agent.http_port)
+        try:
+            sel = '{container="main",pod="burner",namespace="default"}'
+            usage = f"container_cpu_usage_seconds_total{sel}"
+            first = values(await prom.wait(usage, until=lambda r: len(r) == 1, timeout=30,
+                                           what="a first scrape of the agent"))
+            await prom.wait(usage, until=lambda r: values(r)[0] > first[0], timeout=10,
+                            what="a rising container_cpu_usage_seconds_total")
+            assert values(await prom.query(f"container_spec_cpu_quota{sel}")) == [50000]
+            assert values(await prom.query(f"container_spec_cpu_period{sel}")) == [100000]
+            assert len(await prom.query("corral_agent_pod_workers")) == 1  # the agent's own
+        finally:
+            await asyncio.to_thread(prom.stop)
+    finally:
+        c.delete("pods", "burner", namespace="default", grace_period=0)
+        await asyncio.to_thread(
+            nodeapi_test.until, "burner gone",
+            lambda: not c.list("pods", namespace="default")["items"], agent, 30)
