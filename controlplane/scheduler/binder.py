@@ -10,7 +10,8 @@
 
 The bound pod is what the pods/binding subresource writes (objects.ObjectService.bind):
 spec.nodeName and a PodScheduled=True condition, encoded as the API server encodes
-objects (JSON, resourceVersion left out). Because each write compares the pod's mod
+objects (JSON, resourceVersion left out); EXPECT (informer.PodFeed) is told those bytes
+before the commit, so the pod watch can know the write again without decoding it. Because each write compares the pod's mod
 revision, two schedulers can never bind one pod twice: the second one's compare fails.
 """
 
@@ -19,8 +20,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from controlplane.apiserver.objects import encode, rfc3339
 from controlplane.storage import Fence, StorageError, Store, TxnFailed, Write, keys
@@ -32,11 +33,12 @@ BATCH = 100  # pods per transaction (etcd allows 128 compares, the fence include
 class Binding:
     pod: Mapping[str, Any]  # as read: metadata.resourceVersion is its mod revision
     node: str
+    key: str = field(init=False)  # the pod's storage key
 
-    @property
-    def key(self) -> str:
+    def __post_init__(self) -> None:
         meta = self.pod["metadata"]
-        return keys.object_key("pods", meta["name"], meta.get("namespace") or "default")
+        object.__setattr__(self, "key", keys.object_key("pods", meta["name"],
+                                                        meta.get("namespace") or "default"))
 
 
 def bound_pod(pod: Mapping[str, Any], node: str, now: str) -> dict[str, Any]:
@@ -51,15 +53,25 @@ def bound_pod(pod: Mapping[str, Any], node: str, now: str) -> dict[str, Any]:
     return out
 
 
+class Expect(Protocol):
+    """Told what is about to be written (informer.PodFeed: to know its own binds again)."""
+
+    def expect(self, key: str, value: bytes, obj: Mapping[str, Any]) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+
 class Binder:
-    """Writes bindings through STORE, fenced on FENCE when one is given."""
+    """Writes bindings through STORE, fenced on FENCE when one is given; tells EXPECT
+    what each write will store before committing it, and which writes failed."""
 
     def __init__(self, store: Store, *, fence: Fence | None = None, batch: int = BATCH,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, expect: Expect | None = None) -> None:
         self.store = store
         self.fence = fence
         self.batch = batch
         self.clock = clock
+        self.expect = expect
         self.transactions = 0  # commits attempted (for benchmarks and tests)
 
     async def bind(self, bindings: Sequence[Binding]) -> dict[str, StorageError | None]:
@@ -72,7 +84,22 @@ class Binder:
     async def _commit(self, pending: list[Binding],
                       results: dict[str, StorageError | None]) -> None:
         now = rfc3339(self.clock())
-        values = {b.key: encode(bound_pod(b.pod, b.node, now)) for b in pending}
+        values: dict[str, bytes] = {}
+        for b in pending:
+            bound = bound_pod(b.pod, b.node, now)
+            values[b.key] = value = encode(bound)
+            if self.expect is not None:
+                self.expect.expect(b.key, value, bound)
+        try:
+            await self._commit_values(pending, values, results)
+        finally:
+            if self.expect is not None:
+                for b in pending:
+                    if results.get(b.key, True) is not None:  # failed, or never answered
+                        self.expect.forget(b.key)
+
+    async def _commit_values(self, pending: list[Binding], values: Mapping[str, bytes],
+                             results: dict[str, StorageError | None]) -> None:
         while pending:
             writes = [Write(b.key, values[b.key], _revision(b.pod)) for b in pending]
             self.transactions += 1

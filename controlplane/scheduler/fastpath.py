@@ -317,23 +317,22 @@ class FastPath:
         segs = [(s0, end)] if end <= n else [(s0, n), (0, end - n)]
         fits = window - len(rejected)
         state = CycleState(snap, self.profile)
-        state.update(cls.state)
-        state.skip_filter = set(cls.state.skip_filter)
+        state.copy_from(cls.state)
         if fits == 1:  # nothing to compare: the full path skips scoring too
             only = next(i for a, b in segs for i in range(a, b) if not bad[i])
+            state.skip_score = set()
             return Decision(names[only], node_statuses=rejected, state=state,
                             evaluated=window)
         if any(cls.odd.find(1, a, b) >= 0 for a, b in segs):
             return None
-        state.skip_score = set(cls.state.skip_score)
-        total, rank = cls.total, self._rank
+        total = cls.total
         if len(segs) == 1:
             a, b = segs[0]
-            vals, names_w, ranks = total[a:b], names[a:b], rank[a:b]
+            vals = total[a:b]
         else:
             (a, b), (c, d) = segs
-            vals, names_w = total[a:b] + total[c:d], names[a:b] + names[c:d]
-            ranks = rank[a:b] + rank[c:d]
+            vals = total[a:b] + total[c:d]
+        scores = WindowScores(names, segs, vals, bool(rejected))
         if any(cls.pref.find(1, a, b) >= 0 for a, b in segs) and \
                 not self._normalize(cls, segs, vals):
             return None
@@ -349,9 +348,10 @@ class FastPath:
             else:
                 second = len(seq) - first
                 index = off if off < second else segs[0][0] + off - second
-            return Decision(names[index], node_statuses=rejected,
-                            scores=WindowScores(names_w, vals, bool(rejected)), state=state,
+            return Decision(names[index], node_statuses=rejected, scores=scores, state=state,
                             evaluated=window)
+        rank = self._rank
+        ranks = rank[a:b] if len(segs) == 1 else rank[a:b] + rank[c:d]
         if count == 1:
             tied = [ranks[vals.index(best)]]
         elif count == len(vals):
@@ -359,9 +359,8 @@ class FastPath:
         else:
             tied = sorted(compress(ranks, map(best.__eq__, vals)))
         pick = tied[rng.choice(range(len(tied)))] if rng is not None else tied[0]
-        return Decision(names[self._by_rank[pick]], node_statuses=rejected,
-                        scores=WindowScores(names_w, vals, bool(rejected)), state=state,
-                        evaluated=window)
+        return Decision(names[self._by_rank[pick]], node_statuses=rejected, scores=scores,
+                        state=state, evaluated=window)
 
 
     def _normalize(self, cls: _Class, segs: list[tuple[int, int]], vals: list[int]) -> bool:
@@ -410,13 +409,16 @@ class WindowScores(Mapping[str, int]):
     """The Decision's scores (node -> weighted total, the feasible nodes of the window),
     made into a dict only when read: the scheduler service never reads them."""
 
-    def __init__(self, names: list[str], totals: list[int], holes: bool) -> None:
-        self._names, self._totals, self._holes = names, totals, holes
+    def __init__(self, names: list[str], segs: list[tuple[int, int]], totals: list[int],
+                 holes: bool) -> None:
+        # NAMES: every node's; SEGS: the window's index ranges in it; TOTALS: the window's
+        self._names, self._segs, self._totals, self._holes = names, segs, totals, holes
         self._dict: dict[str, int] | None = None
 
     def _get(self) -> dict[str, int]:
         if self._dict is None:
-            pairs = zip(self._names, self._totals, strict=True)
+            window = [n for a, b in self._segs for n in self._names[a:b]]
+            pairs = zip(window, self._totals, strict=True)
             self._dict = {k: v for k, v in pairs if v != INFEASIBLE} if self._holes \
                 else dict(pairs)
         return self._dict

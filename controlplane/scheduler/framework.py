@@ -88,6 +88,12 @@ class CycleState(MutableMapping[str, Any]):
         self.skip_filter: set[str] = set()  # plugins whose PreFilter said SKIP
         self.skip_score: set[str] = set()  # plugins whose PreScore said SKIP
 
+    def copy_from(self, other: CycleState) -> None:
+        """Take OTHER's data and skip sets (copies of them: this cycle may add to them)."""
+        self._data = dict(other._data)
+        self.skip_filter = set(other.skip_filter)
+        self.skip_score = set(other.skip_score)
+
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 

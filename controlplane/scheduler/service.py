@@ -1,7 +1,8 @@
 """The running scheduler: a cache fed by list+watch, the queue, cycles, batched binds.
 
-    Cluster.list+watch nodes, pods ─► cache: nodes, pods per node ─► Snapshot (in place)
-                                  └─► pending pods (no nodeName, our schedulerName) ─► queue
+    Cluster.list+watch nodes ─┬► cache: nodes, pods per node ─► Snapshot (in place)
+    PodFeed.list+watch pods  ─┴► pending pods (no nodeName, our schedulerName) ─► queue
+      (informer: straight from the store, its own binds known by their bytes, not decoded)
     scheduling loop (synchronous, one pod at a time):
         queue.pop ─► FastPath.schedule_one(pod, snapshot, start=rotating index)
                      (schedule_one's decision; equivalence-class caches, see fastpath)
@@ -33,6 +34,7 @@ from controlplane.local import Cluster
 from controlplane.scheduler.binder import BATCH, Binder, Binding
 from controlplane.scheduler.fastpath import FastPath
 from controlplane.scheduler.framework import Profile
+from controlplane.scheduler.informer import PodFeed
 from controlplane.scheduler.plugins import DEFAULT_CONFIG, default_registry
 from controlplane.scheduler.queue import Event, QueuedPod, SchedulingQueue, node_update_events
 from controlplane.scheduler.schedule import Decision
@@ -59,7 +61,9 @@ class SchedulerService:
         self.profile = profile or Profile.from_config(DEFAULT_CONFIG, default_registry())
         self.scheduler_name = self.profile.name
         self.fast = FastPath(self.profile)  # schedule_one's decisions, cached per pod class
-        self.binder = Binder(store, fence=fence, batch=batch, clock=wall_clock)
+        self.feed = PodFeed(store)
+        self.binder = Binder(store, fence=fence, batch=batch, clock=wall_clock,
+                             expect=self.feed)
         self.percentage = percentage
         self.rng = rng or random.Random()
         self.wall_clock = wall_clock
@@ -84,10 +88,13 @@ class SchedulerService:
 
     async def run(self) -> None:
         """List, then watch and schedule until cancelled; raises Fenced when deposed."""
-        node_rv = await self._list_nodes()
-        pod_rv = await self._list_pods()
-        tasks = [asyncio.create_task(self._watch("nodes", node_rv, self._on_node)),
-                 asyncio.create_task(self._watch("pods", pod_rv, self._on_pod)),
+        # both lists at once (etcd reads one while we decode the other), nodes used first
+        nodes, (pods, pod_rv) = await asyncio.gather(self.cluster.list("nodes"),
+                                                     self.feed.list())
+        node_rv = self._set_nodes(nodes)
+        self._add_pods(pods)
+        tasks = [asyncio.create_task(self._watch_nodes(node_rv)),
+                 asyncio.create_task(self._watch_pods(pod_rv)),
                  asyncio.create_task(self._schedule_loop()),
                  asyncio.create_task(self._bind_loop())]
         try:
@@ -100,35 +107,57 @@ class SchedulerService:
             await asyncio.gather(*tasks, *self._background, return_exceptions=True)
 
     async def _list_nodes(self) -> str:
-        listed = await self.cluster.list("nodes")
+        return self._set_nodes(await self.cluster.list("nodes"))
+
+    def _set_nodes(self, listed: Obj) -> str:
         for node in listed["items"]:
             self.nodes[node["metadata"]["name"]] = node
-        self.snapshot = Snapshot(NodeInfo.from_node(n) for n in self.nodes.values())
+        self.snapshot = Snapshot(
+            NodeInfo.from_node(n, self.node_pods.get(name, {}).values())
+            for name, n in self.nodes.items())
         return str(listed["metadata"]["resourceVersion"])
 
-    async def _list_pods(self) -> str:
-        listed = await self.cluster.list("pods")
-        for pod in listed["items"]:
+    async def _list_pods(self) -> int:
+        pods, rv = await self.feed.list()
+        self._add_pods(pods)
+        return rv
+
+    def _add_pods(self, pods: list[Obj]) -> None:
+        for pod in pods:
             self._on_pod("ADDED", pod)
-        return str(listed["metadata"]["resourceVersion"])
 
-    async def _watch(self, resource: str, rv: str, handle: Any) -> None:
+    async def _watch_nodes(self, rv: str) -> None:
         while True:
             try:
-                async for ev in self.cluster.watch(resource, resource_version=rv):
+                async for ev in self.cluster.watch("nodes", resource_version=rv):
                     obj = ev["object"]
                     rv = obj["metadata"].get("resourceVersion") or rv
                     if ev["type"] != "BOOKMARK":
-                        handle(ev["type"], obj)
+                        self._on_node(ev["type"], obj)
                         self._wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # Gone or a broken stream: relist, then resume
-                log.warning("scheduler: watch %s: %s; listing again", resource, err)
+                log.warning("scheduler: watch nodes: %s; listing again", err)
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
-                    rv = await (self._list_nodes() if resource == "nodes"
-                                else self._list_pods())
+                    rv = await self._list_nodes()
+
+    async def _watch_pods(self, rv: int) -> None:
+        while True:
+            try:
+                async for kind, pod, at in self.feed.watch(rv):
+                    rv = at  # resume after it
+                    if pod is not None:
+                        self._on_pod(kind, pod)
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # Gone or a broken stream: relist, then resume
+                log.warning("scheduler: watch pods: %s; listing again", err)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    rv = await self._list_pods()
 
     # ---- cache -----------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from api import quantity
@@ -54,7 +53,23 @@ class Resource:
 
     @classmethod
     def from_list(cls, resources: Mapping[str, Any] | None) -> Resource:
-        """A ResourceList ({"cpu": "500m", "memory": "1Gi", ...}) as amounts."""
+        """A ResourceList ({"cpu": "500m", "memory": "1Gi", ...}) as amounts (nodes of one
+        shape share their allocatable: parsed once, since quantity parsing is slow)."""
+        try:
+            key = tuple((k, type(v), v) for k, v in (resources or {}).items())
+            cached = _LISTS.get(key)
+        except TypeError:  # a value that is not hashable: invalid anyway, parse to say so
+            key, cached = None, None
+        if cached is None:
+            cached = cls._parse_list(resources)
+            if key is not None:
+                if len(_LISTS) >= _REQUESTS_CACHED:
+                    _LISTS.clear()
+                _LISTS[key] = cached
+        return cached
+
+    @classmethod
+    def _parse_list(cls, resources: Mapping[str, Any] | None) -> Resource:
         cpu = mem = pods = 0
         scalar: dict[str, int] = {}
         for name, raw in (resources or {}).items():
@@ -84,9 +99,24 @@ def pod_requests(pod: Mapping[str, Any], non_zero: bool = False) -> Resource:
     raised to the largest init container's request (init containers run one at a time).
     NON_ZERO fills in the scoring defaults for containers without a cpu / memory request.
     The result's `pods` is 0: a pod count is not a container request."""
+    return _requests(pod, _requests_key(pod), non_zero)
+
+
+def both_requests(pod: Mapping[str, Any]) -> tuple[Resource, Resource]:
+    """(pod_requests(pod), pod_requests(pod, non_zero=True)), the pod read once."""
+    text = _requests_key(pod)
+    return _requests(pod, text, False), _requests(pod, text, True)
+
+
+def _requests_key(pod: Mapping[str, Any]) -> str:
     spec = pod.get("spec") or {}
-    key = (repr(([c.get("resources") for c in spec.get("containers") or ()],
-                 [c.get("resources") for c in spec.get("initContainers") or ()])), non_zero)
+    return repr(([c.get("resources") for c in spec.get("containers") or ()],
+                 [c.get("resources") for c in spec.get("initContainers") or ()]))
+
+
+def _requests(pod: Mapping[str, Any], text: str, non_zero: bool) -> Resource:
+    spec = pod.get("spec") or {}
+    key = (text, non_zero)
     total = _REQUESTS.get(key)
     if total is None:  # quantity parsing is slow, and pods of one template share requests
         total = Resource()
@@ -102,6 +132,8 @@ def pod_requests(pod: Mapping[str, Any], non_zero: bool = False) -> Resource:
 
 # (the containers' and init containers' resources as text, non_zero) -> the pod's request
 _REQUESTS: dict[tuple[str, bool], Resource] = {}
+# a ResourceList's items -> its amounts
+_LISTS: dict[tuple[tuple[str, type, Any], ...], Resource] = {}
 _REQUESTS_CACHED = 4096
 
 
@@ -151,11 +183,13 @@ class NodeInfo:
     affinity_pods: tuple[PodAffinityInfo, ...] = ()  # pods with pod (anti-)affinity
     required_anti_affinity_pods: tuple[PodAffinityInfo, ...] = ()
 
-    @cached_property
+    # plain properties: functools.cached_property takes a lock on every read (3.11), and
+    # the scheduling cycle reads these for each node it touches
+    @property
     def name(self) -> str:
         return _name(self.node)
 
-    @cached_property
+    @property
     def labels(self) -> Mapping[str, str]:
         return (self.node.get("metadata") or {}).get("labels") or {}
 
@@ -171,7 +205,11 @@ class NodeInfo:
             info = info.with_pod(pod)
         return info
 
-    def with_pod(self, pod: Mapping[str, Any]) -> NodeInfo:
+    def with_pod(self, pod: Mapping[str, Any],
+                 requests: tuple[Resource, Resource] | None = None) -> NodeInfo:
+        """This node with POD bound to it. REQUESTS, when the caller knows them, are
+        (pod_requests(pod), pod_requests(pod, non_zero=True))."""
+        request, non_zero = requests or both_requests(pod)
         affinity, anti = self.affinity_pods, self.required_anti_affinity_pods
         if (pod.get("spec") or {}).get("affinity"):
             terms = parse_or_empty(pod)
@@ -180,8 +218,8 @@ class NodeInfo:
             if terms.required_anti:
                 anti = (*anti, terms)
         return NodeInfo(self.node, (*self.pods, pod), self.allocatable,
-                        _plus_pod(self.requested, pod_requests(pod)),
-                        _plus_pod(self.non_zero_requested, pod_requests(pod, non_zero=True)),
+                        _plus_pod(self.requested, request),
+                        _plus_pod(self.non_zero_requested, non_zero),
                         self.image_sizes, affinity, anti)
 
     def without_pods(self, keys: set[str]) -> NodeInfo:
@@ -280,11 +318,13 @@ class Snapshot:
 
     # ---- in place, for the owner of a long-lived snapshot ---------------------------
 
-    def assume_in_place(self, pod: Mapping[str, Any], node_name: str) -> None:
-        """Count POD against NODE_NAME in this snapshot (a no-op for an unknown node)."""
+    def assume_in_place(self, pod: Mapping[str, Any], node_name: str,
+                        requests: tuple[Resource, Resource] | None = None) -> None:
+        """Count POD against NODE_NAME in this snapshot (a no-op for an unknown node);
+        REQUESTS as NodeInfo.with_pod takes them."""
         info = self.get(node_name)
         if info is not None:
-            self.put(info.with_pod(pod))
+            self.put(info.with_pod(pod, requests))
 
     def put(self, info: NodeInfo) -> None:
         """Set INFO in place of the node of the same name, or add it at the end."""

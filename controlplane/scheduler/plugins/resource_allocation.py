@@ -13,8 +13,14 @@ from controlplane.scheduler.snapshot import NodeInfo, Resource, pod_requests
 DEFAULT_WEIGHTS = {"cpu": 1, "memory": 1}
 
 
-def _amounts(r: Resource) -> dict[str, int]:
-    return {"cpu": r.milli_cpu, "memory": r.memory, **r.scalar}
+def _amount(r: Resource, name: str) -> int:
+    """R's amount of NAME (cpu in millicores); 0 for a resource R does not list (the pod
+    count is not an amount these plugins score)."""
+    if name == "cpu":
+        return r.milli_cpu
+    if name == "memory":
+        return r.memory
+    return r.scalar.get(name, 0)
 
 
 def _request(state: CycleState, pod: Pod, non_zero: bool) -> Resource:
@@ -44,11 +50,12 @@ class LeastAllocated:
         self.weights = _weights(args)
 
     def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]:
-        alloc = _amounts(node.allocatable)
-        requested = _amounts(node.non_zero_requested + _request(state, pod, True))
+        alloc, used = node.allocatable, node.non_zero_requested
+        request = _request(state, pod, True)
         total = weight_sum = 0
         for name, weight in self.weights.items():
-            cap, req = alloc.get(name, 0), requested.get(name, 0)
+            cap = _amount(alloc, name)
+            req = _amount(used, name) + _amount(request, name)
             if cap == 0:
                 continue  # a resource the node does not have does not count
             total += (0 if req > cap else (cap - req) * MAX_NODE_SCORE // cap) * weight
@@ -66,13 +73,14 @@ class BalancedAllocation:
         self.weights = _weights(args)
 
     def score(self, state: CycleState, pod: Pod, node: NodeInfo) -> tuple[int, Status]:
-        alloc = _amounts(node.allocatable)
-        requested = _amounts(node.requested + _request(state, pod, False))
+        alloc, used = node.allocatable, node.requested
+        request = _request(state, pod, False)
         fractions = []
         for name in self.weights:
-            cap = alloc.get(name, 0)
+            cap = _amount(alloc, name)
             if cap:
-                fractions.append(min(requested.get(name, 0) / cap, 1.0))
+                fractions.append(min((_amount(used, name) + _amount(request, name)) / cap,
+                                     1.0))
         if len(fractions) == 2:
             std = abs(fractions[0] - fractions[1]) / 2
         elif len(fractions) > 2:

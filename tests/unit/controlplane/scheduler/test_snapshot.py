@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.scheduler.snapshot import Resource, Snapshot, pod_requests
+from controlplane.scheduler.snapshot import Resource, Snapshot, both_requests, pod_requests
 
 from .harness import container, info, node, pod, sized
 
@@ -85,3 +85,28 @@ def test_assume_returns_a_new_snapshot() -> None:
 def test_duplicate_node_names_rejected() -> None:
     with pytest.raises(ValueError, match="two nodes"):
         Snapshot.from_objects([node("n1"), node("n1")])
+
+
+@pytest.mark.parametrize(("first", "second", "want"), [
+    pytest.param({"cpu": "2", "memory": "1Gi"}, {"cpu": "2", "memory": "1Gi"},
+                 Resource(2000, GI), id="same-list-same-amounts"),
+    pytest.param({"cpu": "2"}, {"cpu": 2}, Resource(2000), id="int-not-confused-with-text"),
+    pytest.param({"cpu": "1"}, {"cpu": True}, None, id="bool-not-taken-for-1"),
+    pytest.param({"pods": "110", "example.com/gpu": "4"},
+                 {"pods": "110", "example.com/gpu": "4"}, Resource(0, 0, 110,
+                                                           {"example.com/gpu": 4}),
+                 id="scalar-and-pods"),
+])
+def test_resource_lists_parsed_once_per_shape_same_answer(
+        first: dict[str, Any], second: dict[str, Any], want: Resource | None) -> None:
+    assert Resource.from_list(first) == Resource._parse_list(first)
+    if want is None:  # a value quantity parsing refuses is still refused, cache or not
+        with pytest.raises(Exception):  # noqa: B017 - quantity's own error
+            Resource.from_list(second)
+        return
+    assert Resource.from_list(second) == want
+
+
+def test_both_requests_is_each_request() -> None:
+    p = pod(containers=[container("a", cpu="100m")], init=[container("i", memory="1Gi")])
+    assert both_requests(p) == (pod_requests(p), pod_requests(p, non_zero=True))
