@@ -6,6 +6,7 @@ corral-controlplane (TLS, admin.conf) started for the run, and the statistics bo
         c.etcd_target            "127.0.0.1:PORT" for raw etcd calls (pyetcd's stubs)
         c.cp_pid                 the controlplane's PID (for py-spy; with --workers, the
                                  primary's: py-spy --subprocesses follows the others)
+        c.etcd_pid               etcd's PID (its CPU time per call, both sides)
     CONNECTIONS                  TCP connections per benchmark client, so the kernel
                                  spreads them over the controlplane's --workers processes
 """
@@ -34,6 +35,18 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def etcd_txns(endpoint: str) -> float:
+    """Txn calls etcd has answered OK so far (its /metrics): writes per Txn shows how
+    well the API server's group commit batches."""
+    import re
+    import urllib.request
+    with urllib.request.urlopen(f"{endpoint}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.search(r'grpc_server_handled_total\{grpc_code="OK",grpc_method="Txn"'
+                      r'[^}]*\} (\S+)', text)
+    return float(found.group(1)) if found else math.nan
 
 
 def _tree(pid: int) -> list[int]:
@@ -81,6 +94,11 @@ class Cluster:
     @property
     def etcd_target(self) -> str:
         return self.etcd.endpoint.removeprefix("http://")
+
+    @property
+    def etcd_pid(self) -> int:
+        assert self.etcd.proc is not None
+        return self.etcd.proc.pid
 
     @property
     def cp_pid(self) -> int:

@@ -6,16 +6,22 @@
 
 Both sides are coroutines in this one process (ours over CONNECTIONS TLS connections, so
 the kernel spreads them over the controlplane's --workers processes; the peer over one
-grpc.aio channel), so the client costs about the same per call and the difference is the
-API server. Coroutines rather than threads: 100 threads around the blocking Client would
-fight over the GIL, and the client, not the server, would set the latency (every switch
-waits up to 5 ms).
+grpc.aio channel), measured alike in the same run. The client's own CPU per call is
+printed for each side: ours costs about twice the peer's (TLS, JSON both ways, a reply
+that carries the whole object), and on a 2-core machine that CPU is the server's too.
+Coroutines rather than threads: 100 threads around the blocking Client would fight over
+the GIL, and the client, not the server, would set the latency (every switch waits up to
+5 ms).
 
-Each round runs ours then the peer at each concurrency; the ratio per level is the median
-over rounds of ours/peer throughput (>= 0.5 is the target), and the p50/p99 are of every
-mutating call of every round (p99 <= 50 ms at 100 clients is the target); cpu_ms_per_op
-is the controlplane's CPU time (all its processes) per call, the figure a loaded machine
-disturbs least. One JSON line per level; the last one (100 clients) is the headline.
+Each round runs both sides at each concurrency, ours first in even rounds and the peer
+first in odd ones; the ratio per level is the median over rounds of ours/peer throughput
+(>= 0.5 is the target), and the p50/p99 are of every mutating call of every round (p99 <=
+50 ms at 100 clients is the target). CPU milliseconds per call, the figures a loaded
+machine disturbs least, for every process on the path: ours_cpu_ms_per_op is the
+controlplane's (all its processes), *_etcd_cpu_ms_per_op etcd's and *_client_cpu_ms_per_op
+this process's, on each side; ours_writes_per_txn (from etcd's /metrics) shows how well
+the server's group commit batches. One JSON line per level; the last (100 clients) is the
+headline.
 
     .venv/bin/python bench/api_write.py [--rounds N] [--ops N] [--quick] [--profile FILE]
                                         [--workers N]
@@ -33,7 +39,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _support import CONNECTIONS, ROOT, Cluster, cpu_seconds, percentile
+from _support import CONNECTIONS, ROOT, Cluster, cpu_seconds, etcd_txns, percentile
 from grpc import aio  # type: ignore[import-untyped]
 from pyetcd import etcdrpc as rpc  # type: ignore[import-untyped]
 
@@ -59,6 +65,9 @@ class Result:
         self.update: list[float] = []
         self.seconds = 0.0
         self.cpu = 0.0  # the controlplane's CPU seconds (every process) during the level
+        self.etcd_cpu = 0.0  # etcd's
+        self.client_cpu = 0.0  # this process's (the benchmark client, every thread)
+        self.txns = 0.0  # etcd Txn calls during the level
 
     @property
     def ops(self) -> int:
@@ -77,12 +86,30 @@ async def timed(out: list[float], call: Awaitable[Any]) -> Any:
 
 
 async def run_level(clients: int, per_client: int,
-                    worker: Callable[[int, int, Result], Awaitable[None]]) -> Result:
+                    worker: Callable[[int, int, Result], Awaitable[None]],
+                    cluster: Cluster | None = None) -> Result:
+    """CLIENTS coroutines doing PER_CLIENT creates then updates each; with CLUSTER, the
+    CPU seconds the controlplane, etcd and this client spent meanwhile."""
     result = Result()
+    pids = (cluster.cp_pid, cluster.etcd_pid) if cluster is not None else ()
+    cpu0 = [cpu_seconds(p) for p in pids]
+    txn0 = etcd_txns(cluster.etcd.endpoint) if cluster is not None else 0.0
+    own0 = time.process_time()
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w, per_client, result) for w in range(clients)))
     result.seconds = time.perf_counter() - t0
+    result.client_cpu = time.process_time() - own0
+    if cluster is not None:
+        result.txns = etcd_txns(cluster.etcd.endpoint) - txn0
+    if pids:
+        result.cpu, result.etcd_cpu = (cpu_seconds(p) - c for p, c in zip(pids, cpu0,
+                                                                          strict=True))
     return result
+
+
+def per_op(results: list[Result], what: str) -> float:
+    """Median over rounds of WHAT's CPU milliseconds per call."""
+    return round(statistics.median(1000 * getattr(r, what) / r.ops for r in results), 3)
 
 
 def ours_worker(client: AsyncClient, tag: str) -> Callable[[int, int, Result], Awaitable[None]]:
@@ -141,22 +168,26 @@ async def bench(cluster: Cluster, *, rounds: int, ops: int, levels: tuple[int, .
                                            stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL)
                     await asyncio.sleep(1)
-                cpu0 = cpu_seconds(cluster.cp_pid)
-                a = await run_level(c, n, ours_worker(client, f"r{rnd}c{c}"))
-                a.cpu = cpu_seconds(cluster.cp_pid) - cpu0
+                if rnd % 2:  # alternate which side goes first: neither always runs warm
+                    b = await run_level(c, n, peer_worker(kv, f"r{rnd}c{c}"), cluster)
+                a = await run_level(c, n, ours_worker(client, f"r{rnd}c{c}"), cluster)
                 if spy is not None:
                     spy.send_signal(2)  # SIGINT: py-spy writes the profile and exits
                     spy.wait(60)
                     spy = None
-                b = await run_level(c, n, peer_worker(kv, f"r{rnd}c{c}"))
+                if not rnd % 2:
+                    b = await run_level(c, n, peer_worker(kv, f"r{rnd}c{c}"), cluster)
                 ours[c].append(a)
                 peer[c].append(b)
                 ratios[c].append(a.throughput / b.throughput)
-                print(f"round {rnd} clients {c:3}: ours {a.throughput:7.0f} ops/s "
-                      f"p99 {percentile(a.create + a.update, 99):6.1f} ms "
-                      f"cpu {1000 * a.cpu / a.ops:5.2f} ms/op | etcd "
-                      f"{b.throughput:7.0f} ops/s p99 {percentile(b.create + b.update, 99):6.1f}"
-                      f" ms", file=sys.stderr, flush=True)
+                print(f"round {rnd} clients {c:3}: ours {a.throughput:6.0f} ops/s "
+                      f"p99 {percentile(a.create + a.update, 99):6.1f} ms cpu ms/op server "
+                      f"{1000 * a.cpu / a.ops:4.2f} etcd {1000 * a.etcd_cpu / a.ops:4.2f} "
+                      f"client {1000 * a.client_cpu / a.ops:4.2f} writes/Txn "
+                      f"{a.ops / max(a.txns, 1):4.1f} | etcd {b.throughput:6.0f}"
+                      f" ops/s p99 {percentile(b.create + b.update, 99):6.1f} ms cpu ms/op "
+                      f"etcd {1000 * b.etcd_cpu / b.ops:4.2f} client "
+                      f"{1000 * b.client_cpu / b.ops:4.2f}", file=sys.stderr, flush=True)
     finally:
         if spy is not None:
             spy.kill()
@@ -171,8 +202,13 @@ async def bench(cluster: Cluster, *, rounds: int, ops: int, levels: tuple[int, .
             "peer": round(p["ops_per_s"], 1), "ratio": round(statistics.median(ratios[c]), 3),
             "unit": "ops/s", "rounds": rounds,
             "ours_p50_ms": round(o["p50_ms"], 2), "ours_p99_ms": round(o["p99_ms"], 2),
-            "ours_cpu_ms_per_op": round(statistics.median(
-                1000 * r.cpu / r.ops for r in ours[c]), 3),
+            "ours_cpu_ms_per_op": per_op(ours[c], "cpu"),
+            "ours_etcd_cpu_ms_per_op": per_op(ours[c], "etcd_cpu"),
+            "ours_client_cpu_ms_per_op": per_op(ours[c], "client_cpu"),
+            "peer_etcd_cpu_ms_per_op": per_op(peer[c], "etcd_cpu"),
+            "peer_client_cpu_ms_per_op": per_op(peer[c], "client_cpu"),
+            "ours_writes_per_txn": round(statistics.median(
+                r.ops / r.txns for r in ours[c] if r.txns), 1),
             "ours_create_p99_ms": round(o["create_p99_ms"], 2),
             "ours_update_p99_ms": round(o["update_p99_ms"], 2),
             "peer_p50_ms": round(p["p50_ms"], 2), "peer_p99_ms": round(p["p99_ms"], 2),

@@ -22,49 +22,54 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from api.v1 import node_pb2 as api_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61pi/v1/apiserver.proto\x12\rcorral.api.v1\"P\n\x06Target\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\"6\n\x0cWriteOptions\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12\x15\n\rfield_manager\x18\x02 \x01(\t\"\x16\n\x06Object\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"\x1a\n\nObjectList\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"3\n\nGetRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\"r\n\rCreateRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\"r\n\rUpdateRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\"\x86\x01\n\x0cPatchRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\r\n\x05patch\x18\x02 \x01(\x0c\x12\x12\n\npatch_type\x18\x03 \x01(\t\x12,\n\x07options\x18\x04 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\"\x80\x01\n\x0c\x41pplyRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"\xe0\x01\n\rDeleteRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12!\n\x14grace_period_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x03 \x01(\t\x12\x18\n\x10precondition_uid\x18\x04 \x01(\t\x12%\n\x1dprecondition_resource_version\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"\x8c\x01\n\x17\x44\x65leteCollectionRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\x1a\n\x12propagation_policy\x18\x04 \x01(\t\"\x9f\x01\n\x0bListRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x10\n\x08\x63ontinue\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\"\x98\x01\n\x0cWatchRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x05 \x01(\x08\"*\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\x0c\"\x12\n\x10\x44iscoveryRequest\"}\n\x0b\x41PIResource\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\t\x12\x12\n\nnamespaced\x18\x04 \x01(\x08\x12\x13\n\x0bshort_names\x18\x05 \x03(\t\x12\x14\n\x0csubresources\x18\x06 \x03(\t\"Z\n\x11\x44iscoveryResponse\x12-\n\tresources\x18\x01 \x03(\x0b\x32\x1a.corral.api.v1.APIResource\x12\x16\n\x0eserver_version\x18\x02 \x01(\t2\x9e\x05\n\x03\x41PI\x12N\n\tDiscovery\x12\x1f.corral.api.v1.DiscoveryRequest\x1a .corral.api.v1.DiscoveryResponse\x12\x37\n\x03Get\x12\x19.corral.api.v1.GetRequest\x1a\x15.corral.api.v1.Object\x12=\n\x04List\x12\x1a.corral.api.v1.ListRequest\x1a\x19.corral.api.v1.ObjectList\x12\x41\n\x05Watch\x12\x1b.corral.api.v1.WatchRequest\x1a\x19.corral.api.v1.WatchEvent0\x01\x12=\n\x06\x43reate\x12\x1c.corral.api.v1.CreateRequest\x1a\x15.corral.api.v1.Object\x12=\n\x06Update\x12\x1c.corral.api.v1.UpdateRequest\x1a\x15.corral.api.v1.Object\x12;\n\x05Patch\x12\x1b.corral.api.v1.PatchRequest\x1a\x15.corral.api.v1.Object\x12;\n\x05\x41pply\x12\x1b.corral.api.v1.ApplyRequest\x1a\x15.corral.api.v1.Object\x12=\n\x06\x44\x65lete\x12\x1c.corral.api.v1.DeleteRequest\x1a\x15.corral.api.v1.Object\x12U\n\x10\x44\x65leteCollection\x12&.corral.api.v1.DeleteCollectionRequest\x1a\x19.corral.api.v1.ObjectListb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61pi/v1/apiserver.proto\x12\rcorral.api.v1\x1a\x11\x61pi/v1/node.proto\"P\n\x06Target\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\"6\n\x0cWriteOptions\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12\x15\n\rfield_manager\x18\x02 \x01(\t\"\x16\n\x06Object\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"\x1a\n\nObjectList\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"3\n\nGetRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\"r\n\rCreateRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\"r\n\rUpdateRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\"\x86\x01\n\x0cPatchRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\r\n\x05patch\x18\x02 \x01(\x0c\x12\x12\n\npatch_type\x18\x03 \x01(\t\x12,\n\x07options\x18\x04 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\"\x80\x01\n\x0c\x41pplyRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.corral.api.v1.WriteOptions\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"\xe0\x01\n\rDeleteRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12!\n\x14grace_period_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x03 \x01(\t\x12\x18\n\x10precondition_uid\x18\x04 \x01(\t\x12%\n\x1dprecondition_resource_version\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"\x8c\x01\n\x17\x44\x65leteCollectionRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\x1a\n\x12propagation_policy\x18\x04 \x01(\t\"\x9f\x01\n\x0bListRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x10\n\x08\x63ontinue\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\"\x98\x01\n\x0cWatchRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.corral.api.v1.Target\x12\x16\n\x0elabel_selector\x18\x02 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x05 \x01(\x08\"*\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\x0c\"\x12\n\x10\x44iscoveryRequest\"}\n\x0b\x41PIResource\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\t\x12\x12\n\nnamespaced\x18\x04 \x01(\x08\x12\x13\n\x0bshort_names\x18\x05 \x03(\t\x12\x14\n\x0csubresources\x18\x06 \x03(\t\"Z\n\x11\x44iscoveryResponse\x12-\n\tresources\x18\x01 \x03(\x0b\x32\x1a.corral.api.v1.APIResource\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\"@\n\x10NodeStatsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t2\x9e\x05\n\x03\x41PI\x12N\n\tDiscovery\x12\x1f.corral.api.v1.DiscoveryRequest\x1a .corral.api.v1.DiscoveryResponse\x12\x37\n\x03Get\x12\x19.corral.api.v1.GetRequest\x1a\x15.corral.api.v1.Object\x12=\n\x04List\x12\x1a.corral.api.v1.ListRequest\x1a\x19.corral.api.v1.ObjectList\x12\x41\n\x05Watch\x12\x1b.corral.api.v1.WatchRequest\x1a\x19.corral.api.v1.WatchEvent0\x01\x12=\n\x06\x43reate\x12\x1c.corral.api.v1.CreateRequest\x1a\x15.corral.api.v1.Object\x12=\n\x06Update\x12\x1c.corral.api.v1.UpdateRequest\x1a\x15.corral.api.v1.Object\x12;\n\x05Patch\x12\x1b.corral.api.v1.PatchRequest\x1a\x15.corral.api.v1.Object\x12;\n\x05\x41pply\x12\x1b.corral.api.v1.ApplyRequest\x1a\x15.corral.api.v1.Object\x12=\n\x06\x44\x65lete\x12\x1c.corral.api.v1.DeleteRequest\x1a\x15.corral.api.v1.Object\x12U\n\x10\x44\x65leteCollection\x12&.corral.api.v1.DeleteCollectionRequest\x1a\x19.corral.api.v1.ObjectList2\xe2\x01\n\tNodeProxy\x12\x42\n\x07PodLogs\x12\x1b.corral.node.v1.LogsRequest\x1a\x18.corral.node.v1.LogChunk0\x01\x12\x44\n\x07PodExec\x12\x19.corral.node.v1.ExecInput\x1a\x1a.corral.node.v1.ExecOutput(\x01\x30\x01\x12K\n\tNodeStats\x12\x1f.corral.api.v1.NodeStatsRequest\x1a\x1d.corral.node.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'api.v1.apiserver_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TARGET']._serialized_start=41
-  _globals['_TARGET']._serialized_end=121
-  _globals['_WRITEOPTIONS']._serialized_start=123
-  _globals['_WRITEOPTIONS']._serialized_end=177
-  _globals['_OBJECT']._serialized_start=179
-  _globals['_OBJECT']._serialized_end=201
-  _globals['_OBJECTLIST']._serialized_start=203
-  _globals['_OBJECTLIST']._serialized_end=229
-  _globals['_GETREQUEST']._serialized_start=231
-  _globals['_GETREQUEST']._serialized_end=282
-  _globals['_CREATEREQUEST']._serialized_start=284
-  _globals['_CREATEREQUEST']._serialized_end=398
-  _globals['_UPDATEREQUEST']._serialized_start=400
-  _globals['_UPDATEREQUEST']._serialized_end=514
-  _globals['_PATCHREQUEST']._serialized_start=517
-  _globals['_PATCHREQUEST']._serialized_end=651
-  _globals['_APPLYREQUEST']._serialized_start=654
-  _globals['_APPLYREQUEST']._serialized_end=782
-  _globals['_DELETEREQUEST']._serialized_start=785
-  _globals['_DELETEREQUEST']._serialized_end=1009
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1012
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1152
-  _globals['_LISTREQUEST']._serialized_start=1155
-  _globals['_LISTREQUEST']._serialized_end=1314
-  _globals['_WATCHREQUEST']._serialized_start=1317
-  _globals['_WATCHREQUEST']._serialized_end=1469
-  _globals['_WATCHEVENT']._serialized_start=1471
-  _globals['_WATCHEVENT']._serialized_end=1513
-  _globals['_DISCOVERYREQUEST']._serialized_start=1515
-  _globals['_DISCOVERYREQUEST']._serialized_end=1533
-  _globals['_APIRESOURCE']._serialized_start=1535
-  _globals['_APIRESOURCE']._serialized_end=1660
-  _globals['_DISCOVERYRESPONSE']._serialized_start=1662
-  _globals['_DISCOVERYRESPONSE']._serialized_end=1752
-  _globals['_API']._serialized_start=1755
-  _globals['_API']._serialized_end=2425
+  _globals['_TARGET']._serialized_start=60
+  _globals['_TARGET']._serialized_end=140
+  _globals['_WRITEOPTIONS']._serialized_start=142
+  _globals['_WRITEOPTIONS']._serialized_end=196
+  _globals['_OBJECT']._serialized_start=198
+  _globals['_OBJECT']._serialized_end=220
+  _globals['_OBJECTLIST']._serialized_start=222
+  _globals['_OBJECTLIST']._serialized_end=248
+  _globals['_GETREQUEST']._serialized_start=250
+  _globals['_GETREQUEST']._serialized_end=301
+  _globals['_CREATEREQUEST']._serialized_start=303
+  _globals['_CREATEREQUEST']._serialized_end=417
+  _globals['_UPDATEREQUEST']._serialized_start=419
+  _globals['_UPDATEREQUEST']._serialized_end=533
+  _globals['_PATCHREQUEST']._serialized_start=536
+  _globals['_PATCHREQUEST']._serialized_end=670
+  _globals['_APPLYREQUEST']._serialized_start=673
+  _globals['_APPLYREQUEST']._serialized_end=801
+  _globals['_DELETEREQUEST']._serialized_start=804
+  _globals['_DELETEREQUEST']._serialized_end=1028
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1031
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1171
+  _globals['_LISTREQUEST']._serialized_start=1174
+  _globals['_LISTREQUEST']._serialized_end=1333
+  _globals['_WATCHREQUEST']._serialized_start=1336
+  _globals['_WATCHREQUEST']._serialized_end=1488
+  _globals['_WATCHEVENT']._serialized_start=1490
+  _globals['_WATCHEVENT']._serialized_end=1532
+  _globals['_DISCOVERYREQUEST']._serialized_start=1534
+  _globals['_DISCOVERYREQUEST']._serialized_end=1552
+  _globals['_APIRESOURCE']._serialized_start=1554
+  _globals['_APIRESOURCE']._serialized_end=1679
+  _globals['_DISCOVERYRESPONSE']._serialized_start=1681
+  _globals['_DISCOVERYRESPONSE']._serialized_end=1771
+  _globals['_NODESTATSREQUEST']._serialized_start=1773
+  _globals['_NODESTATSREQUEST']._serialized_end=1837
+  _globals['_API']._serialized_start=1840
+  _globals['_API']._serialized_end=2510
+  _globals['_NODEPROXY']._serialized_start=2513
+  _globals['_NODEPROXY']._serialized_end=2739
 # @@protoc_insertion_point(module_scope)

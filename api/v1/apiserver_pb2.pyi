@@ -1,3 +1,4 @@
+from api.v1 import node_pb2 as _node_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -180,3 +181,13 @@ class DiscoveryResponse(_message.Message):
     resources: _containers.RepeatedCompositeFieldContainer[APIResource]
     server_version: str
     def __init__(self, resources: _Optional[_Iterable[_Union[APIResource, _Mapping]]] = ..., server_version: _Optional[str] = ...) -> None: ...
+
+class NodeStatsRequest(_message.Message):
+    __slots__ = ("node", "namespace", "pod")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    namespace: str
+    pod: str
+    def __init__(self, node: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ...) -> None: ...

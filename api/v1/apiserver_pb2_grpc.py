@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from api.v1 import apiserver_pb2 as api_dot_v1_dot_apiserver__pb2
+from api.v1 import node_pb2 as api_dot_v1_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -473,6 +474,176 @@ class API:
             '/corral.api.v1.API/DeleteCollection',
             api_dot_v1_dot_apiserver__pb2.DeleteCollectionRequest.SerializeToString,
             api_dot_v1_dot_apiserver__pb2.ObjectList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class NodeProxyStub:
+    """clusterctl's logs, exec and top: the controlplane resolves the pod's node and relays
+    the call to that node's agent (corral.node.v1.Node) over mutual TLS, as kube-apiserver
+    proxies kubectl's to the kubelet. Authorized as get pods/log, create pods/exec and
+    get nodes/stats.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PodLogs = channel.unary_stream(
+                '/corral.api.v1.NodeProxy/PodLogs',
+                request_serializer=api_dot_v1_dot_node__pb2.LogsRequest.SerializeToString,
+                response_deserializer=api_dot_v1_dot_node__pb2.LogChunk.FromString,
+                _registered_method=True)
+        self.PodExec = channel.stream_stream(
+                '/corral.api.v1.NodeProxy/PodExec',
+                request_serializer=api_dot_v1_dot_node__pb2.ExecInput.SerializeToString,
+                response_deserializer=api_dot_v1_dot_node__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.NodeStats = channel.unary_unary(
+                '/corral.api.v1.NodeProxy/NodeStats',
+                request_serializer=api_dot_v1_dot_apiserver__pb2.NodeStatsRequest.SerializeToString,
+                response_deserializer=api_dot_v1_dot_node__pb2.StatsResponse.FromString,
+                _registered_method=True)
+
+
+class NodeProxyServicer:
+    """clusterctl's logs, exec and top: the controlplane resolves the pod's node and relays
+    the call to that node's agent (corral.node.v1.Node) over mutual TLS, as kube-apiserver
+    proxies kubectl's to the kubelet. Authorized as get pods/log, create pods/exec and
+    get nodes/stats.
+    """
+
+    def PodLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PodExec(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NodeStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeProxyServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PodLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.PodLogs,
+                    request_deserializer=api_dot_v1_dot_node__pb2.LogsRequest.FromString,
+                    response_serializer=api_dot_v1_dot_node__pb2.LogChunk.SerializeToString,
+            ),
+            'PodExec': grpc.stream_stream_rpc_method_handler(
+                    servicer.PodExec,
+                    request_deserializer=api_dot_v1_dot_node__pb2.ExecInput.FromString,
+                    response_serializer=api_dot_v1_dot_node__pb2.ExecOutput.SerializeToString,
+            ),
+            'NodeStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.NodeStats,
+                    request_deserializer=api_dot_v1_dot_apiserver__pb2.NodeStatsRequest.FromString,
+                    response_serializer=api_dot_v1_dot_node__pb2.StatsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'corral.api.v1.NodeProxy', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('corral.api.v1.NodeProxy', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeProxy:
+    """clusterctl's logs, exec and top: the controlplane resolves the pod's node and relays
+    the call to that node's agent (corral.node.v1.Node) over mutual TLS, as kube-apiserver
+    proxies kubectl's to the kubelet. Authorized as get pods/log, create pods/exec and
+    get nodes/stats.
+    """
+
+    @staticmethod
+    def PodLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/corral.api.v1.NodeProxy/PodLogs',
+            api_dot_v1_dot_node__pb2.LogsRequest.SerializeToString,
+            api_dot_v1_dot_node__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PodExec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/corral.api.v1.NodeProxy/PodExec',
+            api_dot_v1_dot_node__pb2.ExecInput.SerializeToString,
+            api_dot_v1_dot_node__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NodeStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.api.v1.NodeProxy/NodeStats',
+            api_dot_v1_dot_apiserver__pb2.NodeStatsRequest.SerializeToString,
+            api_dot_v1_dot_node__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,5 +17,8 @@
     down.down(dir) ─ reads State, undoes it in order (processes by PID, leftovers in the
                      nodes' netns and cgroups, mounts, cgroups, netns, links, files)
 
+`cluster init --data-dir DIR` (init.py) makes one controlplane's PKI and admin.conf
+before its first start, through `python -m controlplane.apiserver.server init`.
+
 clusterctl imports only `api`: the other components run as processes.
 """

@@ -1,6 +1,8 @@
 """`clusterctl cluster up [--nodes N] [--dir DIR]` / `cluster down [--dir DIR]`: a local
 multi-node cluster on this machine, each node a network namespace of its own
-(clusterctl/cluster/ does the work; see its docstring for the flow)."""
+(clusterctl/cluster/ does the work; see its docstring for the flow).
+`clusterctl cluster init --data-dir DIR`: a controlplane's PKI and admin.conf before its
+first start (clusterctl/cluster/init.py)."""
 
 from __future__ import annotations
 
@@ -37,11 +39,30 @@ def add_arguments(p: argparse.ArgumentParser, verb: str) -> None:
     down.add_argument("--name", default=DEFAULT_NAME, help="the cluster's name (for the "
                       "default --dir)")
     down.add_argument("--dir", help="the cluster's dir (default ~/.corral/clusters/NAME)")
+    init = sub.add_parser("init", help="make a controlplane's cluster CA, certificates "
+                          "and admin.conf before its first start")
+    init.add_argument("--data-dir", required=True, help="the controlplane's --data-dir")
+    init.add_argument("--listen", default="127.0.0.1:6443",
+                      help="the controlplane's --listen, named in admin.conf and the server "
+                      "certificate (default 127.0.0.1:6443)")
+    init.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                      help="another name or IP for the server certificate (repeatable)")
+    init.add_argument("--ca-cert", default="", help="use this CA certificate (PEM) instead "
+                      "of making one; refused if DIR has a different CA")
+    init.add_argument("--ca-key", default="", help="the --ca-cert's private key (PEM)")
 
 
 def run(args: argparse.Namespace) -> int:
     from clusterctl.cluster import state, system
 
+    if args.action == "init":
+        from clusterctl.cluster.init import InitError, init
+        try:
+            init(data_dir=args.data_dir, listen=args.listen, tls_sans=args.tls_san,
+                 ca_cert=args.ca_cert, ca_key=args.ca_key, out=sys.stdout)
+        except (InitError, OSError) as err:
+            raise CLIError(f"cluster init: {err}") from None
+        return 0
     directory = args.dir or default_dir(args.name)
     try:
         if args.action == "down":

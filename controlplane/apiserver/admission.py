@@ -18,6 +18,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from controlplane.apiserver import jsoncodec
 from controlplane.apiserver.resources import Resource
 
 IMMUTABLE = "field is immutable"
@@ -47,7 +48,7 @@ def _immutable(*paths: str) -> Callable[[dict[str, Any], dict[str, Any], Problem
 def _pod(old: dict[str, Any], new: dict[str, Any], out: Problems) -> None:
     """Kubernetes: a pod's spec may change only in images, activeDeadlineSeconds and by
     added tolerations; spec.nodeName is set once (by the binding)."""
-    o, n = copy.deepcopy(old.get("spec") or {}), copy.deepcopy(new.get("spec") or {})
+    o, n = jsoncodec.copy(old.get("spec") or {}), jsoncodec.copy(new.get("spec") or {})
     for field in ("containers", "initContainers"):
         for oc, nc in zip(o.get(field) or [], n.get(field) or [], strict=False):
             oc.pop("image", None)

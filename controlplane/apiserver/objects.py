@@ -20,7 +20,6 @@ resourceVersion is never stored: it is the key's mod revision, set on every read
 from __future__ import annotations
 
 import collections
-import copy
 import datetime
 import secrets
 import time
@@ -316,17 +315,18 @@ class ObjectService:
             obj = _track(None, obj, manager=field_manager, now=rfc3339(now))
             meta = obj["metadata"]
         generate = not meta.get("name")
+        # Kubernetes cuts the prefix to 58 so that prefix + 5-character suffix fits 63
+        prefix = str(meta.get("generateName") or "")[:63 - 5]
         if generate:  # every generated name is valid if one is (the suffix is [a-z0-9])
             try:
-                kinds.validate({**obj, "metadata": {**meta, "name": meta.get(
-                    "generateName", "") + "bcdfg"}})
+                kinds.validate({**obj, "metadata": {**meta, "name": prefix + "bcdfg"}})
             except kinds.Invalid as err:
                 raise e.invalid(res.kind, str(meta.get("generateName")), [
                     ("metadata.generateName" if fe.path == "metadata.name" else fe.path,
                      fe.problem) for fe in err.errors]) from None
         for _ in range(8 if generate else 1):
             if generate:
-                meta["name"] = meta["generateName"] + _suffix()
+                meta["name"] = prefix + _suffix()
             if dry_run:
                 return obj
             key = self._key(res, namespace, meta["name"])
@@ -365,7 +365,7 @@ class ObjectService:
         expected = _parse_rv(obj["metadata"].get("resourceVersion"), f"{res.kind} {name}")
 
         def change(current: Obj) -> Obj:
-            return copy.deepcopy(obj)
+            return jsoncodec.copy(obj)
 
         return await self._write(res, namespace=namespace, name=name, change=change,
                                  expected=expected, subresource=subresource,
@@ -389,7 +389,7 @@ class ObjectService:
                 current, rev = await self._read(res, namespace, name)
             if expected and rev != expected:
                 raise e.conflict(res.kind, name, current=rev)
-            desired = change(copy.deepcopy(current))
+            desired = change(jsoncodec.copy(current))
             if not isinstance(desired, dict) or not isinstance(desired.get("metadata"), dict):
                 raise e.invalid(res.kind, name, [("metadata", "must be an object")])
             new_name = desired["metadata"].setdefault("name", name)
@@ -555,7 +555,7 @@ class ObjectService:
         if want and want not in finalizers:
             finalizers.append(want)
         if res.name == "namespaces":
-            out = copy.deepcopy(obj)
+            out = jsoncodec.copy(obj)
             out["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
             out["metadata"]["finalizers"] = finalizers
             out["metadata"].setdefault("deletionTimestamp", rfc3339(self.clock()))
@@ -572,7 +572,7 @@ class ObjectService:
                 grace = old  # a second delete may only shorten the grace period
         if not finalizers and grace == 0:
             return None
-        out = copy.deepcopy(obj)
+        out = jsoncodec.copy(obj)
         om = out["metadata"]
         om["finalizers"] = finalizers
         if not finalizers:

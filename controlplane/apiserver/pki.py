@@ -5,8 +5,13 @@
     ensure_cluster_pki(DATA_DIR, hosts=[...])          under flock(pki/.lock)
       ├── ca.crt / ca.key          create_ca()          ECDSA P-256, CA:TRUE, keyCertSign
       ├── server.crt / server.key  issue(server=True)   SANs: localhost, 127.0.0.1, hosts
-      └── admin.crt / admin.key    issue(client=True)   CN=corral-admin, O=system:masters
+      ├── admin.crt / admin.key    issue(client=True)   CN=corral-admin, O=system:masters
+      └── kubelet-client.crt/.key  issue(client=True)   CN=kube-apiserver-kubelet-client,
+                                                        O=system:masters (the controlplane
+                                                        dialing an agent's node API)
     node_credentials(pki, "n1")    CN=system:node:n1, O=system:nodes     (not written)
+                                   server and client auth, DNS SAN n1: the agent presents it
+                                   to the controlplane and serves its node API with it
     client_credentials(pki, ...)   CN=<user>, O=<groups>                 (not written)
 
 Subjects follow Kubernetes: the common name is the user name and each organization is a
@@ -42,6 +47,7 @@ MASTERS_GROUP = "system:masters"
 NODES_GROUP = "system:nodes"
 NODE_USER_PREFIX = "system:node:"
 SERVER_COMMON_NAME = "corral-apiserver"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # notBefore is backdated by this much
 
@@ -70,13 +76,17 @@ class ClusterPKI:
     server_key: str
     admin_cert: str
     admin_key: str
+    kubelet_client_cert: str
+    kubelet_client_key: str
 
     @classmethod
     def at(cls, pki_dir: str) -> ClusterPKI:
         j = os.path.join
         return cls(dir=pki_dir, ca_cert=j(pki_dir, "ca.crt"), ca_key=j(pki_dir, "ca.key"),
                    server_cert=j(pki_dir, "server.crt"), server_key=j(pki_dir, "server.key"),
-                   admin_cert=j(pki_dir, "admin.crt"), admin_key=j(pki_dir, "admin.key"))
+                   admin_cert=j(pki_dir, "admin.crt"), admin_key=j(pki_dir, "admin.key"),
+                   kubelet_client_cert=j(pki_dir, "kubelet-client.crt"),
+                   kubelet_client_key=j(pki_dir, "kubelet-client.key"))
 
 
 # --- making certificates (pure) ------------------------------------------------------------
@@ -354,11 +364,12 @@ def ensure_cluster_pki(data_dir: str, *, hosts: Sequence[str]) -> ClusterPKI:
         have_ca = _existing(pki.ca_cert, pki.ca_key)
         have_server = _existing(pki.server_cert, pki.server_key)
         have_admin = _existing(pki.admin_cert, pki.admin_key)
+        have_kubelet = _existing(pki.kubelet_client_cert, pki.kubelet_client_key)
         if have_ca:
             ca = load_keypair(cert_path=pki.ca_cert, key_path=pki.ca_key)
             if not _is_ca(x509.load_pem_x509_certificate(ca.cert_pem)):
                 raise PKIError(f"{pki.ca_cert}: not a CA certificate (basicConstraints)")
-        elif have_server or have_admin:
+        elif have_server or have_admin or have_kubelet:
             raise PKIError(f"{pki.ca_cert}: missing while certificates it signed exist; "
                            "restore it or remove the whole directory")
         else:
@@ -374,6 +385,9 @@ def ensure_cluster_pki(data_dir: str, *, hosts: Sequence[str]) -> ClusterPKI:
             want_ips |= have_ips
         if have_admin:
             _load_signed(ca, pki.ca_cert, cert_path=pki.admin_cert, key_path=pki.admin_key)
+        if have_kubelet:
+            _load_signed(ca, pki.ca_cert, cert_path=pki.kubelet_client_cert,
+                         key_path=pki.kubelet_client_key)
 
         if not have_ca:
             write_keypair(ca, cert_path=pki.ca_cert, key_path=pki.ca_key)
@@ -386,6 +400,11 @@ def ensure_cluster_pki(data_dir: str, *, hosts: Sequence[str]) -> ClusterPKI:
             admin = issue(ca, common_name=ADMIN_USER, organizations=[MASTERS_GROUP],
                           client=True)
             write_keypair(admin, cert_path=pki.admin_cert, key_path=pki.admin_key)
+        if not have_kubelet:
+            kubelet = issue(ca, common_name=KUBELET_CLIENT_USER, organizations=[MASTERS_GROUP],
+                            client=True)
+            write_keypair(kubelet, cert_path=pki.kubelet_client_cert,
+                          key_path=pki.kubelet_client_key)
     return pki
 
 
@@ -394,12 +413,15 @@ def load_ca(pki: ClusterPKI) -> KeyPair:
 
 
 def node_credentials(pki: ClusterPKI, node_name: str) -> KeyPair:
-    """A client certificate for the agent of NODE_NAME (Kubernetes' node identity)."""
+    """The certificate of the agent of NODE_NAME (Kubernetes' node identity): client auth
+    to the API server, and server auth (DNS SAN NODE_NAME) for its node API, which the
+    controlplane dials with the TLS name NODE_NAME whatever the node's address."""
     _check_dns_name(node_name)
     if node_name.startswith("*") or node_name != node_name.lower():
         raise ValueError(f"node {node_name!r}: name must be a lower-case DNS subdomain")
     return issue(load_ca(pki), common_name=NODE_USER_PREFIX + node_name,
-                 organizations=[NODES_GROUP], client=True)
+                 organizations=[NODES_GROUP], dns_names=[node_name], server=True,
+                 client=True)
 
 
 def client_credentials(pki: ClusterPKI, *, user: str, groups: Sequence[str]) -> KeyPair:

@@ -10,6 +10,10 @@
         bootstrap: namespaces default, corral-system, corral-node-lease
         DATA_DIR/admin.conf = a clusterctl config for the admin
 
+    init_cluster(DATA_DIR, listen=...)   the PKI and admin.conf of a first start, made
+                                         ahead of it (`clusterctl cluster init` runs
+                                         `python -m controlplane.apiserver.server init`)
+
 Stateless: any number of these can serve one etcd; nothing here outlives the process but
 the PKI and admin.conf, which every process of a cluster shares through DATA_DIR.
 """
@@ -20,9 +24,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
 import yaml
@@ -38,6 +42,9 @@ from controlplane.apiserver.service import APIServicer, Gate
 from controlplane.storage import EtcdStore, Store, compaction
 from controlplane.storage.encryption import EncryptingStore, EncryptionConfig
 from controlplane.storage.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from controlplane.apiserver.pki import ClusterPKI
 
 log = logging.getLogger("corral.apiserver")
 
@@ -153,6 +160,10 @@ class APIServer:
             raise InvalidArgument(f"--listen {o.listen}: cannot bind")
         pb_grpc.add_APIServicer_to_server(  # type: ignore[no-untyped-call]
             APIServicer(self.objects, gate=gate), server)
+        from controlplane.apiserver import nodeproxy  # logs, exec, top: relayed to agents
+        pb_grpc.add_NodeProxyServicer_to_server(  # type: ignore[no-untyped-call]
+            nodeproxy.NodeProxyServicer(self.objects, gate=gate, dialer=nodeproxy.NodeDialer(
+                os.path.join(o.data_dir, "pki"))), server)
         await server.start()
         self._grpc = server
         if not primary:
@@ -182,15 +193,8 @@ class APIServer:
     def _write_admin_conf(self, host: str) -> None:
         from controlplane.apiserver import pki
         bundle = pki.ensure_cluster_pki(self.options.data_dir, hosts=[host])
-        server_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-        doc = api_client.make_config_doc(
-            server=f"{server_host}:{self.port}", ca_pem=_read(bundle.ca_cert),
-            cert_pem=_read(bundle.admin_cert), key_pem=_read(bundle.admin_key))
-        tmp = f"{self.admin_conf}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(doc, f, sort_keys=False)
-        os.replace(tmp, self.admin_conf)
+        write_admin_conf(self.options.data_dir, server=admin_server(host, self.port),
+                         bundle=bundle)
 
     async def _bootstrap(self) -> None:
         """The namespaces every cluster has; retried until etcd answers."""
@@ -272,3 +276,115 @@ class APIServer:
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+# -- the files of a first start, made ahead of it (`clusterctl cluster init`) -------------
+
+
+def admin_server(host: str, port: int) -> str:
+    """The address admin.conf names for a server listening on HOST:PORT."""
+    return f"{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}"
+
+
+def write_admin_conf(data_dir: str, *, server: str, bundle: ClusterPKI) -> str:
+    """DATA_DIR/admin.conf (0600, written atomically): a clusterctl config for the admin."""
+    path = os.path.join(data_dir, "admin.conf")
+    doc = api_client.make_config_doc(
+        server=server, ca_pem=_read(bundle.ca_cert), cert_pem=_read(bundle.admin_cert),
+        key_pem=_read(bundle.admin_key))
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    os.replace(tmp, path)
+    return path
+
+
+def init_cluster(data_dir: str, *, listen: str, hosts: Sequence[str] = (),
+                 ca_cert: str = "", ca_key: str = "") -> tuple[ClusterPKI, str]:
+    """What corral-controlplane makes at its first start, made now: DATA_DIR/pki (the
+    cluster CA, or the one in CA_CERT/CA_KEY; the server certificate for LISTEN's host and
+    HOSTS; the admin's) and DATA_DIR/admin.conf naming LISTEN. Running it again changes
+    nothing (new HOSTS re-issue the server certificate, keeping its names); a CA_CERT
+    other than the cluster's existing CA is a PKIError, and nothing is written."""
+    from controlplane.apiserver import pki
+    host, port = split_hostport(listen, "--listen")
+    if port == 0:
+        raise InvalidArgument(f"--listen {listen}: admin.conf needs the real port, not 0")
+    if ca_cert or ca_key:
+        _adopt_ca(data_dir, cert=ca_cert, key=ca_key)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    bundle = pki.ensure_cluster_pki(data_dir, hosts=[host, *hosts])
+    return bundle, write_admin_conf(data_dir, server=admin_server(host, port), bundle=bundle)
+
+
+def _adopt_ca(data_dir: str, *, cert: str, key: str) -> None:
+    """Put the CA in CERT/KEY in DATA_DIR/pki, unless it holds that very CA already."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from controlplane.apiserver import pki
+    if not (cert and key):
+        raise InvalidArgument("--ca-cert and --ca-key: give both (the CA's certificate "
+                              "and its private key) or neither")
+    given = pki.load_keypair(cert_path=cert, key_path=key)
+    parsed = x509.load_pem_x509_certificate(given.cert_pem)
+    try:
+        is_ca = parsed.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise pki.PKIError(f"{cert}: not a CA certificate (basicConstraints CA:TRUE)")
+    files = pki.ClusterPKI.at(os.path.join(data_dir, "pki"))
+    if os.path.exists(files.ca_cert):
+        have = x509.load_pem_x509_certificate(_read(files.ca_cert))
+        if have.public_bytes(Encoding.DER) != parsed.public_bytes(Encoding.DER):
+            raise pki.PKIError(
+                f"{files.ca_cert}: the cluster already has a different CA "
+                f"({have.subject.rfc4514_string()}, serial {have.serial_number:x}) than "
+                f"{cert}; refusing to replace it (certificates it signed would stop "
+                "working); remove the directory to start over")
+        return  # the same CA: ensure_cluster_pki checks the key beside it
+    signed = [p for p in (files.server_cert, files.admin_cert) if os.path.exists(p)]
+    if signed:
+        raise pki.PKIError(f"{signed[0]}: exists without the CA that signed it; refusing "
+                           f"to put {cert} in its place")
+    os.makedirs(files.dir, mode=0o700, exist_ok=True)
+    pki.write_keypair(given, cert_path=files.ca_cert, key_path=files.ca_key)
+
+
+def init_main(argv: list[str]) -> int:
+    """`python -m controlplane.apiserver.server init --data-dir DIR [--listen HOST:PORT]
+    [--tls-san NAME]... [--ca-cert FILE --ca-key FILE]`: init_cluster() from a command
+    line (what `clusterctl cluster init` runs); prints each file, exits 1 on an error."""
+    import argparse
+    import sys
+
+    from controlplane.apiserver.pki import PKIError
+    p = argparse.ArgumentParser(prog="corral-controlplane init", description=init_main.__doc__)
+    p.add_argument("--data-dir", required=True, help="the controlplane's --data-dir")
+    p.add_argument("--listen", default=Options.listen,
+                   help=f"the controlplane's --listen (default {Options.listen})")
+    p.add_argument("--tls-san", action="append", default=[],
+                   help="another name or IP for the server certificate (repeatable)")
+    p.add_argument("--ca-cert", default="", help="use this CA certificate (PEM) ...")
+    p.add_argument("--ca-key", default="", help="... and its private key (PEM)")
+    args = p.parse_args(argv)
+    try:
+        bundle, conf = init_cluster(args.data_dir, listen=args.listen, hosts=args.tls_san,
+                                    ca_cert=args.ca_cert, ca_key=args.ca_key)
+    except (PKIError, InvalidArgument, OSError, ValueError) as err:
+        print(f"corral-controlplane init: {err}", file=sys.stderr)
+        return 1
+    for what, path in (("cluster CA", bundle.ca_cert), ("server certificate",
+                       bundle.server_cert), ("admin certificate", bundle.admin_cert),
+                       ("admin.conf", conf)):
+        print(f"{what}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] != ["init"]:
+        sys.exit("usage: python -m controlplane.apiserver.server init --data-dir DIR ...")
+    sys.exit(init_main(sys.argv[2:]))

@@ -122,9 +122,14 @@ def _condition(key: bytes, expected_revision: int | None) -> Any:
                        mod_revision=expected_revision)
 
 
-# A WriteBatcher sends at most BATCH_WRITES writes of at most BATCH_BYTES in one Txn, and
-# keeps at most BATCH_IN_FLIGHT Txns in flight: a lone write goes out at once, and writes
-# that arrive while the Txns are out wait for the next one (group commit).
+# A WriteBatcher sends at most BATCH_WRITES writes of at most BATCH_BYTES in one Txn. A
+# lone write goes out at once; writes that arrive while a Txn is out wait for it to come
+# back and then share the next one (group commit), unless a full batch is waiting: then
+# up to BATCH_IN_FLIGHT Txns go out side by side. One Txn at a time while the queue is
+# short makes the batches bigger, and every Txn saved is CPU saved in this process and in
+# etcd (bench/api_write.py on 2 loaded cores, against 4 Txns always allowed out: at 100
+# clients 12 writes per Txn instead of 4-5, ~9% less CPU per write here and ~20% less in
+# etcd; at 10 clients ~4 instead of 1.5, ~25% and ~40% less).
 BATCH_WRITES = 64
 BATCH_BYTES = keys.MAX_REQUEST_BYTES // 2
 BATCH_IN_FLIGHT = 4
@@ -173,8 +178,15 @@ class WriteBatcher:
         self._pump()
         return await w.future
 
+    def _may_send(self) -> bool:
+        """Whether a Txn may go out now: none is out, or a full batch waits for a slot."""
+        if not self._queue:
+            return False
+        return self._in_flight == 0 or (self._in_flight < BATCH_IN_FLIGHT
+                                        and len(self._queue) >= BATCH_WRITES)
+
     def _pump(self) -> None:
-        while self._queue and self._in_flight < BATCH_IN_FLIGHT:
+        while self._may_send():
             batch: list[PendingWrite] = []
             later: list[PendingWrite] = []
             seen: set[str] = set()

@@ -99,6 +99,11 @@ def view_denied(verb: str, target: str, scope: str = 'in namespace "default"') -
                  view_denied("get", "pods/exec"), id="exec-get"),
     pytest.param(req(ALICE, "create", "pods", "default", "web", sub="exec"), False,
                  view_denied("create", "pods/exec"), id="exec-create"),
+    pytest.param(req(ALICE, "get", "nodes", name="n1", sub="stats"), True, VIEW_OK,
+                 id="top"),
+    pytest.param(req(ALICE, "update", "nodes", name="n1", sub="stats"), False,
+                 view_denied("update", "nodes/stats", "at the cluster scope"),
+                 id="stats-update"),
 ])
 def test_view(attrs: Attributes, ok: bool, reason: str) -> None:
     check(attrs, ok, reason)
@@ -223,6 +228,17 @@ NODE_WITH_GROUP = 'user "system:node:n1" (groups "system:nodes")'
     pytest.param(req(N1, "get", "deployments", "default", "web"), False,
                  f'{NODE_WITH_GROUP} cannot get resource "deployments" in namespace "default"',
                  id="get-deployment"),
+    # logs, exec and top go to nodes through the controlplane: not for nodes themselves
+    pytest.param(req(N1, "get", "pods", "default", "web", sub="log", obj=pod("web", "n1")),
+                 False, f'{NODE_WITH_GROUP} cannot get resource "pods/log" in namespace '
+                 '"default"', id="own-pod-logs"),
+    pytest.param(req(N1, "create", "pods", "default", "web", sub="exec",
+                     obj=pod("web", "n1")), False,
+                 f'{NODE_WITH_GROUP} cannot create resource "pods/exec" in namespace '
+                 '"default"', id="own-pod-exec"),
+    pytest.param(req(N1, "get", "nodes", name="n1", sub="stats"), False,
+                 f'{NODE_WITH_GROUP} cannot get resource "nodes/stats" at the cluster scope',
+                 id="own-node-stats"),
 ])
 def test_node(attrs: Attributes, ok: bool, reason: str) -> None:
     check(attrs, ok, reason)

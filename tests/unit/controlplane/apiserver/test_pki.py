@@ -124,10 +124,11 @@ def test_first_start_creates_the_cluster_pki(tmp_path: Path) -> None:
     p = pki.ensure_cluster_pki(str(tmp_path / "data"), hosts=["cp1.example", "192.168.5.10"])
     assert p.dir == str(tmp_path / "data" / "pki")
     assert sorted(os.listdir(p.dir)) == [".lock", "admin.crt", "admin.key", "ca.crt",
-                                         "ca.key", "server.crt", "server.key"]
-    for key in (p.ca_key, p.server_key, p.admin_key):
+                                         "ca.key", "kubelet-client.crt", "kubelet-client.key",
+                                         "server.crt", "server.key"]
+    for key in (p.ca_key, p.server_key, p.admin_key, p.kubelet_client_key):
         assert mode(key) == 0o600, key
-    for crt in (p.ca_cert, p.server_cert, p.admin_cert):
+    for crt in (p.ca_cert, p.server_cert, p.admin_cert, p.kubelet_client_cert):
         assert mode(crt) == 0o644, crt
     ca_cert = read_cert(p.ca_cert)
     server = read_cert(p.server_cert)
@@ -140,6 +141,25 @@ def test_first_start_creates_the_cluster_pki(tmp_path: Path) -> None:
     user = user_from_certificate(Path(p.admin_cert).read_bytes())
     assert (user.name, user.groups) == ("corral-admin", ("system:masters",
                                                          "system:authenticated"))
+    kubelet = read_cert(p.kubelet_client_cert)
+    kubelet.verify_directly_issued_by(ca_cert)
+    assert eku(kubelet) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+    user = user_from_certificate(Path(p.kubelet_client_cert).read_bytes())
+    assert (user.name, user.groups) == ("kube-apiserver-kubelet-client",
+                                        ("system:masters", "system:authenticated"))
+
+
+def test_an_older_pki_gains_the_kubelet_client_certificate(tmp_path: Path) -> None:
+    """A directory made before the kubelet-client pair existed: only the pair is added."""
+    p = pki.ensure_cluster_pki(str(tmp_path), hosts=[])
+    os.unlink(p.kubelet_client_cert)
+    os.unlink(p.kubelet_client_key)
+    before = {f: Path(p.dir, f).read_bytes() for f in os.listdir(p.dir)}
+    pki.ensure_cluster_pki(str(tmp_path), hosts=[])
+    after = {f: Path(p.dir, f).read_bytes() for f in os.listdir(p.dir)}
+    assert {f: after[f] for f in before} == before
+    assert set(after) - set(before) == {"kubelet-client.crt", "kubelet-client.key"}
+    read_cert(p.kubelet_client_cert).verify_directly_issued_by(read_cert(p.ca_cert))
 
 
 def test_later_starts_reuse_every_file(tmp_path: Path) -> None:
@@ -275,6 +295,7 @@ def test_a_corrupt_or_mismatched_file_is_an_error_naming_it(tmp_path: Path,
     pytest.param("ca_cert", id="ca-cert"),
     pytest.param("server_key", id="server-key"),
     pytest.param("admin_cert", id="admin-cert"),
+    pytest.param("kubelet_client_key", id="kubelet-client-key"),
 ])
 def test_half_a_pair_is_an_error_not_a_new_pair(tmp_path: Path, missing: str) -> None:
     p = pki.ensure_cluster_pki(str(tmp_path), hosts=[])
@@ -289,7 +310,10 @@ def test_node_and_client_credentials_carry_kubernetes_identities(tmp_path: Path)
     ca_cert = read_cert(p.ca_cert)
     node = pki.node_credentials(p, "worker-1")
     cert(node.cert_pem).verify_directly_issued_by(ca_cert)
-    assert eku(cert(node.cert_pem)) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+    # client auth to the API server; server auth for its node API, named by the node
+    assert eku(cert(node.cert_pem)) == {ExtendedKeyUsageOID.CLIENT_AUTH,
+                                        ExtendedKeyUsageOID.SERVER_AUTH}
+    assert sans(cert(node.cert_pem)) == ({"worker-1"}, set())
     user = user_from_certificate(node.cert_pem)
     assert (user.name, user.groups) == ("system:node:worker-1",
                                         ("system:nodes", "system:authenticated"))

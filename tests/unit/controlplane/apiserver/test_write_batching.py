@@ -62,20 +62,42 @@ async def test_a_lone_write_goes_out_at_once_alone() -> None:
     assert fake.batches == [["/a"]]
 
 
-async def test_writes_arriving_while_txns_are_out_share_the_next_txn() -> None:
+async def test_writes_arriving_while_a_txn_is_out_wait_and_share_the_next_txn() -> None:
     fake = FakeEtcd()
     fake.gate.clear()
     b = etcd.WriteBatcher(fake.send)
-    first = [asyncio.create_task(b.write(f"/k{i}", b"v", 0))
-             for i in range(etcd.BATCH_IN_FLIGHT)]
+    first = asyncio.create_task(b.write("/first", b"v", 0))
     await asyncio.sleep(0)
     queued = [asyncio.create_task(b.write(f"/q{i}", b"v", 0)) for i in range(10)]
     await asyncio.sleep(0)
+    assert fake.batches == [["/first"]]  # the short queue waits for the Txn that is out
     fake.gate.set()
-    revs = await asyncio.gather(*first, *queued)
-    assert len(fake.batches) == etcd.BATCH_IN_FLIGHT + 1
+    revs = await asyncio.gather(first, *queued)
+    assert len(fake.batches) == 2
     assert sorted(fake.batches[-1]) == sorted(f"/q{i}" for i in range(10))
-    assert len(set(revs[-10:])) == 1  # one Txn: one revision
+    assert len(set(revs[1:])) == 1  # one Txn: one revision
+
+
+@pytest.mark.parametrize(("waiting", "txns_out"), [
+    pytest.param(etcd.BATCH_WRITES - 1, 1, id="short-of-a-full-batch"),
+    pytest.param(etcd.BATCH_WRITES, 2, id="one-full-batch"),
+    pytest.param(etcd.BATCH_WRITES * 2 + 1, 3, id="two-full-batches-and-one"),
+    pytest.param(etcd.BATCH_WRITES * 10, etcd.BATCH_IN_FLIGHT, id="capped"),
+])
+async def test_full_batches_waiting_go_out_side_by_side(waiting: int, txns_out: int) -> None:
+    fake = FakeEtcd()
+    fake.gate.clear()
+    b = etcd.WriteBatcher(fake.send)
+    first = asyncio.create_task(b.write("/first", b"v", 0))
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(b.write(f"/q{i}", b"v", 0)) for i in range(waiting)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(fake.batches) == txns_out
+    assert all(len(batch) == etcd.BATCH_WRITES for batch in fake.batches[1:])
+    fake.gate.set()
+    await asyncio.gather(first, *queued)
+    assert len(fake.kv) == waiting + 1
 
 
 async def test_one_key_twice_goes_in_two_txns_in_order() -> None:
