@@ -188,7 +188,7 @@ async def run(args: argparse.Namespace) -> None:
                           log_root=log_root, cgroup_parent=args.cgroup_parent, host_ip=ip,
                           runtime_name=version.runtime_name or "corral",
                           volumes=PodVolumes(api, os.path.join(args.root, "volumes")),
-                          env=env_hook(api, ip))
+                          env=env_hook(api, ip), node_name=args.node_name)
         manager = P.PodManager(source=api, node_name=args.node_name, env=env, relist=relist)
 
         reader = CgroupReader()

@@ -19,6 +19,17 @@
     ContainerProber(container, target, ...)   the (up to) three workers of one container:
         the startup probe gates the other two, which do not probe until it has passed
 
+    PodProber(pod, exec_sync=..., on_change=...)   the pod worker's Probes hook:
+        update(pod, runtime)   a ContainerProber per running container instance that has
+                               probes; a new instance (restart) gets new workers, a stopped
+                               one loses them
+        ready(name), started(name)        what containerStatuses[] report
+        kill_reason(name, id)  set once a liveness or startup probe failed past its
+                               threshold: the worker kills the container (restartPolicy)
+        take_events()          kubelet's Unhealthy events, for the worker to record
+        close()                every prober stopped and awaited (no task outlives the pod)
+    NoProbes                   the same hook with no probes: everything ready
+
 Initial results, as kubelet's: liveness Success, readiness Failure, startup Unknown.
 `on_result(ProbeUpdate)` is called on every change of a published result (it may be a
 coroutine function). Clock and sleep are injectable so that tests run on fake time.
@@ -30,12 +41,16 @@ import asyncio
 import contextlib
 import enum
 import inspect
+import math
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from agent.cri import PodRuntime
 
 MAX_REDIRECTS = 10
 MAX_BODY = 10 * 1024
@@ -356,12 +371,171 @@ class ContainerProber:
         for w in self.workers.values():
             w.restart(replace(target, ports={**w.target.ports, **target.ports}))
 
-    async def stop(self) -> None:
+    def cancel(self) -> list[asyncio.Task[None]]:
+        """Stop every worker now; the tasks returned end soon (await them to be sure)."""
         for w in self.workers.values():
             w.stop()
-        for t in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        return tasks
+
+    async def stop(self) -> None:
+        for t in self.cancel():
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        self._tasks = []
+
+
+# ---- the probes of a pod -----------------------------------------------------------------
+
+
+class ExecSyncer(Protocol):
+    """The CRI client's ExecSync (runtime/service/cri/client.py CRIClient)."""
+
+    async def exec_sync(self, container_id: str, cmd: Iterable[str], *,
+                        timeout: int = 0) -> Any: ...
+
+
+def cri_exec(cri: ExecSyncer) -> ExecSync:
+    """Exec probes through CRI ExecSync: (exit code, stdout + stderr)."""
+    async def run(cid: str, cmd: list[str], timeout: float) -> tuple[int, bytes]:
+        reply = await cri.exec_sync(cid, cmd, timeout=max(1, math.ceil(timeout)))
+        return int(reply.exit_code), bytes(reply.stdout) + bytes(reply.stderr)
+    return run
+
+
+KIND_NAME = {Kind.LIVENESS: "Liveness", Kind.READINESS: "Readiness", Kind.STARTUP: "Startup"}
+Event = tuple[str, str, str]  # (type, reason, message), as kubelet records them
+
+
+def has_probes(container: Mapping[str, Any]) -> bool:
+    return any(container.get(k.value) for k in Kind)
+
+
+class PodProber:
+    """The probers of one pod, following the container instances the runtime runs."""
+
+    def __init__(self, pod: Mapping[str, Any], *, exec_sync: ExecSync | None,
+                 on_change: Callable[[], None], checker: Checker | None = None,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.pod = pod
+        self.exec_sync, self.on_change, self.checker = exec_sync, on_change, checker
+        self.clock, self.sleep = clock, sleep  # clock: epoch seconds, as container starts
+        self.probers: dict[str, ContainerProber] = {}
+        self.ids: dict[str, str] = {}          # container name -> the instance probed
+        self.kills: dict[str, tuple[str, str]] = {}  # name -> (instance, why)
+        self.events: list[Event] = []
+        self._ending: list[asyncio.Task[None]] = []
+
+    def _specs(self) -> dict[str, Mapping[str, Any]]:
+        return {str(c["name"]): c for c in (self.pod.get("spec") or {}).get("containers")
+                or []}
+
+    def update(self, pod: Mapping[str, Any], rt: PodRuntime) -> None:
+        self.pod = pod
+        specs = self._specs()
+        sb = rt.sandbox()
+        for name in list(self.probers):
+            latest = rt.latest(name)
+            if name not in specs or latest is None or latest.state != "running" or \
+                    latest.id != self.ids.get(name):
+                self._drop(name)
+        for name, spec in specs.items():
+            latest = rt.latest(name)
+            if name in self.probers or not has_probes(spec) or latest is None or \
+                    latest.state != "running":
+                continue
+            target = Target(latest.id, pod_ip=sb.ip if sb is not None else "",
+                            started_at=latest.started_at / 1e9)
+            prober = ContainerProber(spec, target, on_result=self._on_result,
+                                     exec_sync=self.exec_sync, checker=self.checker,
+                                     clock=self.clock, sleep=self.sleep)
+            self._seed(prober, name, latest.id)
+            self.probers[name], self.ids[name] = prober, latest.id
+            prober.start()
+
+    def _seed(self, prober: ContainerProber, name: str, container_id: str) -> None:
+        """A container adopted by a restarted agent keeps what the API last heard of it,
+        so that a restart of the agent does not make a ready pod unready."""
+        for cs in (self.pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != name or \
+                    str(cs.get("containerID", "")).rpartition("://")[2] != container_id:
+                continue
+            startup = prober.workers.get(Kind.STARTUP)
+            if startup is not None and cs.get("started"):
+                startup.result = Result.SUCCESS
+            readiness = prober.workers.get(Kind.READINESS)
+            if readiness is not None and cs.get("ready"):
+                readiness.result = Result.SUCCESS
+
+    def _drop(self, name: str) -> None:
+        prober = self.probers.pop(name, None)
+        self.ids.pop(name, None)
+        self.kills.pop(name, None)
+        if prober is not None:
+            self._ending += prober.cancel()
+            self._ending = [t for t in self._ending if not t.done()]
+
+    def _on_result(self, update: ProbeUpdate) -> None:
+        if self.ids.get(update.container) != update.container_id:
+            return  # a late result about an instance no longer probed
+        if update.result is Result.FAILURE:
+            what = KIND_NAME[update.kind]
+            self.events.append(("Warning", "Unhealthy",
+                                f"{what} probe failed: {update.message}".strip()))
+            if update.kind is not Kind.READINESS:
+                self.kills[update.container] = (update.container_id, (
+                    f"Container {update.container} failed {what.lower()} probe, will be "
+                    "restarted"))
+        self.on_change()
+
+    def ready(self, name: str) -> bool:
+        prober = self.probers.get(name)
+        if prober is not None:
+            return prober.ready()
+        spec = self._specs().get(name) or {}
+        return not (spec.get(Kind.READINESS.value) or spec.get(Kind.STARTUP.value))
+
+    def started(self, name: str) -> bool:
+        prober = self.probers.get(name)
+        if prober is not None:
+            return prober.started()
+        return not (self._specs().get(name) or {}).get(Kind.STARTUP.value)
+
+    def kill_reason(self, name: str, container_id: str) -> str:
+        """Why the instance CONTAINER_ID of NAME must be killed ("" if it need not)."""
+        cid, why = self.kills.get(name, ("", ""))
+        return why if cid == container_id else ""
+
+    def take_events(self) -> list[Event]:
+        out, self.events = self.events, []
+        return out
+
+    async def close(self) -> None:
+        for name in list(self.probers):
+            self._drop(name)
+        ending, self._ending = self._ending, []
+        for t in ending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+class NoProbes:
+    def update(self, pod: Mapping[str, Any], rt: PodRuntime) -> None:
+        return None
+
+    def ready(self, name: str) -> bool:
+        return True
+
+    def started(self, name: str) -> bool:
+        return True
+
+    def kill_reason(self, name: str, container_id: str) -> str:
+        return ""
+
+    def take_events(self) -> list[tuple[str, str, str]]:
+        return []
+
+    async def close(self) -> None:
+        return None

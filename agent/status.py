@@ -4,6 +4,7 @@
                                                          (init)containerStatuses, qosClass
     StatusWriter.set(pod, status)   remembers it; flush() merge-patches pods/status for the
                                     pods whose status changed, several at once
+    pod_event(pod, ...)             -> an Event on the pod (probe failures, kills)
 
 Phase follows kubelet: Pending while init containers or never-started containers remain;
 Running while any container runs or will be restarted; Succeeded when every container
@@ -17,7 +18,7 @@ import datetime
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agent.cri import ContainerInfo, PodRuntime
@@ -40,7 +41,8 @@ class StatusView:
 
     now_ns: int
     waiting: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> why
-    ready: Callable[[str], bool] = lambda name: True
+    ready: Callable[[str], bool] = lambda name: True     # the readiness probe (if any)
+    started: Callable[[str], bool] = lambda name: True   # the startup probe (if any)
     host_ip: str = ""
     runtime_name: str = "corral"
     phase_override: str = ""  # Failed/Succeeded decided by the worker
@@ -87,8 +89,8 @@ def container_status(spec: Mapping[str, Any], latest: ContainerInfo | None,
         out["lastState"] = {"terminated": _terminated(previous, view.runtime_name)}
     if latest.state == "running":
         out["state"] = {"running": {"startedAt": rfc3339(latest.started_at)}}
-        out["started"] = True
-        out["ready"] = bool(view.ready(name))
+        out["started"] = bool(view.started(name))
+        out["ready"] = out["started"] and bool(view.ready(name))
     elif latest.state == "exited" and waiting is not None:
         out["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
         out["lastState"] = {"terminated": _terminated(latest, view.runtime_name)}
@@ -177,9 +179,7 @@ def pod_status(pod: Mapping[str, Any], rt: PodRuntime, view: StatusView) -> dict
     view_main = view
     if not initialized:
         waits = {c["name"]: ("PodInitializing", "") for c in spec.get("containers") or []}
-        view_main = StatusView(now_ns=view.now_ns, waiting={**waits, **view.waiting},
-                               ready=view.ready, host_ip=view.host_ip,
-                               runtime_name=view.runtime_name)
+        view_main = replace(view, waiting={**waits, **view.waiting})
     mains = [container_status(c, rt.latest(c["name"]), rt.previous(c["name"]), view_main)
              for c in spec.get("containers") or []]
     ph = view.phase_override or phase(spec, rt)
@@ -217,6 +217,21 @@ def pod_status(pod: Mapping[str, Any], rt: PodRuntime, view: StatusView) -> dict
         out["podIP"] = ip
         out["podIPs"] = [{"ip": ip}]
     return out
+
+
+def pod_event(pod: Mapping[str, Any], *, kind: str, reason: str, message: str, node: str,
+              now_ns: int) -> dict[str, Any]:
+    """An Event about POD as kubelet records one (source component kubelet, host NODE)."""
+    meta = pod["metadata"]
+    ns = str(meta.get("namespace") or "default")
+    now = rfc3339(now_ns)
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                               "namespace": ns, "uid": str(meta.get("uid") or "")},
+            "reason": reason, "message": message, "type": kind, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": "kubelet", **({"host": node} if node else {})}}
 
 
 # ---- writing ------------------------------------------------------------------------------

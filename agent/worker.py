@@ -21,9 +21,15 @@ then hand the computed status to the StatusWriter.
                   grace 0 (unless it is already gone from the API)
     TERMINATED    RemovePodSandbox, volumes cleaned up
 
+Probes (agent/probes.py PodProber; a changed result wakes the worker): each sync
+updates the probers to the running container instances; in RUNNING a kill_reason()
+means StopContainer(grace) and a Killing event, the exit then handled as any other;
+ready()/started() make containerStatuses[].ready/started and the Ready conditions.
+
 Hooks (small interfaces, implemented elsewhere): ``Volumes`` (prepare -> volume name ->
-host path; cleanup), ``EnvResolver`` (a container's env as pairs), ``Probes`` (readiness,
-liveness verdicts). Defaults: no volumes, literal env values, ready when running.
+host path; cleanup), ``EnvResolver`` (a container's env as pairs), ``Probes`` (the
+factory gets the pod and the worker's wake). Defaults: no volumes, literal env values,
+the real probers over the CRI's ExecSync.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent import cri as C
+from agent import probes as PR
 from agent import status as S
+from agent.probes import NoProbes as NoProbes  # the null Probes hook
 from api import errors
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import client as cric
@@ -155,8 +163,13 @@ class Volumes(Protocol):
 class Probes(Protocol):
     def update(self, pod: Mapping[str, Any], rt: C.PodRuntime) -> None: ...
     def ready(self, name: str) -> bool: ...
-    def liveness_failed(self, name: str, container_id: str) -> bool: ...
+    def started(self, name: str) -> bool: ...
+    def kill_reason(self, name: str, container_id: str) -> str: ...
+    def take_events(self) -> list[tuple[str, str, str]]: ...
     async def close(self) -> None: ...
+
+
+ProbesFactory = Callable[[Mapping[str, Any], Callable[[], None]], Probes]
 
 
 EnvResolver = Callable[[Mapping[str, Any], Mapping[str, Any]],
@@ -168,20 +181,6 @@ class NoVolumes:
         return {}
 
     async def cleanup(self, pod: Mapping[str, Any]) -> None:
-        return None
-
-
-class NoProbes:
-    def update(self, pod: Mapping[str, Any], rt: C.PodRuntime) -> None:
-        return None
-
-    def ready(self, name: str) -> bool:
-        return True
-
-    def liveness_failed(self, name: str, container_id: str) -> bool:
-        return False
-
-    async def close(self) -> None:
         return None
 
 
@@ -210,6 +209,9 @@ class PodAPI(Protocol):
     async def delete(self, resource: str, name: str, *, namespace: str = "",
                      **kw: Any) -> dict[str, Any]: ...
 
+    async def create(self, resource: str, obj: dict[str, Any], *, namespace: str = "",
+                     **kw: Any) -> dict[str, Any]: ...
+
 
 @dataclass
 class WorkerEnv:
@@ -225,7 +227,8 @@ class WorkerEnv:
     runtime_name: str = "corral"
     volumes: Volumes = field(default_factory=NoVolumes)
     env: EnvResolver = literal_env
-    probes: Callable[[Mapping[str, Any]], Probes] = lambda pod: NoProbes()
+    probes: ProbesFactory | None = None  # None: PodProber over cri.exec_sync
+    node_name: str = ""
     backoff: Callable[[], Backoff] = Backoff
     resync: float = 5.0
 
@@ -239,7 +242,7 @@ class PodWorker:
         self.state = P.PENDING
         self.gone = gone
         self.backoff = env.backoff()
-        self.probes = env.probes(pod)
+        self.probes = (env.probes or self._pod_prober)(pod, self.wake)
         self.waiting: dict[str, tuple[str, str]] = {}  # container name -> (reason, message)
         self._pull_retry: dict[str, tuple[float, float]] = {}  # name -> (at, delay)
         self._create_retry: dict[str, tuple[float, float]] = {}  # failed create/start
@@ -262,7 +265,16 @@ class PodWorker:
     def done(self) -> bool:
         return self.state is P.TERMINATED
 
+    def _pod_prober(self, pod: Mapping[str, Any], wake: Callable[[], None]) -> Probes:
+        return PR.PodProber(pod, exec_sync=PR.cri_exec(self.env.cri), on_change=wake)
+
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self.probes.close()  # no prober outlives its worker
+
+    async def _loop(self) -> None:
         while not self.done:
             try:
                 await self.sync()
@@ -287,6 +299,8 @@ class PodWorker:
     async def sync(self) -> None:
         rt = await self.observe()
         self._next_at = 0.0
+        for kind, reason, message in self.probes.take_events():  # before a Killing
+            await self.event(kind, reason, message)
         old = self.state
         self.state = settle(self.state, self.pod, rt, gone=self.gone)
         if self.state is not old:
@@ -299,9 +313,18 @@ class PodWorker:
             return
         self.probes.update(self.pod, rt)
         view = S.StatusView(now_ns=time.time_ns(), waiting=dict(self.waiting),
-                            ready=self.probes.ready, host_ip=self.env.host_ip,
-                            runtime_name=self.env.runtime_name)
+                            ready=self.probes.ready, started=self.probes.started,
+                            host_ip=self.env.host_ip, runtime_name=self.env.runtime_name)
         self.env.writer.set(self.pod, S.pod_status(self.pod, rt, view))
+
+    async def event(self, kind: str, reason: str, message: str) -> None:
+        """Best effort: an Event on the pod, as kubelet records Unhealthy and Killing."""
+        ev = S.pod_event(self.pod, kind=kind, reason=reason, message=message,
+                         node=self.env.node_name, now_ns=time.time_ns())
+        try:
+            await self.env.api.create("events", ev, namespace=ev["metadata"]["namespace"])
+        except errors.APIError as err:
+            log.debug("pod %s: event %s not recorded: %s", self.key, reason, err)
 
     async def act(self, rt: C.PodRuntime) -> bool:
         if self.state is P.PENDING:
@@ -365,9 +388,10 @@ class PodWorker:
                 acted = await self.start(c, rt, attempt=0) or acted
             elif latest.state == "running":
                 self.waiting.pop(c["name"], None)
-                if self.probes.liveness_failed(c["name"], latest.id):
-                    log.info("pod %s: container %s failed liveness; stopping", self.key,
-                             c["name"])
+                why = self.probes.kill_reason(c["name"], latest.id)
+                if why:
+                    log.info("pod %s: %s", self.key, why)
+                    await self.event("Normal", "Killing", why)
                     await self._stop(latest.id, self._grace())
                     acted = True
             elif latest.state == "exited" and S.will_restart(policy, latest):

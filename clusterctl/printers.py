@@ -165,6 +165,17 @@ def _job(o: Obj, now: dt.datetime) -> Row:
             age(_meta(o).get("creationTimestamp"), now)]
 
 
+def _cronjob(o: Obj, now: dt.datetime) -> Row:
+    last = _status(o).get("lastScheduleTime")
+    return [str(_spec(o).get("schedule") or ""), str(bool(_spec(o).get("suspend"))),
+            str(len(_status(o).get("active") or [])), age(last, now) if last else "<none>",
+            age(_meta(o).get("creationTimestamp"), now)]
+
+
+def _cronjob_wide(o: Obj) -> Row:
+    return _images({"spec": (_spec(o).get("jobTemplate") or {}).get("spec") or {}})
+
+
 def node_status(o: Obj) -> str:
     ready = "Unknown"
     for c in _status(o).get("conditions") or []:
@@ -245,6 +256,8 @@ TABLES: dict[str, Columns] = {
                    "AGE"], _daemonset, ["CONTAINERS", "IMAGES", "SELECTOR"], _images),
     "Job": (["COMPLETIONS", "DURATION", "AGE"], _job, ["CONTAINERS", "IMAGES", "SELECTOR"],
             _images),
+    "CronJob": (["SCHEDULE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"], _cronjob,
+                ["CONTAINERS", "IMAGES", "SELECTOR"], _cronjob_wide),
     "Node": (["STATUS", "ROLES", "AGE", "VERSION"], _node,
              ["INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION"], _node_wide),
     "ConfigMap": (["DATA", "AGE"], _configmap, [], None),

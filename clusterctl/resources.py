@@ -21,7 +21,7 @@ from clusterctl.session import CLIError
 OFFLINE_SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "namespaces": ("ns",), "configmaps": ("cm",), "pods": ("po",), "services": ("svc",),
     "nodes": ("no",), "events": ("ev",), "deployments": ("deploy",),
-    "replicasets": ("rs",), "daemonsets": ("ds",),
+    "replicasets": ("rs",), "daemonsets": ("ds",), "cronjobs": ("cj",),
 }
 
 

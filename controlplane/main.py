@@ -4,6 +4,7 @@
                         [--http-listen HOST:PORT] [--token-file F --token-listen HOST:PORT]
                         [--encryption-config F]
                         [--tls-san NAME]... [--insecure] [--workers N]
+                        [--node-monitor-grace-period 40s] [--node-eviction-rate 0.1]
 
 With --workers N (default: one per CPU but one) N processes serve --listen together
 (controlplane/apiserver/workers.py); this one keeps HTTP and leader election.
@@ -59,18 +60,53 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="server processes sharing --listen (default: one per CPU but one, "
                    "which etcd gets; at least 1)")
     p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--node-monitor-grace-period", default="40s", metavar="DURATION",
+                   help="how long a node's Lease may go unrenewed before the node is "
+                   "NotReady (Unknown) and tainted (e.g. 40s, 1m30s, 500ms)")
+    p.add_argument("--node-eviction-rate", type=float, default=0.1, metavar="PER_SECOND",
+                   help="nodes tainted NoExecute (their pods evicted) per second")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error(f"--workers {args.workers}: must be >= 1")
+    try:
+        args.node_monitor_grace_period = parse_duration(args.node_monitor_grace_period)
+    except ValueError as err:
+        p.error(f"--node-monitor-grace-period {args.node_monitor_grace_period}: {err}")
+    if args.node_monitor_grace_period <= 0:
+        p.error(f"--node-monitor-grace-period: must be > 0, got "
+                f"{args.node_monitor_grace_period:g}s")
+    if args.node_eviction_rate <= 0:
+        p.error(f"--node-eviction-rate: must be > 0, got {args.node_eviction_rate:g}")
     return args
 
 
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration ("40s", "1m30s", "500ms"), or a plain number of seconds."""
+    import re
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError("not a duration (e.g. 40s, 1m30s, 500ms)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
 async def run(args: argparse.Namespace, argv: list[str]) -> int:
+    from controlplane import manager
     from controlplane.apiserver import workers
     from controlplane.apiserver.server import APIServer, Options, split_hostport
 
     worker = args.worker_id > 0
+    manager.configure(manager.ControllerOptions(
+        node_monitor_grace_period=args.node_monitor_grace_period,
+        node_eviction_rate=args.node_eviction_rate))
     server = APIServer(Options(
         etcd_endpoints=[u for u in args.etcd_endpoints.split(",") if u],
         data_dir=args.data_dir, listen=args.listen, http_listen=args.http_listen,

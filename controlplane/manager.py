@@ -8,7 +8,9 @@
             ControllerManager(cluster, controllers) ─┘ other stops and leadership is
                                                        given up (a standby takes over)
 
-Every controlplane process serves the API; only the leader runs this.
+Every controlplane process serves the API; only the leader runs this. The controllers'
+options (ControllerOptions: the node lifecycle's grace period and eviction rate, from
+corral-controlplane's flags) are set once with configure() before serving.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from controlplane.apiserver.objects import ObjectService
@@ -33,6 +36,27 @@ FIELD_MANAGER = "corral-controlplane"
 Component = Callable[[LocalClient, Store, Fence], Coroutine[Any, Any, None]]
 
 
+@dataclass(frozen=True)
+class ControllerOptions:
+    """kube-controller-manager's flags that corral has (None: the controller's default)."""
+
+    node_monitor_grace_period: float | None = None  # seconds a node's Lease may go stale
+    node_eviction_rate: float | None = None  # NoExecute taints (evictions) per second
+
+
+_options = ControllerOptions()
+
+
+def configure(options: ControllerOptions) -> None:
+    """The options the controllers of every later term run with."""
+    global _options
+    _options = options
+
+
+def options() -> ControllerOptions:
+    return _options
+
+
 async def scheduler(cluster: LocalClient, store: Store, fence: Fence) -> None:
     from controlplane.scheduler.service import SchedulerService
     await SchedulerService(cluster, store, fence=fence).run()
@@ -40,6 +64,7 @@ async def scheduler(cluster: LocalClient, store: Store, fence: Fence) -> None:
 
 async def controllers(cluster: LocalClient, store: Store, fence: Fence) -> None:
     from controlplane.controllers.controller import ControllerManager
+    from controlplane.controllers.cronjob import CronJobController
     from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.endpoints import EndpointsController
@@ -47,11 +72,21 @@ async def controllers(cluster: LocalClient, store: Store, fence: Fence) -> None:
     from controlplane.controllers.job import JobController
     from controlplane.controllers.namespace import NamespaceController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
+    from controlplane.controllers.nodelifecycle_plan import (
+        DEFAULT_EVICTION_RATE,
+        DEFAULT_GRACE,
+    )
     from controlplane.controllers.replicaset import ReplicaSetController
 
+    o = _options
+    lifecycle = NodeLifecycleController.factory(
+        grace=DEFAULT_GRACE if o.node_monitor_grace_period is None
+        else o.node_monitor_grace_period,
+        eviction_rate=DEFAULT_EVICTION_RATE if o.node_eviction_rate is None
+        else o.node_eviction_rate)
     async with ControllerManager(cluster, [
             DeploymentController, ReplicaSetController, DaemonSetController,
-            JobController.factory(), NodeLifecycleController.factory(),
+            JobController.factory(), CronJobController.factory(), lifecycle,
             EndpointsController, GarbageCollector, NamespaceController]):
         await asyncio.Event().wait()  # until the term ends (cancelled)
 

@@ -7,6 +7,8 @@ that, whether `up` finished or failed half-way).
         listen on 10.99.0.1
         node-1: netns corral-local-node-1, veth crl<h>v1 <-> eth0 10.99.0.11/24,
                 pods 10.244.1.0/24 on bridge crlpod1, cgroups /corral-local-node-1
+        the controlplane's node lifecycle options (--node-monitor-grace-period,
+        --node-eviction-rate) pass through as given ("": its defaults, 40s and 0.1/s)
     State(plan): processes (role, pid, start time), links, netns, context entries
 """
 
@@ -26,7 +28,8 @@ DEFAULT_BRIDGE = "corral-nodes"
 POD_SUPERNET = "10.244.0.0/16"
 API_PORT = 6443
 REGISTRY_PORT = 5000
-AGENT_PORT = 10250
+AGENT_PORT = 10250  # the node API (logs, exec, stats): mutual TLS
+AGENT_HTTP_PORT = 10255  # /healthz and /metrics, plain HTTP (Prometheus scrapes it)
 FIRST_NODE_HOST = 11  # node-1 is .11, node-2 .12, ...
 MAX_NODES = 50
 IFNAMSIZ = 15
@@ -64,6 +67,18 @@ class Plan:
     prefix_len: int
     bridge: str
     nodes: tuple[NodePlan, ...]
+    node_monitor_grace_period: str = ""  # a duration for corral-controlplane ("40s")
+    node_eviction_rate: str = ""  # nodes per second ("0.1")
+
+    @property
+    def controlplane_flags(self) -> list[str]:
+        """The options passed through to corral-controlplane."""
+        out = []
+        if self.node_monitor_grace_period:
+            out += ["--node-monitor-grace-period", self.node_monitor_grace_period]
+        if self.node_eviction_rate:
+            out += ["--node-eviction-rate", self.node_eviction_rate]
+        return out
 
     @property
     def api_server(self) -> str:
@@ -78,8 +93,23 @@ def _short(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-def plan(*, name: str, nodes: int, subnet: str, directory: str) -> Plan:
+_DURATION = re.compile(r"(\d+(\.\d+)?(h|ms|m|s))+|\d+(\.\d+)?")
+
+
+def plan(*, name: str, nodes: int, subnet: str, directory: str,
+         node_monitor_grace_period: str = "", node_eviction_rate: str = "") -> Plan:
     """The names and addresses of a cluster; raises PlanError naming the flag."""
+    if node_monitor_grace_period and not _DURATION.fullmatch(node_monitor_grace_period):
+        raise PlanError(f"--node-monitor-grace-period {node_monitor_grace_period!r}: not a "
+                        "duration (e.g. 40s, 1m30s, 500ms)")
+    if node_eviction_rate:
+        try:
+            rate = float(node_eviction_rate)
+        except ValueError:
+            rate = 0.0
+        if not rate > 0:
+            raise PlanError(f"--node-eviction-rate {node_eviction_rate!r}: must be a number "
+                            "> 0")
     if not _NAME.fullmatch(name) or len(name) > 40:
         raise PlanError(f"--name {name!r}: must be lower-case letters, digits and '-', "
                         "at most 40 characters")
@@ -110,7 +140,9 @@ def plan(*, name: str, nodes: int, subnet: str, directory: str) -> Plan:
         for link in (n.veth_host, n.veth_peer, n.pod_bridge):
             assert len(link) <= IFNAMSIZ, link
     return Plan(name=name, dir=directory, subnet=str(net), gateway=str(hosts[0]),
-                prefix_len=net.prefixlen, bridge=bridge, nodes=tuple(made))
+                prefix_len=net.prefixlen, bridge=bridge, nodes=tuple(made),
+                node_monitor_grace_period=node_monitor_grace_period,
+                node_eviction_rate=node_eviction_rate)
 
 
 def overlapping(subnet: str, addresses: list[tuple[str, str]]) -> list[str]:

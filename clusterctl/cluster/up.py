@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from clusterctl.cluster import context, image, system
 from clusterctl.cluster.state import (
+    AGENT_HTTP_PORT,
     AGENT_PORT,
     NodePlan,
     Plan,
@@ -148,7 +149,7 @@ def start_controlplane(p: Plan, st: State, *, etcd_url: str) -> str:
     http = f"127.0.0.1:{free_port()}"
     proc = spawn([_bin("corral-controlplane"), "--etcd-endpoints", etcd_url,
                   "--listen", p.api_server, "--http-listen", http, "--data-dir", data,
-                  "--leader-elect", "true", "--workers", "1"],
+                  "--leader-elect", "true", "--workers", "1", *p.controlplane_flags],
                  log=os.path.join(p.dir, "logs", "controlplane.log"), role="controlplane")
     st.processes.append(proc)
     st.save()
@@ -217,7 +218,8 @@ def start_agent(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str) -> No
     proc = spawn(in_netns(n.netns, [
         _bin("corral-agent"), "--config", kubeconfig, "--node-name", n.name,
         "--runtime-socket", n.socket, "--root", os.path.join(n.dir, "agent"),
-        "--listen", f"{n.ip}:{AGENT_PORT}", "--node-ip", n.ip,
+        "--listen", f"{n.ip}:{AGENT_PORT}", "--http-listen", f"{n.ip}:{AGENT_HTTP_PORT}",
+        "--node-ip", n.ip,
         "--cgroup-parent", n.cgroup_parent]),
         log=os.path.join(n.dir, "agent.log"), role="agent", node=n.name)
     st.processes.append(proc)

@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser, verb: str) -> None:
                     f"(default {DEFAULT_SUBNET})")
     up.add_argument("--no-context", action="store_true",
                     help="do not merge the cluster's context into the client config")
+    up.add_argument("--node-monitor-grace-period", default="", metavar="DURATION",
+                    help="how long a silent node stays Ready (corral-controlplane's "
+                    "default: 40s)")
+    up.add_argument("--node-eviction-rate", default="", metavar="PER_SECOND",
+                    help="nodes whose pods are evicted per second (default: 0.1)")
     up.add_argument("--timeout", type=float, default=120,
                     help="seconds to wait for the nodes to be Ready (default 120)")
     down = sub.add_parser("down", help="stop and remove everything `up` made")
@@ -71,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         from api.client import config_path
         from clusterctl.cluster.up import up
         plan = state.plan(name=args.name, nodes=args.nodes, subnet=args.subnet,
-                          directory=directory)
+                          directory=directory,
+                          node_monitor_grace_period=args.node_monitor_grace_period,
+                          node_eviction_rate=args.node_eviction_rate)
         up(plan, config_path=None if args.no_context else config_path(args.config),
            timeout=args.timeout, out=sys.stdout)
         return 0

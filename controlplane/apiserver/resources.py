@@ -60,6 +60,7 @@ _EXTRAS: Mapping[str, dict[str, object]] = {
     "replicasets": {"short_names": ("rs",), "status": True, "scale": True},
     "daemonsets": {"short_names": ("ds",), "status": True},
     "jobs": {"status": True},
+    "cronjobs": {"short_names": ("cj",), "status": True},
 }
 
 

@@ -24,8 +24,8 @@ from controlplane.controllers.controller import Controller
 from controlplane.controllers.informer import Handler, Informer, key_of, split_key
 
 Obj = dict[str, Any]
-RESOURCES = ("pods", "replicasets", "deployments", "daemonsets", "jobs", "services",
-             "configmaps", "secrets")
+RESOURCES = ("pods", "replicasets", "deployments", "daemonsets", "jobs", "cronjobs",
+             "services", "configmaps", "secrets")
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 
 
