@@ -87,12 +87,14 @@ class Unfinished(Exception):
 
 
 async def watch_until_bound(endpoint: str, *, from_revision: int, replicas: int,
-                            started: float, timeout: float) -> tuple[float, float]:
-    """Seconds (since STARTED) until REPLICAS pods existed, and until all were bound."""
+                            started: float, timeout: float) -> tuple[float, float, int]:
+    """Seconds (since STARTED) until REPLICAS pods existed and until all were bound, and
+    the most pods that existed at once (more than REPLICAS: the ReplicaSet overshot)."""
     store = EtcdStore([endpoint], timeout=30)
     live: set[str] = set()
     bound: set[str] = set()
     all_created = 0.0
+    most = 0
     try:
         stream = store.watch(PREFIX, from_revision=from_revision)
         try:
@@ -105,13 +107,14 @@ async def watch_until_bound(endpoint: str, *, from_revision: int, replicas: int,
                         bound.discard(ev.key)
                         continue
                     live.add(ev.key)
+                    most = max(most, len(live))
                     if b'"nodeName"' in ev.value and (json.loads(ev.value).get(
                             "spec") or {}).get("nodeName"):
                         bound.add(ev.key)
                     if not all_created and len(live) >= replicas:
                         all_created = time.perf_counter() - started
                     if len(bound) >= replicas:
-                        return all_created, time.perf_counter() - started
+                        return all_created, time.perf_counter() - started, most
         except TimeoutError:
             raise Unfinished(len(live), len(bound)) from None
         finally:
@@ -134,6 +137,14 @@ def diagnose(client: Client, cp: ControlPlane) -> Obj:
     log = [line for line in cp.log_tail().splitlines() if " WARNING " in line or
            " ERROR " in line]
     return {"unbound": len(pending), "pod_scheduled": reasons, "log": log[-10:]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time PID has used: on a shared machine a steadier figure of
+    the control plane's work than the wall clock."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(*, replicas: int, nodes: int, timeout: float) -> dict[str, Any]:
@@ -162,12 +173,15 @@ def run(*, replicas: int, nodes: int, timeout: float) -> dict[str, Any]:
             d = client.get("deployments", "scale", namespace="default")
             start_rev = int(d["metadata"]["resourceVersion"])
             d["spec"]["replicas"] = replicas
+            assert cp.proc is not None
+            cpu_before = cpu_seconds(cp.proc.pid)
             started = time.perf_counter()
             client.update("deployments", d, namespace="default")
             try:
-                created, bound = asyncio.run(watch_until_bound(
+                created, bound, most = asyncio.run(watch_until_bound(
                     etcd.endpoint, from_revision=start_rev, replicas=replicas,
                     started=started, timeout=timeout))
+                cpu = cpu_seconds(cp.proc.pid) - cpu_before
             except Unfinished as err:
                 print(json.dumps({"unfinished_after_s": timeout, "pods": err.live,
                                   "bound": err.bound, **diagnose(client, cp)}), flush=True)
@@ -175,8 +189,8 @@ def run(*, replicas: int, nodes: int, timeout: float) -> dict[str, Any]:
         finally:
             stop.set()
             renewer.join(60)
-        # The ReplicaSet controller may have overshot (seen once at 10000: 10006 pods);
-        # give it a minute to delete the surplus, and report what it left.
+        # Were the ReplicaSet to overshoot, give it a minute to delete the surplus, and
+        # report what it left (max_live_pods shows the overshoot itself).
         deadline = time.monotonic() + 60
         while True:
             pods = client.list("pods", namespace="default",
@@ -192,8 +206,9 @@ def run(*, replicas: int, nodes: int, timeout: float) -> dict[str, Any]:
             per_node[p["spec"]["nodeName"]] = per_node.get(p["spec"]["nodeName"], 0) + 1
     return {"replicas": replicas, "nodes": nodes, "all_created_s": round(created, 2),
             "all_bound_s": round(bound, 2), "pods_per_s": round(replicas / bound, 1),
+            "controlplane_cpu_s": round(cpu, 1), "load_avg_1m": os.getloadavg()[0],
             "pods_per_node_min_max": [min(per_node.values()), max(per_node.values())],
-            "live_pods_at_end": len(pods)}
+            "max_live_pods": most, "live_pods_at_end": len(pods)}
 
 
 def main() -> None:

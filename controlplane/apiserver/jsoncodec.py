@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy as _copy
 import json
+import re
 from typing import Any, TypeVar
 
 import orjson
@@ -38,7 +39,25 @@ def loads(data: bytes | str) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # let the standard library decide, and word the error
-    return json.loads(raw)
+    out = json.loads(raw)
+    return _scrub(out) if _LONE_SURROGATE_ESCAPE.search(raw) else out
+
+
+# JSON may escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 text can hold; Go's
+# decoder (and so Kubernetes) reads each as U+FFFD, and so do we, so that whatever is
+# accepted can also be stored and served.
+_LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {_scrub(k): _scrub(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scrub(v) for v in obj]
+    return obj
 
 
 def dumps(obj: Any) -> bytes:

@@ -1,7 +1,8 @@
 """The controllers: client-go's pattern, over a `Cluster` (LocalClient or AsyncClient).
 
-    etcd ─► apiserver watch ─► Informer (list + watch cache, indexes; one per resource,
-                                 │       shared through Informers)
+    etcd ─► apiserver watch ─► Informer (list + watch cache; one per resource, shared
+                                 │       through Informers; indexes "owner", "orphan",
+                                 │       "namespace", ... so a sync reads only its own)
                                  │ add/update/delete handlers: enqueue "ns/name" only
                                  ▼
                                WorkQueue (dedupe, one worker per key at a time,

@@ -32,11 +32,28 @@ log = logging.getLogger("corral.controllers")
 
 Obj = dict[str, Any]
 EXPECTATIONS_TTL = 300.0  # client-go: give up waiting for our own writes after 5 minutes
+# a write that failed this way may have been committed all the same
+AMBIGUOUS = (e.Reason.UNAVAILABLE, e.Reason.TIMEOUT, e.Reason.INTERNAL)
+
+
+async def may_exist(cluster: Cluster, resource: str, *, namespace: str, name: str,
+                    err: e.APIError) -> bool | None:
+    """After ERR creating NAME: does it exist all the same? False: surely not (a refusal,
+    or not found when looked up); True: it does; None: cannot tell (the look failed
+    too). A timeout or an unavailable store may have come after etcd committed it."""
+    if err.reason not in AMBIGUOUS:
+        return False
+    try:
+        await cluster.get(resource, name, namespace=namespace)
+    except e.APIError as look:
+        return False if look.reason is e.Reason.NOT_FOUND else None
+    return True
 
 
 @dataclass
 class _Expected:
     adds: int = 0
+    creates: set[str] = field(default_factory=set)
     deletes: set[str] = field(default_factory=set)
     since: float = 0.0
 
@@ -45,18 +62,34 @@ class Expectations:
     """What a controller wrote and has not yet seen come back through its informer.
 
     While a key's expectations are pending, the controller must not create or delete for
-    it again (its cache does not show its own writes yet)."""
+    it again (its cache does not show its own writes yet). Creates are expected either as
+    a count (`adds`) or by name (`creates`): a named create whose answer was lost (a
+    timeout after etcd committed it) stays expected until its object is seen, so the
+    next sync cannot count it missing and create it twice."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._by_key: dict[str, _Expected] = {}
 
-    def expect(self, key: str, *, adds: int = 0, deletes: Iterable[str] = ()) -> None:
-        self._by_key[key] = _Expected(adds=adds, deletes=set(deletes), since=self.clock())
+    def expect(self, key: str, *, adds: int = 0, creates: Iterable[str] = (),
+               deletes: Iterable[str] = ()) -> None:
+        self._by_key[key] = _Expected(adds=adds, creates=set(creates),
+                                      deletes=set(deletes), since=self.clock())
 
-    def creation_observed(self, key: str) -> None:
+    def expect_creation(self, key: str, dependent: str) -> None:
+        """One more named create for KEY (e.g. a retry under a new name)."""
+        exp = self._by_key.setdefault(key, _Expected(since=self.clock()))
+        exp.creates.add(dependent)
+
+    def creation_observed(self, key: str, dependent: str = "") -> None:
+        """DEPENDENT ("ns/name") of KEY was seen, or will not be: a named expectation
+        is cleared by its name only; a count by any creation."""
         exp = self._by_key.get(key)
-        if exp is not None and exp.adds > 0:
+        if exp is None:
+            return
+        if dependent and dependent in exp.creates:
+            exp.creates.discard(dependent)
+        elif exp.adds > 0:
             exp.adds -= 1
 
     def deletion_observed(self, key: str, dependent: str) -> None:
@@ -66,7 +99,7 @@ class Expectations:
 
     def satisfied(self, key: str) -> bool:
         exp = self._by_key.get(key)
-        if exp is None or (exp.adds <= 0 and not exp.deletes):
+        if exp is None or (exp.adds <= 0 and not exp.creates and not exp.deletes):
             return True
         return self.clock() - exp.since > EXPECTATIONS_TTL
 

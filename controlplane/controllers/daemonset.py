@@ -19,9 +19,10 @@ import logging
 
 from api import errors as e
 from controlplane.controllers import daemonset_plan
-from controlplane.controllers.controller import Controller, Expectations
+from controlplane.controllers.controller import Controller, Expectations, may_exist
 from controlplane.controllers.informer import Handler, key_of, split_key
 from controlplane.controllers.plan_util import Obj, deleting, meta, name_of
+from controlplane.controllers.podutil import generate_name
 
 log = logging.getLogger("corral.controllers.daemonset")
 
@@ -64,7 +65,7 @@ class DaemonSetController(Controller):
     def _pod_added(self, pod: Obj) -> None:
         key = _ds_key(pod)
         if key:
-            self.expectations.creation_observed(key)
+            self.expectations.creation_observed(key, name_of(pod))
             self.queue.add(key)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
@@ -93,7 +94,7 @@ class DaemonSetController(Controller):
                 if any(r.get("uid") == uid and r.get("controller")
                        for r in meta(p).get("ownerReferences") or ())]
         plan = daemonset_plan.plan(ds, self.nodes.list(), pods, self.clock())
-        self.expectations.expect(key, adds=len(plan.create), deletes=plan.delete)
+        self.expectations.expect(key, deletes=plan.delete)
         for pod_name in plan.delete:
             try:
                 await self.cluster.delete("pods", pod_name, namespace=namespace)
@@ -103,12 +104,17 @@ class DaemonSetController(Controller):
                     raise
         for pod_name, node in plan.bind:
             await self._bind(namespace, pod_name, "", node)
-        for node in plan.create:
+        for node in plan.create:  # each expected by name (see Expectations)
+            new = daemonset_plan.new_pod(ds, node)
+            pod_name = new["metadata"]["name"] = generate_name(
+                new["metadata"]["generateName"])
+            self.expectations.expect_creation(key, pod_name)
             try:
-                pod = await self.cluster.create("pods", daemonset_plan.new_pod(ds, node),
-                                                namespace=namespace)
-            except e.APIError:
-                self.expectations.creation_observed(key)
+                pod = await self.cluster.create("pods", new, namespace=namespace)
+            except e.APIError as err:
+                if await may_exist(self.cluster, "pods", namespace=namespace,
+                                   name=pod_name, err=err) is False:
+                    self.expectations.creation_observed(key, pod_name)
                 raise
             await self._bind(namespace, name_of(pod), str(meta(pod).get("uid") or ""), node)
         if (ds.get("status") or {}) != plan.status:

@@ -1,6 +1,8 @@
 """The Deployment controller: rolls a template out through ReplicaSets.
 
     deployment/RS/pod events ──► queue "ns/deploy" ──► sync:
+        its RSes (the RS informer's "owner" index) and the orphans ("orphan"); pods
+        only counted per RS in the pod informer's "owner" index, never read
         adopt orphan RSes matching the selector, release RSes that stopped matching
         ──► plan(deploy, its RSes, pods per RS, now)        (pure)
               paused     : scale only, no new RS
@@ -27,7 +29,7 @@ from api import errors as e
 from controlplane.controllers import podutil as pu
 from controlplane.controllers import rollout as ro
 from controlplane.controllers.controller import Controller
-from controlplane.controllers.informer import Handler, split_key
+from controlplane.controllers.informer import Handler
 from controlplane.controllers.replicaset import selector_of
 
 Obj = dict[str, Any]
@@ -281,10 +283,9 @@ class DeploymentController(Controller):
         deploy = self.deploys.get(key)
         if deploy is None:
             return
-        ns, _ = split_key(key)
         selector = selector_of(deploy)
         owned: list[Obj] = []
-        for rs in self.rses.by_index("namespace", ns):
+        for rs in self._rses_of(deploy):
             ref = pu.controller_ref(rs)
             matches = selector.matches(pu.labels_of(rs))
             if ref is not None and ref.get("uid") == pu.uid(deploy):
@@ -295,12 +296,20 @@ class DeploymentController(Controller):
             elif ref is None and matches and not pu.being_deleted(deploy) \
                     and not pu.being_deleted(rs):
                 owned.append(await self._set_owner(rs, deploy, adopt=True))
-        pods_per_rs = {pu.uid(rs): len(self.pods.by_index("owner", pu.uid(rs)))
-                       for rs in owned}
+        pods_per_rs = {pu.uid(rs): self.pods.index_count("owner", pu.uid(rs))
+                       for rs in owned}  # counted in the index: no pod is read
         p = plan(deploy, owned, pods_per_rs=pods_per_rs, now=self.clock())
         await self._apply(deploy, owned, p)
         if p.requeue_after is not None:
             self.queue.add_after(key, p.requeue_after)
+
+    def _rses_of(self, deploy: Obj) -> list[Obj]:
+        """DEPLOY's ReplicaSets and its namespace's orphan ones (the "owner" and "orphan"
+        indexes: a sync reads neither other Deployments' ReplicaSets nor any pod)."""
+        own = self.rses.by_index("owner", pu.uid(deploy))
+        orphans = self.rses.by_index("orphan", pu.meta(deploy).get("namespace", ""))
+        seen = {id(rs) for rs in own}
+        return own + [rs for rs in orphans if id(rs) not in seen]
 
     async def _set_owner(self, rs: Obj, deploy: Obj, *, adopt: bool) -> Obj:
         new = copy.deepcopy(rs)

@@ -5,7 +5,11 @@ same name listing its pods' addresses and ports (endpoints_plan decides).
     pods informer ──► services selecting the pod ───┼─► queue ─► sync(key):
     endpoints informer ──► same name ───────────────┘
         service gone ─► delete its Endpoints
-        else endpoints_for(service, pods of the namespace) ─► create or update
+        else endpoints_for(service, candidate pods) ─► create or update
+
+Candidate pods come from the pod informer's "label" index ("ns/key=value"): the pods
+carrying the rarest of the selector's pairs, so a sync reads about the pods it selects,
+not the whole namespace.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from controlplane.controllers.informer import Handler, key_of, split_key
 from controlplane.controllers.plan_util import Obj, meta
 
 log = logging.getLogger("corral.controllers.endpoints")
+LABEL_INDEX = "label"
+
+
+def by_label(obj: Obj) -> list[str]:
+    """One index value per label: "namespace/key=value"."""
+    ns = meta(obj).get("namespace") or ""
+    return [f"{ns}/{k}={v}" for k, v in (meta(obj).get("labels") or {}).items()]
 
 
 class EndpointsController(Controller):
@@ -29,6 +40,7 @@ class EndpointsController(Controller):
     def setup(self) -> None:
         self.services = self.informer("services")
         self.pods = self.informer("pods")
+        self.pods.add_index(LABEL_INDEX, by_label)
         self.endpoints = self.informer("endpoints")
         self.services.add_handler(Handler(on_add=self.enqueue,
                                           on_update=lambda _o, new: self.enqueue(new),
@@ -55,6 +67,13 @@ class EndpointsController(Controller):
             if selector is not None and any(selector.matches(ls) for ls in label_sets):
                 self.queue.add(key_of(svc))
 
+    def candidates(self, namespace: str, selector: dict[str, str]) -> list[Obj]:
+        """The pods of NAMESPACE carrying the selector's least common key=value pair (a
+        superset of those it selects; endpoints_for matches them exactly)."""
+        rarest = min((f"{namespace}/{k}={v}" for k, v in selector.items()),
+                     key=lambda value: self.pods.index_count(LABEL_INDEX, value))
+        return self.pods.by_index(LABEL_INDEX, rarest)
+
     async def sync(self, key: str) -> None:
         namespace, name = split_key(key)
         service = self.services.get(key)
@@ -69,7 +88,7 @@ class EndpointsController(Controller):
             return
         if not (service.get("spec") or {}).get("selector"):
             return  # endpoints of a selector-less service are written by hand
-        pods = self.pods.by_index("namespace", namespace)
+        pods = self.candidates(namespace, dict((service.get("spec") or {})["selector"]))
         subsets = endpoints_plan.endpoints_for(service, pods)
         want = endpoints_plan.endpoints_object(service, subsets)
         if existing is None:

@@ -9,6 +9,11 @@
 Handlers run in the informer's task and must only enqueue keys. Cached objects are
 shared by every controller: read them, never mutate them (deep-copy before a change).
 `Informers` hands out one informer per (resource, namespace) so controllers share them.
+
+Indexes keep a sync's reads proportional to what it is about, not to the cache: "owner"
+(each ownerReference's uid: a controller's dependents), "orphan" (the namespace of
+objects with no controller: candidates for adoption), "namespace", and any a controller
+adds. `objects_read` counts the objects handed out, so tests can bound a sync's reads.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ Obj = dict[str, Any]
 Objs = list[Obj]  # (the name `list` is a method of Informer)
 IndexFunc = Callable[[Obj], Iterable[str]]
 RETRY_DELAY = 0.2
+LIST_PAGE = 500  # objects per list call when (re-)listing
+YIELD_EVERY = 256  # objects put into the cache between yields to the event loop
 
 
 def key_of(obj: Obj) -> str:
@@ -57,6 +64,18 @@ def by_owner_uid(obj: Obj) -> list[str]:
         "ownerReferences") or [] if r.get("uid")]
 
 
+def by_orphan_namespace(obj: Obj) -> list[str]:
+    """The namespace of an object no controller owns (it may be adopted); else none."""
+    meta = obj.get("metadata") or {}
+    if any(r.get("controller") for r in meta.get("ownerReferences") or ()):
+        return []
+    return [str(meta.get("namespace") or "")]
+
+
+_DEFAULT_INDEXES: dict[str, IndexFunc] = {
+    "namespace": by_namespace, "owner": by_owner_uid, "orphan": by_orphan_namespace}
+
+
 @dataclass
 class Handler:
     on_add: Callable[[Obj], None] | None = None
@@ -76,9 +95,11 @@ class Informer:
         self.resync = resync
         self.handlers: list[Handler] = []
         self.items: dict[str, Obj] = {}
-        self._indexers: dict[str, IndexFunc] = {"namespace": by_namespace,
-                                                "owner": by_owner_uid}
-        self._indices: dict[str, dict[str, set[str]]] = {"namespace": {}, "owner": {}}
+        self._indexers: dict[str, IndexFunc] = dict(_DEFAULT_INDEXES)
+        # index -> value -> keys (a dict as an insertion-ordered set)
+        self._indices: dict[str, dict[str, dict[str, None]]] = {
+            name: {} for name in self._indexers}
+        self.objects_read = 0
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.resource_version = ""
@@ -90,10 +111,18 @@ class Informer:
         return self.items.get(key)
 
     def list(self) -> Objs:
+        self.objects_read += len(self.items)
         return list(self.items.values())
 
     def by_index(self, index: str, value: str) -> Objs:
-        return [self.items[k] for k in sorted(self._indices[index].get(value, ()))]
+        """The cached objects whose INDEX function gave VALUE, in the order they came."""
+        keys = self._indices[index].get(value, {})
+        self.objects_read += len(keys)
+        return [self.items[k] for k in keys]
+
+    def index_count(self, index: str, value: str) -> int:
+        """How many cached objects INDEX maps to VALUE (reads none of them)."""
+        return len(self._indices[index].get(value, ()))
 
     @property
     def has_synced(self) -> bool:
@@ -112,7 +141,7 @@ class Informer:
         self._indices[name] = {}
         for key, obj in self.items.items():
             for v in fn(obj):
-                self._indices[name].setdefault(v, set()).add(key)
+                self._indices[name].setdefault(v, {})[key] = None
 
     def add_handler(self, handler: Handler) -> None:
         """Register HANDLER; objects already cached are delivered to it as adds."""
@@ -126,14 +155,18 @@ class Informer:
     def _index(self, key: str, obj: Obj | None, old: Obj | None) -> None:
         for name, fn in self._indexers.items():
             idx = self._indices[name]
-            for v in fn(old) if old is not None else ():
+            before = list(fn(old)) if old is not None else []
+            after = list(fn(obj)) if obj is not None else []
+            if before == after:
+                continue  # the usual update: the object stays where it is
+            for v in before:
                 s = idx.get(v)
                 if s is not None:
-                    s.discard(key)
+                    s.pop(key, None)
                     if not s:
                         del idx[v]
-            for v in fn(obj) if obj is not None else ():
-                idx.setdefault(v, set()).add(key)
+            for v in after:
+                idx.setdefault(v, {})[key] = None
 
     def _put(self, obj: Obj) -> None:
         key = key_of(obj)
@@ -157,24 +190,41 @@ class Informer:
             if h.on_delete:
                 h.on_delete(obj)
 
-    def _replace(self, objs: Objs) -> None:
-        """The cache becomes OBJS; handlers hear of each difference."""
+    async def _replace(self, objs: Objs) -> None:
+        """The cache becomes OBJS; handlers hear of each difference. Yields to the loop
+        every YIELD_EVERY objects: a re-list of 10000 pods must not starve the rest of
+        the process (the leader's lease renewal among them)."""
         fresh = {key_of(o): o for o in objs}
-        for key in [k for k in self.items if k not in fresh]:
+        for n, key in enumerate([k for k in self.items if k not in fresh], 1):
             self._remove(self.items[key])
-        for key, obj in fresh.items():
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        for n, (key, obj) in enumerate(fresh.items(), 1):
             old = self.items.get(key)
             if old is None or _rv(old) != _rv(obj):
                 self._put(obj)
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
 
     # -- running --------------------------------------------------------------------------
 
     async def _list(self) -> None:
-        listed = await self.cluster.list(self.resource, namespace=self.namespace,
-                                         label_selector=self.label_selector)
+        """List in pages of LIST_PAGE (each continue token pins the first page's
+        revision, so the pages make one consistent snapshot), then replace the cache."""
+        items: Objs = []
+        token, revision = "", ""
+        while True:
+            page = await self.cluster.list(self.resource, namespace=self.namespace,
+                                           label_selector=self.label_selector,
+                                           limit=LIST_PAGE, continue_token=token)
+            items.extend(page["items"])
+            revision = revision or str(page["metadata"]["resourceVersion"])
+            token = str(page["metadata"].get("continue") or "")
+            if not token:
+                break
         self.relists += 1
-        self._replace(listed["items"])
-        self.resource_version = str(listed["metadata"]["resourceVersion"])
+        await self._replace(items)
+        self.resource_version = revision
         self._synced.set()
 
     async def _watch(self) -> bool:

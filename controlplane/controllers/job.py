@@ -18,9 +18,10 @@ from typing import Any
 
 from api import errors as e
 from controlplane.controllers import job_plan
-from controlplane.controllers.controller import Controller, Expectations
+from controlplane.controllers.controller import Controller, Expectations, may_exist
 from controlplane.controllers.informer import Handler, Informers, split_key
 from controlplane.controllers.plan_util import Obj, deleting, meta, name_of, rfc3339
+from controlplane.controllers.podutil import generate_name
 from controlplane.local import Cluster
 
 log = logging.getLogger("corral.controllers.job")
@@ -63,7 +64,7 @@ class JobController(Controller):
     def _pod_added(self, pod: Obj) -> None:
         key = _owner_key(pod, "Job")
         if key:
-            self.expectations.creation_observed(key)
+            self.expectations.creation_observed(key, name_of(pod))
             self.queue.add(key)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
@@ -98,7 +99,7 @@ class JobController(Controller):
                 if err.reason is not e.Reason.NOT_FOUND:
                     raise
             return
-        self.expectations.expect(key, adds=plan.create, deletes=plan.delete)
+        self.expectations.expect(key, deletes=plan.delete)
         for pod_name in plan.delete:
             try:
                 await self.cluster.delete("pods", pod_name, namespace=namespace)
@@ -106,11 +107,17 @@ class JobController(Controller):
                 self.expectations.deletion_observed(key, pod_name)
                 if err.reason is not e.Reason.NOT_FOUND:
                     raise
-        for _ in range(plan.create):
+        for _ in range(plan.create):  # each expected by name (see Expectations)
+            pod = job_plan.new_pod(job)
+            pod_name = pod["metadata"]["name"] = generate_name(
+                pod["metadata"]["generateName"])
+            self.expectations.expect_creation(key, pod_name)
             try:
-                await self.cluster.create("pods", job_plan.new_pod(job), namespace=namespace)
-            except e.APIError:
-                self.expectations.creation_observed(key)
+                await self.cluster.create("pods", pod, namespace=namespace)
+            except e.APIError as err:
+                if await may_exist(self.cluster, "pods", namespace=namespace,
+                                   name=pod_name, err=err) is False:
+                    self.expectations.creation_observed(key, pod_name)
                 raise
         await self._write_status(job, plan.status)
         for kind, reason, message in plan.events:

@@ -4,17 +4,30 @@
     owner_ref(owner)             the reference a controller puts on what it creates
     is_active / is_ready / is_available(pod, min_ready, now)
     deletion_rank(pod)           sort key: the pods to delete first sort first
+    generate_name(prefix)        "<prefix><5 random chars>", the prefix cut to fit 63
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime
+import secrets
 import time
 from typing import Any
 
 Obj = dict[str, Any]
 TERMINATED = ("Succeeded", "Failed")
+# Kubernetes' generateName: 5 random characters from an alphabet without vowels (no
+# words) or look-alikes, after a prefix cut to 63 - 5 = 58 characters.
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SUFFIX_LENGTH = 5
+MAX_GENERATE_PREFIX = 63 - SUFFIX_LENGTH
+
+
+def generate_name(prefix: str) -> str:
+    """A name as the API server makes one from metadata.generateName PREFIX."""
+    return prefix[:MAX_GENERATE_PREFIX] + "".join(
+        secrets.choice(NAME_ALPHABET) for _ in range(SUFFIX_LENGTH))
 
 
 def rfc3339(t: float) -> str:

@@ -1,13 +1,22 @@
 """The ReplicaSet controller: keeps spec.replicas pods of the template running.
 
-    pod/RS events ──► queue "ns/rs" ──► sync: rs + pods of its namespace (caches)
+    pod/RS events ──► queue "ns/rs" ──► sync: rs + its pods (the pod informer's "owner"
+        │                                index) + the namespace's orphans ("orphan")
+        │  (a pod update that cannot change the plan, e.g. a binding, enqueues nothing)
         ──► plan(rs, pods, now, manage)   (pure: adopt, release, create n, delete which,
                                             status)
-        ──► apply: adopt/release (owner references), create from the template with
-            generateName "<rs>-", delete the pods that rank first, write status
+        ──► apply: adopt/release (owner references), create from the template under
+            names chosen here ("<rs>-" + 5 characters, as generateName would), delete
+            the pods that rank first, write status
 
 Expectations keep a sync from creating or deleting again while the controller's own
-writes have not yet come back through the pod informer.
+writes have not yet come back through the pod informer. Creates are expected by name: a
+create that timed out after etcd committed it is looked up, and if the pod exists it
+stays expected until the informer sees it (counting it as failed would let the next
+sync create it again: the overshoot of issue 5); if the lookup fails too, the next sync
+looks again. A sync reads only the ReplicaSet's own pods and the orphans, so its cost
+does not grow with the namespace; while its own writes are in flight it can only
+refresh the status, and such syncs are spaced (STATUS_SHARE) instead of one per event.
 """
 
 from __future__ import annotations
@@ -20,11 +29,18 @@ from typing import Any
 from api import errors as e
 from api import selectors as sel
 from controlplane.controllers import podutil as pu
-from controlplane.controllers.controller import Controller, Expectations
+from controlplane.controllers.controller import Controller, Expectations, may_exist
 from controlplane.controllers.informer import Handler, key_of, split_key
 
 Obj = dict[str, Any]
 BURST = 500  # Kubernetes: at most this many creates or deletes per sync
+# While its own creates or deletes are in flight, a sync can only refresh the status:
+# such syncs (O(pods) each) take at most this share of the time, at most one per
+# MIN_STATUS_INTERVAL. Without it, a sync per observed create is quadratic at scale.
+STATUS_SHARE = 0.1
+MIN_STATUS_INTERVAL = 0.05
+VERIFY_DELAY = 1.0  # look again for a pod whose create and lookup both failed
+NAME_TRIES = 8  # a random pod name already taken: try another (as the API server does)
 
 
 @dataclass
@@ -48,27 +64,32 @@ def selector_of(obj: Obj) -> sel.Selector:
 
 
 def plan(rs: Obj, pods: list[Obj], *, now: float, manage: bool = True) -> Plan:
-    """What to do about RS given the PODS of its namespace. MANAGE false (expectations
-    pending): no creates or deletes, only ownership and status."""
+    """What to do about RS given PODS (its own and any orphans; others are ignored).
+    MANAGE false (expectations pending): no creates or deletes, only ownership and
+    status."""
     spec = rs.get("spec") or {}
     replicas = int(spec.get("replicas", 1))
     min_ready = int(spec.get("minReadySeconds") or 0)
     selector = selector_of(rs)
     rs_uid, deleting = pu.uid(rs), pu.being_deleted(rs)
     out = Plan()
-    owned: list[Obj] = []
+    active: list[Obj] = []
     for pod in pods:
         ref = pu.controller_ref(pod)
-        matches = selector.matches(pu.labels_of(pod))
+        pod_meta = pod.get("metadata") or {}
+        matches = selector.matches(pod_meta.get("labels") or {})
         if ref is not None and ref.get("uid") == rs_uid:
-            if matches:
-                owned.append(pod)
-            elif not pu.being_deleted(pod):
-                out.release.append(pod["metadata"]["name"])
+            if not matches:
+                if not pu.being_deleted(pod):
+                    out.release.append(pod_meta["name"])
+                continue
         elif ref is None and matches and not deleting and not pu.being_deleted(pod):
-            out.adopt.append(pod["metadata"]["name"])
-            owned.append(pod)
-    active = [p for p in owned if pu.is_active(p)]
+            out.adopt.append(pod_meta["name"])
+        else:
+            continue
+        if pu.is_active(pod):
+            active.append(pod)
+    remaining = active
     if manage and not deleting:
         diff = len(active) - replicas
         if diff < 0:
@@ -76,32 +97,50 @@ def plan(rs: Obj, pods: list[Obj], *, now: float, manage: bool = True) -> Plan:
         elif diff > 0:
             doomed = sorted(active, key=pu.deletion_rank)[:min(diff, BURST)]
             out.delete = [p["metadata"]["name"] for p in doomed]
-    gone = set(out.delete)
-    remaining = [p for p in active if p["metadata"]["name"] not in gone]
+            gone = set(out.delete)
+            remaining = [p for p in active if p["metadata"]["name"] not in gone]
     template_labels = pu.labels_of(spec.get("template") or {})
+    labeled = ready = available = 0
+    for p in remaining:
+        labeled += pu.has_labels(p, template_labels)
+        if pu.is_ready(p):
+            ready += 1
+            available += pu.is_available(p, min_ready, now)
     status: Obj = dict(rs.get("status") or {})
     status.update(
-        replicas=len(remaining),
-        fullyLabeledReplicas=sum(1 for p in remaining if pu.has_labels(p, template_labels)),
-        readyReplicas=sum(1 for p in remaining if pu.is_ready(p)),
-        availableReplicas=sum(1 for p in remaining if pu.is_available(p, min_ready, now)),
+        replicas=len(remaining), fullyLabeledReplicas=labeled, readyReplicas=ready,
+        availableReplicas=available,
         observedGeneration=int(pu.meta(rs).get("generation") or 0))
     out.status = status
     return out
 
 
-def pod_from_template(rs: Obj) -> Obj:
-    """A new pod of RS: the template, generateName "<rs>-", owned by RS."""
+def pod_from_template(rs: Obj, name: str = "") -> Obj:
+    """A new pod of RS: the template, generateName "<rs>-" (and NAME if given, one the
+    controller chose from that prefix), owned by RS."""
     m = pu.meta(rs)
     template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
     tmeta = template.get("metadata") or {}
     pmeta: Obj = {"generateName": f"{m['name']}-", "namespace": m.get("namespace", ""),
                   "labels": dict(tmeta.get("labels") or {}),
                   "ownerReferences": [pu.owner_ref(rs)]}
+    if name:
+        pmeta["name"] = name
     if tmeta.get("annotations"):
         pmeta["annotations"] = dict(tmeta["annotations"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pmeta,
             "spec": template.get("spec") or {}}
+
+
+def _plan_view(pod: Obj) -> tuple[Any, ...]:
+    """What of POD a ReplicaSet sync reads (ownership, labels, state, readiness); an
+    update that leaves it alone needs no sync."""
+    m = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"),
+                 None)
+    return (m.get("labels"), m.get("ownerReferences"), m.get("deletionTimestamp"),
+            status.get("phase"), ready)
 
 
 async def create_in_batches(n: int, create: Any) -> list[BaseException]:
@@ -127,6 +166,9 @@ class ReplicaSetController(Controller):
 
     def setup(self) -> None:
         self.expectations = Expectations()
+        self._status_due: dict[str, float] = {}  # key -> no status-only sync before
+        # key -> pods whose create failed ambiguously and could not be looked up
+        self._unverified: dict[str, set[str]] = {}
         self.rs_informer = self.informer("replicasets")
         self.pods = self.informer("pods")
         self.rs_informer.add_handler(Handler(on_add=self.enqueue,
@@ -139,6 +181,8 @@ class ReplicaSetController(Controller):
 
     def _rs_deleted(self, rs: Obj) -> None:
         self.expectations.forget(key_of(rs))
+        self._status_due.pop(key_of(rs), None)
+        self._unverified.pop(key_of(rs), None)
         self.enqueue(rs)
 
     def _owner_key(self, pod: Obj) -> str | None:
@@ -157,12 +201,14 @@ class ReplicaSetController(Controller):
     def _pod_added(self, pod: Obj) -> None:
         owner = self._owner_key(pod)
         if owner is not None:
-            self.expectations.creation_observed(owner)
+            self.expectations.creation_observed(owner, key_of(pod))
             self.queue.add(owner)
         elif pu.controller_ref(pod) is None:
             self._enqueue_matching(pod)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
+        if old is not new and _plan_view(old) == _plan_view(new):
+            return  # e.g. bound to a node: nothing a sync would count changed
         if pu.being_deleted(new) and not pu.being_deleted(old):
             owner = self._owner_key(new)
             if owner is not None:
@@ -182,16 +228,38 @@ class ReplicaSetController(Controller):
 
     # -- sync -----------------------------------------------------------------------------
 
+    def pods_of(self, rs: Obj) -> list[Obj]:
+        """RS's pods and its namespace's orphans, from the informer's indexes."""
+        ns = pu.meta(rs).get("namespace", "")
+        own = self.pods.by_index("owner", pu.uid(rs))
+        orphans = self.pods.by_index("orphan", ns)
+        if not orphans:
+            return own
+        seen = {id(p) for p in own}
+        return own + [p for p in orphans if id(p) not in seen]
+
     async def sync(self, key: str) -> None:
         rs = self.rs_informer.get(key)
         if rs is None:
             self.expectations.forget(key)
+            self._status_due.pop(key, None)
+            self._unverified.pop(key, None)
             return
         ns, _name = split_key(key)
-        pods = self.pods.by_index("namespace", ns)
+        if key in self._unverified:
+            await self._verify(key, ns)
+        manage = self.expectations.satisfied(key)
+        started = self.queue.clock()
+        if not manage and started < self._status_due.get(key, 0.0):
+            self.queue.add_after(key, self._status_due[key] - started)
+            return  # only the status could change: refresh it a little later
+        pods = self.pods_of(rs)
         now = self.clock()
-        p = plan(rs, pods, now=now, manage=self.expectations.satisfied(key))
-        by_name = {pu.meta(pod)["name"]: pod for pod in pods}
+        p = plan(rs, pods, now=now, manage=manage)
+        took = self.queue.clock() - started
+        self._status_due[key] = started + max(MIN_STATUS_INTERVAL, took / STATUS_SHARE)
+        by_name = {pu.meta(pod)["name"]: pod for pod in pods} if p.adopt or p.release \
+            else {}
         for pod_name in p.adopt:
             await self._set_owner(by_name[pod_name], rs, adopt=True)
         for pod_name in p.release:
@@ -208,6 +276,24 @@ class ReplicaSetController(Controller):
         if min_ready and p.status["readyReplicas"] > p.status["availableReplicas"]:
             self.queue.add_after(key, min_ready)  # check availability again then
 
+    async def _verify(self, key: str, ns: str) -> None:
+        """Look up the pods of KEY whose creates failed ambiguously: one that exists
+        stays expected (the informer will show it), one that does not is expected no
+        more; if a look fails again, look again in VERIFY_DELAY (not in 5 minutes)."""
+        unknown = self._unverified.pop(key)
+        if self.expectations.satisfied(key):
+            return
+        for dependent in unknown:
+            try:
+                await self.cluster.get("pods", split_key(dependent)[1], namespace=ns)
+            except e.APIError as err:
+                if err.reason is e.Reason.NOT_FOUND:
+                    self.expectations.creation_observed(key, dependent)
+                else:
+                    self._unverified.setdefault(key, set()).add(dependent)
+        if key in self._unverified:
+            self.queue.add_after(key, VERIFY_DELAY)
+
     async def _set_owner(self, pod: Obj, rs: Obj, *, adopt: bool) -> None:
         new = copy.deepcopy(pod)
         refs = [r for r in pu.meta(new).get("ownerReferences") or []
@@ -222,15 +308,42 @@ class ReplicaSetController(Controller):
                 raise
 
     async def _create(self, key: str, rs: Obj, n: int) -> None:
-        self.expectations.expect(key, adds=n)
+        """N pods of RS, in growing batches, each under a name chosen here and expected
+        by that name until the informer shows it or it surely does not exist."""
         ns = pu.meta(rs)["namespace"]
+        prefix = f"{pu.meta(rs)['name']}-"
+        names = [f"{ns}/{pu.generate_name(prefix)}" for _ in range(n)]
+        self.expectations.expect(key, creates=names)
+        untried = iter(names)
 
         async def one() -> None:
-            await self.cluster.create("pods", pod_from_template(rs), namespace=ns)
+            dependent = next(untried)
+            for attempt in range(NAME_TRIES):
+                name = split_key(dependent)[1]
+                try:
+                    await self.cluster.create("pods", pod_from_template(rs, name),
+                                              namespace=ns)
+                    return
+                except e.APIError as err:
+                    if err.reason is e.Reason.ALREADY_EXISTS and attempt + 1 < NAME_TRIES:
+                        dependent = f"{ns}/{pu.generate_name(prefix)}"  # name taken
+                        self.expectations.expect_creation(key, dependent)
+                        self.expectations.creation_observed(key, f"{ns}/{name}")
+                        continue
+                    found = await may_exist(self.cluster, "pods", namespace=ns,
+                                            name=name, err=err)
+                    if found is False:
+                        self.expectations.creation_observed(key, dependent)
+                    elif found is None:  # look again before the next sync plans
+                        self._unverified.setdefault(key, set()).add(dependent)
+                    raise
+                except Exception:
+                    self.expectations.creation_observed(key, dependent)
+                    raise
 
         errors = await create_in_batches(n, one)
-        for _ in errors:
-            self.expectations.creation_observed(key)
+        for dependent in untried:  # skipped after a failed batch
+            self.expectations.creation_observed(key, dependent)
         if errors:
             err = errors[0]
             if isinstance(err, e.APIError) and err.reason is e.Reason.FORBIDDEN:

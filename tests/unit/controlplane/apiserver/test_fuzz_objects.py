@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from api import errors as e
 from api import kinds
 from api import schema as s
+from controlplane.apiserver import jsoncodec
 from controlplane.apiserver.objects import ObjectService, decode
 from controlplane.apiserver.resources import RESOURCES
 from controlplane.storage import InMemoryStore, keys
@@ -327,7 +328,14 @@ async def _accepts(svc: ObjectService, resource: str, call: Callable[[], Any]) -
     check_stored(decode(value, rev), name)
 
 
+def wire(obj: Obj) -> Obj:
+    """OBJ as the servicer hands it to the object service: sent as JSON, decoded."""
+    decoded: Obj = jsoncodec.loads(json.dumps(obj, ensure_ascii=True).encode())
+    return decoded
+
+
 async def _example(resource: str, obj: Obj, mutations: list[Mutation]) -> None:
+    obj = wire(obj)
     svc = ObjectService(InMemoryStore(), watch_cache=False)
     res = RESOURCES[resource]
     await svc.create(RESOURCES["namespaces"], {"apiVersion": "v1", "kind": "Namespace",
@@ -443,3 +451,11 @@ def test_fuzz_found_patch_cannot_remove_the_name() -> None:
         {"op": "add", "path": "/metadata/generateName", "value": "cfg-"},
         {"op": "remove", "path": "/metadata/name"}], JSON_PATCH)
     assert patched["metadata"].get("name") == "fuzz-base"
+
+
+def test_fuzz_found_a_lone_surrogate_is_read_as_the_replacement_character() -> None:
+    # "\ud800" escaped in JSON names no character; Go's decoder (Kubernetes) reads U+FFFD
+    body = b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg"},' \
+           b'"data":{"a":"x\\ud800y","b":"\\ud83d\\ude00"}}'
+    made = _create("configmaps", jsoncodec.loads(body))
+    assert made["data"] == {"a": "x\ufffdy", "b": "\U0001f600"}
