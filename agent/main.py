@@ -6,6 +6,11 @@
 
 --listen serves the node API (nodeapi.py: logs, exec, stats) over mutual TLS with the
 node's credentials; --http-listen serves /healthz and /metrics (metrics/) in plain HTTP.
+
+Footprint: what an idle node does not use is not imported. prometheus_client loads only
+with --http-listen, websockets with the first exec/attach/port-forward, httpx with the first
+httpGet probe; the node API reads certificates without `cryptography`.
+tests/unit/agent/test_footprint.py holds the line; bench/node_footprint.py measures it.
 """
 
 from __future__ import annotations
@@ -30,10 +35,8 @@ from agent import pods as P
 from agent import stats as ST
 from agent import status as S
 from agent import worker as W
-from agent.metrics import agent as agent_metrics
-from agent.metrics.cadvisor import CadvisorCollector, read_machine
 from agent.metrics.cgroups import CgroupReader
-from agent.metrics.server import MetricsServer
+from agent.metrics.machine import read_machine
 from api import client as api_client
 from runtime.service.cri import client as cric
 from runtime.service.cri import stream
@@ -204,6 +207,10 @@ async def run(args: argparse.Namespace) -> None:
             log.info("node %s: node API on %s (port %d, mutual TLS)", args.node_name,
                      args.listen, bound)
         if http is not None:
+            from agent.metrics import agent as agent_metrics  # prometheus_client: only here
+            from agent.metrics.cadvisor import CadvisorCollector
+            from agent.metrics.server import MetricsServer
+
             agent_metrics.REGISTRY.register(CadvisorCollector(inventory, reader=reader,
                                                               machine=machine))
             metrics_server = MetricsServer(agent_metrics.REGISTRY, host=http[0], port=http[1])

@@ -21,8 +21,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from agent.metrics.cadvisor import ContainerInfo
 from agent.metrics.cgroups import NS_PER_SECOND, CgroupReader
+from agent.metrics.machine import ContainerInfo
 
 NODE = ""  # the node's key among the sampled series
 SAMPLE_PERIOD = 10.0  # seconds, as kubelet's housekeeping of cAdvisor

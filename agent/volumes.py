@@ -30,7 +30,6 @@ Errors are VolumeError and name the pod, the volume and the field:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
@@ -38,11 +37,15 @@ import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from agent import env as envmod
 from api import errors
 from api.quantity import QuantityError, parse
+
+if TYPE_CHECKING:
+    import ctypes
 
 KINDS = ("emptyDir", "hostPath", "configMap", "secret", "downwardAPI")
 ATOMIC_KINDS = ("configMap", "secret", "downwardAPI")
@@ -53,7 +56,21 @@ DEFAULT_MODE = 0o644
 
 _MS_NOSUID, _MS_NODEV = 2, 4
 _MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    """libc for mount(2)/umount2(2), loaded by the first tmpfs volume (ctypes: not on an
+    idle agent)."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 class VolumeError(ValueError):
@@ -112,17 +129,17 @@ def _mount_tmpfs(path: str, *, size: int | None, mode: int) -> None:
     if is_mounted(path):
         return
     opts = f"mode={mode:o}" + (f",size={size}" if size else "")
-    if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV,
+    if _libc().mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV,
                    opts.encode()) != 0:
-        err = ctypes.get_errno()
+        err = _errno()
         raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
 
 
 def _umount(path: str) -> None:
-    if _libc.umount2(os.fsencode(path), 0) == 0:
+    if _libc().umount2(os.fsencode(path), 0) == 0:
         return
-    err = ctypes.get_errno()
-    if err == errno.EBUSY and _libc.umount2(os.fsencode(path), _MNT_DETACH) == 0:
+    err = _errno()
+    if err == errno.EBUSY and _libc().umount2(os.fsencode(path), _MNT_DETACH) == 0:
         return
     if err not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not a mount point any more
         raise OSError(err, f"umount {path}: {os.strerror(err)}")

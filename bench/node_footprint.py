@@ -11,7 +11,12 @@ about 275 MB, kubelet plus containerd well over 100 MB). kubelet is not installa
 the peer measured side by side is containerd alone, the runtime half of a kubelet node: the
 ratio compares our whole node against their runtime only.
 
-Usage: bench/node_footprint.py [--settle S] [--samples N]
+Usage: bench/node_footprint.py [--settle S] [--samples N] [--detail]
+PSS divides shared pages among every process on the machine that maps them (other Pythons
+with grpc included); "pages counted once" is the node's own figure: the distinct physical
+pages the two hold (/proc/PID/pagemap, as root).
+--detail prints, per process, RSS/PSS split into anonymous and file-backed pages, its thread
+count and its largest mappings: where each megabyte goes.
 The last line is JSON: {"bench", "ours", "peer", "ratio", "unit"} (MB RSS).
 """
 
@@ -21,6 +26,7 @@ import argparse
 import json
 import os
 import statistics
+import struct
 import sys
 import time
 import uuid
@@ -36,6 +42,7 @@ from tests.support.etcd import EtcdServer
 from tests.support.registry import Registry
 
 MB = 1 << 20
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def memory(pids: list[int]) -> tuple[int, int]:
@@ -53,6 +60,77 @@ def memory(pids: list[int]) -> tuple[int, int]:
         except OSError:
             continue
     return rss, pss
+
+
+def resident_frames(pid: int) -> set[int]:
+    """The physical page frames PID has resident (/proc/PID/pagemap; needs root for the
+    frame numbers, else empty)."""
+    frames: set[int] = set()
+    ranges: list[tuple[int, int]] = []
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split()
+                if head and not head[0].endswith(":"):
+                    lo, hi = (int(x, 16) for x in head[0].split("-"))
+                elif head and head[0] == "Rss:" and int(head[1]) > 0:
+                    ranges.append((lo, hi))
+        with open(f"/proc/{pid}/pagemap", "rb") as pm:
+            for lo, hi in ranges:
+                pm.seek(lo // PAGE * 8)
+                data = pm.read((hi - lo) // PAGE * 8)
+                for (entry,) in struct.iter_unpack("<Q", data):
+                    if entry >> 63:  # present
+                        frames.add(entry & ((1 << 55) - 1))
+    except OSError:
+        return set()
+    return frames if len(frames) > 1 else set()  # all-zero frame numbers: not root
+
+
+def node_unique(pids: list[int]) -> int:
+    """Bytes of RAM the node's processes hold together: every resident page counted once,
+    however many of them map it (shared libraries, the interpreter) and whatever other
+    processes on the machine map it too. 0 when the frames cannot be read (not root)."""
+    frames: set[int] = set()
+    for pid in {p for root in pids for p in _tree(root)}:
+        got = resident_frames(pid)
+        if not got:
+            return 0
+        frames |= got
+    return len(frames) * PAGE
+
+
+def detail(pids: list[int], *, top: int = 8) -> list[str]:
+    """One block per process of PIDS and their descendants: command, threads, RSS/PSS
+    (anonymous + file) and the TOP mappings by RSS (read from /proc/PID/smaps)."""
+    out = []
+    for pid in sorted({p for root in pids for p in _tree(root)}):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:90]
+            with open(f"/proc/{pid}/status") as f:
+                threads = next(int(x.split()[1]) for x in f if x.startswith("Threads:"))
+            by_map: dict[str, list[int]] = {}
+            name = ""
+            with open(f"/proc/{pid}/smaps") as f:
+                for line in f:
+                    head = line.split()
+                    if head and not head[0].endswith(":"):
+                        name = head[5] if len(head) > 5 else "[anon]"
+                    elif head and head[0] in ("Rss:", "Pss:"):
+                        by_map.setdefault(name, [0, 0])[head[0] == "Pss:"] += int(head[1])
+        except (OSError, StopIteration):
+            continue
+        anon = {"[anon]", "[heap]", "[stack]"}
+        rss = sum(v[0] for v in by_map.values())
+        pss = sum(v[1] for v in by_map.values())
+        arss = sum(v[0] for k, v in by_map.items() if k in anon or k.startswith("[stack"))
+        out.append(f"pid {pid} threads {threads} RSS {rss / 1024:.1f} MB (anon "
+                   f"{arss / 1024:.1f}, file {(rss - arss) / 1024:.1f}) PSS "
+                   f"{pss / 1024:.1f} MB: {cmd}")
+        for k, v in sorted(by_map.items(), key=lambda kv: -kv[1][0])[:top]:
+            out.append(f"    {v[0] / 1024:6.1f} MB RSS {v[1] / 1024:6.1f} MB PSS  {k}")
+    return out
 
 
 def sample(pids: list[int], *, samples: int) -> tuple[float, float]:
@@ -81,6 +159,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settle", type=float, default=15, help="idle seconds before sampling")
     ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--detail", action="store_true", help="per-process breakdown")
     args = ap.parse_args()
     tag = f"corral-bench-{uuid.uuid4().hex[:6]}"
     etcd = EtcdServer().start()
@@ -98,6 +177,9 @@ def main() -> int:
                     ours_rss, ours_pss = sample([rtd.proc.pid, agent.proc.pid],
                                                 samples=args.samples)
                     agent_rss, _ = sample([agent.proc.pid], samples=1)
+                    unique = node_unique([rtd.proc.pid, agent.proc.pid]) / MB
+                    if args.detail:
+                        print("\n".join(detail([agent.proc.pid, rtd.proc.pid])))
                 finally:
                     agent.stop()
             with containerd.Containerd(tag=tag + "c", sandbox_image=image,
@@ -108,7 +190,8 @@ def main() -> int:
     finally:
         etcd.cleanup()
     print(f"idle node, RSS: corral-agent + corral-runtimed {ours_rss:.1f} MB "
-          f"(agent {agent_rss:.1f}, runtimed {ours_rss - agent_rss:.1f}); PSS {ours_pss:.1f} MB")
+          f"(agent {agent_rss:.1f}, runtimed {ours_rss - agent_rss:.1f}); PSS {ours_pss:.1f} MB; "
+          f"pages counted once across the two {unique:.1f} MB")
     print(f"idle containerd 1.6 (CRI plugin), RSS: {peer_rss:.1f} MB; PSS {peer_pss:.1f} MB")
     print(json.dumps({"bench": "node_footprint_idle_rss", "ours": round(ours_rss, 1),
                       "peer": round(peer_rss, 1), "ratio": round(ours_rss / peer_rss, 2),

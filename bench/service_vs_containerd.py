@@ -3,11 +3,17 @@
     1. `corral-ctr run --rm IMAGE ID /bin/true` vs `ctr run --rm IMAGE ID /bin/true`,
        alternating, N rounds (the image present in both: pulled into ours, and our export
        imported into the containerd the bench starts); the median ratio.
-    2. 100 `sleep` containers started (-d) on each: wall time of the whole batch.
-    3. PSS per running container of our shim vs containerd-shim-runc-v2 (smaps_rollup).
+    2. BATCH (100) `sleep` containers started one after another (`run -d`, which returns
+       once the container runs) on each: the time until all run. Alternating: each of
+       --batch-rounds rounds starts a batch on both, the first side swapping each round,
+       and removes them; the median ratio.
+    3. PSS per running container of our shim vs containerd-shim-runc-v2 (smaps_rollup),
+       with 1, 10 and BATCH containers running (measured while the batch starts, with the
+       clock stopped); the median shim at each count.
 
-The last line is JSON: {"bench", "ours", "peer", "ratio", "unit"} for the run median.
-Usage: python bench/service_vs_containerd.py [--rounds N] [--batch N]   (root)
+One JSON line per case: {"bench", "ours", "peer", "ratio", "unit"}; the last is the run
+median. Usage: python bench/service_vs_containerd.py [--rounds N] [--batch N]
+[--batch-rounds N]   (root)
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -47,9 +55,9 @@ def peer(ctd: Containerd, *args: str) -> subprocess.CompletedProcess[bytes]:
                           capture_output=True)
 
 
-def timed(fn: object, *args: str) -> float:
+def timed(fn: Any, *args: Any) -> float:
     t = time.perf_counter()
-    fn(*args)  # type: ignore[operator]
+    fn(*args)
     return (time.perf_counter() - t) * 1000
 
 
@@ -75,18 +83,32 @@ def shim_pids_peer(ctd: Containerd) -> list[int]:
             if ctd.socket.encode() in open(f"/proc/{p}/cmdline", "rb").read()]
 
 
+def batch_start(start: Callable[[int], object], pids: Callable[[], list[int]], n: int) -> tuple[float, dict[int, float]]:
+    """Seconds to start N containers (START(i) each), and {count: median shim PSS kB}
+    at 1, 10 and N running (measured with the clock stopped)."""
+    elapsed, pss = 0.0, {}
+    for i in range(n):
+        t = time.perf_counter()
+        start(i)
+        elapsed += time.perf_counter() - t
+        if i + 1 in (1, 10, n):
+            pss[i + 1] = statistics.median(pss_kb(p) for p in pids())
+    return elapsed, pss
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--batch-rounds", type=int, default=2)
     a = ap.parse_args()
     tag = f"corral-bench-{uuid.uuid4().hex[:6]}"
     with Registry() as reg:
         image = containerd.push_busybox(reg)
         with Runtimed(tag=tag, sandbox_image=image, registries=[reg.host]) as rtd, \
                 Containerd(tag=tag + "c", sandbox_image=image, registries=[reg.host]) as ctd:
-            rtd.start()
-            ctd.start()
+            rtd.start()  # (Containerd's __enter__ started containerd already: a second
+            # start() would leave the first one running, unstopped, after the bench)
             ours(rtd, "pull", image)
             tar = os.path.join(rtd.dir, "busybox.tar")
             svc = ImageService(os.path.join(rtd.root, "images"),
@@ -102,40 +124,66 @@ def main() -> int:
             for i in range(a.rounds):
                 a_ms.append(timed(ours, rtd, "run", "--rm", image, f"r{i}", "/bin/true"))
                 b_ms.append(timed(peer, ctd, "run", *runc, "--rm", image, f"r{i}", "/bin/true"))
-            t = time.perf_counter()
-            for i in range(a.batch):
-                ours(rtd, "run", "-d", image, f"s{i}", "sleep", "600")
-            batch_ours = time.perf_counter() - t
-            t = time.perf_counter()
-            for i in range(a.batch):
-                peer(ctd, "run", *runc, "-d", image, f"s{i}", "sleep", "600")
-            batch_peer = time.perf_counter() - t
-            pss_ours = statistics.median(pss_kb(p) for p in shim_pids_ours(rtd))
-            pss_peer = statistics.median(pss_kb(p) for p in shim_pids_peer(ctd))
-            for i in range(a.batch):
-                with_err = subprocess.run([CTR, "-a", ctd.socket, "-n", "default", "task", "kill",
-                                           "-s", "9", f"s{i}"], capture_output=True, check=False)
-                del with_err
-            time.sleep(1)
-            for i in range(a.batch):
-                subprocess.run([CTR, "-a", ctd.socket, "-n", "default", "task", "rm", "-f",
-                                f"s{i}"], capture_output=True, check=False)
-                subprocess.run([CTR, "-a", ctd.socket, "-n", "default", "container", "rm",
-                                f"s{i}"], capture_output=True, check=False)
-            subprocess.run([PYTHON, "-m", "runtime.service.ctr.main", "--socket", rtd.socket,
-                            "rm", *[f"s{i}" for i in range(a.batch)]], cwd=ROOT,
-                           capture_output=True, check=False)
+            sides: dict[str, tuple[Callable[[int], object], Callable[[], list[int]],
+                                   Callable[[], None]]] = {
+                "ours": (lambda i: ours(rtd, "run", "-d", image, f"s{i}", "sleep", "600"),
+                         lambda: shim_pids_ours(rtd), lambda: remove_ours(rtd, a.batch)),
+                "peer": (lambda i: peer(ctd, "run", *runc, "-d", image, f"s{i}", "sleep",
+                                        "600"),
+                         lambda: shim_pids_peer(ctd), lambda: remove_peer(ctd, a.batch)),
+            }
+            batch: dict[str, list[float]] = {"ours": [], "peer": []}
+            pss: dict[str, dict[int, list[float]]] = {"ours": {}, "peer": {}}
+            for r in range(a.batch_rounds):
+                for side in (("ours", "peer") if r % 2 == 0 else ("peer", "ours")):
+                    start, pids, remove = sides[side]
+                    try:
+                        took, kb = batch_start(start, pids, a.batch)
+                    finally:
+                        remove()
+                    batch[side].append(took)
+                    for count, v in kb.items():
+                        pss[side].setdefault(count, []).append(v)
     mo, mp = statistics.median(a_ms), statistics.median(b_ms)
     ratio = statistics.median(x / y for x, y in zip(a_ms, b_ms, strict=True))
+    bo, bp = statistics.median(batch["ours"]), statistics.median(batch["peer"])
+    b_ratio = statistics.median(x / y for x, y in zip(batch["ours"], batch["peer"],
+                                                      strict=True))
     print(f"run --rm /bin/true: corral-ctr median {mo:.1f} ms, ctr median {mp:.1f} ms, "
           f"median ratio {ratio:.2f} (target <= 0.5)")
-    print(f"{a.batch} sleep containers started: corral {batch_ours:.2f} s, "
-          f"containerd {batch_peer:.2f} s, ratio {batch_ours / batch_peer:.2f}")
-    print(f"shim PSS per container: corral {pss_ours / 1024:.2f} MB, containerd-shim-runc-v2 "
-          f"{pss_peer / 1024:.2f} MB, ratio {pss_ours / pss_peer:.2f} (target <= 0.25)")
+    print(f"{a.batch} sleep containers started: corral {bo:.2f} s, containerd {bp:.2f} s, "
+          f"median ratio {b_ratio:.2f} ({a.batch_rounds} alternating rounds)")
+    for count in sorted(pss["ours"]):
+        po, pp = statistics.median(pss["ours"][count]), statistics.median(pss["peer"][count])
+        print(f"shim PSS per container with {count} running: corral {po / 1024:.2f} MB, "
+              f"containerd-shim-runc-v2 {pp / 1024:.2f} MB, ratio {po / pp:.2f} "
+              "(target <= 0.25)")
+    po, pp = statistics.median(pss["ours"][a.batch]), statistics.median(pss["peer"][a.batch])
+    print(json.dumps({"bench": f"service_vs_containerd.shim_pss_{a.batch}", "ours": po,
+                      "peer": pp, "ratio": round(po / pp, 3), "unit": "kB"}))
+    print(json.dumps({"bench": f"service_vs_containerd.start_{a.batch}_sleep",
+                      "ours": round(bo, 3), "peer": round(bp, 3), "ratio": round(b_ratio, 3),
+                      "unit": "s"}))
     print(json.dumps({"bench": "service_vs_containerd.run_rm_true", "ours": round(mo, 2),
                       "peer": round(mp, 2), "ratio": round(ratio, 3), "unit": "ms"}))
     return 0
+
+
+def remove_ours(rtd: Runtimed, n: int) -> None:
+    subprocess.run([PYTHON, "-m", "runtime.service.ctr.main", "--socket", rtd.socket,
+                    "rm", *[f"s{i}" for i in range(n)]], cwd=ROOT, capture_output=True,
+                   check=False)
+
+
+def remove_peer(ctd: Containerd, n: int) -> None:
+    for i in range(n):
+        subprocess.run([CTR, "-a", ctd.socket, "-n", "default", "task", "kill", "-s", "9",
+                        f"s{i}"], capture_output=True, check=False)
+    for i in range(n):
+        subprocess.run([CTR, "-a", ctd.socket, "-n", "default", "task", "rm", "-f",
+                        f"s{i}"], capture_output=True, check=False)
+        subprocess.run([CTR, "-a", ctd.socket, "-n", "default", "container", "rm",
+                        f"s{i}"], capture_output=True, check=False)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ class Runner:
         except BaseException:
             self.remove(tenant, sb.id)
             raise
-        return sb.id, cid, str(self.svc.get(tenant, cid).cri["log_path"])
+        # the record, not svc.get: that also asks the shim for its state (a round trip)
+        return sb.id, cid, str(self.svc.containers.get(tenant, cid).spec["cri"]["log_path"])
 
     def remove(self, tenant: str, sandbox_id: str) -> None:
         """RemovePodSandbox: its containers, then the sandbox."""

@@ -18,14 +18,17 @@
 
 The frame codec is cri/stream.py's (shared with the client). A client that leaves ends its
 session: stdin is closed, and an exec still running after a grace is terminated.
+
+The port is bound and listening from start(); the ``websockets`` server (and the library,
+~2 MB of an idle daemon's RSS) starts on it when the first connection waits in its backlog,
+so a node that never streams never loads it. ctypes (for setns) loads on the first
+port-forward into a sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import json
 import logging
@@ -42,12 +45,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, NegotiationError
-from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
+if TYPE_CHECKING:
+    import ctypes
+
+    from websockets.asyncio.server import Server, ServerConnection
+    from websockets.http11 import Request, Response
+    from websockets.typing import Subprotocol
 
 from runtime.service.cri import stream as W
 
@@ -146,21 +152,47 @@ class StreamServer:
         self.scratch_dir = scratch_dir
         self.tokens = TokenCache(ttl=token_ttl)
         self._server: Server | None = None
+        self._sock: socket.socket | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._pending: dict[ServerConnection, Spec] = {}
 
     async def start(self) -> None:
+        """Bind and listen now (the port is known, URLs can be handed out); the WebSocket
+        server itself starts when the first connection arrives (_first_connection)."""
         os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
-        self._server = await serve(
-            self._handle, self.host, self.port, process_request=self._process_request,
-            select_subprotocol=self._select, compression=None, ping_interval=None,
-            max_size=None, close_timeout=2)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._sock = socket.create_server((self.host, self.port), backlog=128)
+        self._sock.setblocking(False)
+        self.port = self._sock.getsockname()[1]
+        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._first_connection)
+
+    def _first_connection(self) -> None:
+        assert self._sock is not None
+        asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        self._starting = asyncio.ensure_future(self._serve(self._sock))
+
+    async def _serve(self, sock: socket.socket) -> None:
+        from websockets.asyncio.server import serve
+
+        try:
+            self._server = await serve(
+                self._handle, sock=sock, process_request=self._process_request,
+                select_subprotocol=self._select, compression=None, ping_interval=None,
+                max_size=None, close_timeout=2)
+        except Exception:
+            log.exception("streaming server on %s:%d: could not start", self.host, self.port)
+            raise
 
     async def close(self) -> None:
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
+        elif self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-            self._server = None
+        elif self._sock is not None:
+            self._sock.close()
+        self._server = self._sock = self._starting = None
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def url(self, spec: Spec) -> str:
@@ -178,6 +210,8 @@ class StreamServer:
         return None
 
     def _select(self, conn: ServerConnection, offered: Any) -> Subprotocol | None:
+        from websockets.exceptions import NegotiationError
+
         spec = self._pending.get(conn)
         mine = W.PORT_FORWARD_PROTOCOLS if isinstance(spec, PortForwardSpec) \
             else W.EXEC_PROTOCOLS
@@ -189,6 +223,8 @@ class StreamServer:
                                f"offered {', '.join(offered) or 'none'}")
 
     async def _handle(self, conn: ServerConnection) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         spec = self._pending.pop(conn, None)
         if spec is None:
             await conn.close(1011, "no session")
@@ -454,6 +490,8 @@ async def attach(conn: ServerConnection, spec: AttachSpec) -> None:
 
 async def _drain(conn: ServerConnection) -> None:
     """Read (and drop: attach has no stdin) the client's frames until it closes."""
+    from websockets.exceptions import ConnectionClosed
+
     with contextlib.suppress(ConnectionClosed):
         async for _ in conn:
             pass
@@ -461,12 +499,20 @@ async def _drain(conn: ServerConnection) -> None:
 
 # ---- port-forward -------------------------------------------------------------------------
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+@cache
+def _libc() -> ctypes.CDLL:
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+    return libc
 
 
 def _setns(fd: int, what: str) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        import ctypes
+
         e = ctypes.get_errno()
         raise OSError(e, f"setns into {what}: {os.strerror(e)}")
 
@@ -550,6 +596,8 @@ async def port_forward(conn: ServerConnection, spec: PortForwardSpec) -> None:
              for i, q in enumerate(inboxes)]
 
     async def inbound() -> None:
+        from websockets.exceptions import ConnectionClosed
+
         with contextlib.suppress(ConnectionClosed):
             async for frame in conn:
                 channel, payload = W.decode(frame)

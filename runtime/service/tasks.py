@@ -7,6 +7,7 @@
         kill / stop(grace)            SIGTERM, wait, SIGKILL --all          -> STOPPED
         wait                          the shim answers when init exits (or exit.json)
         exec(args, timeout)           shim: `runtime exec -d`, output and exit code
+        reopen_log                    shim: close the log, open log_path anew (rotation)
         stats                         cgroup files: CPU ns, memory working set, pids
         delete                        shim: `runtime delete`, shutdown; the dir removed
 
@@ -17,8 +18,10 @@ init's exit to exit.json and keeps it until delete, so a daemon killed with `kil
 and started again reads every exit that happened while it was away, even from a shim that
 is gone. State a task can be in is the explicit machine in TRANSITIONS.
 
-Footprint: `python -I -S` + builtin modules + json, gc.freeze() after start-up; measured
-by tests/integration/runtime/service/test_tasks.py (PSS of one shim).
+Speed: shims are forked from shim/forkserver.py; for our own corral-runc (is_own_runtime)
+the shim runs the runtime's CLI in a forked child (shim/inproc.py), not a new interpreter.
+Footprint: shims share the fork server's pages (gc.freeze() before each fork); what a shim
+dirties after the fork is its own, about 1.5 MB (test_shim_footprint prints it).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import builtins
 import enum
 import json
 import os
+import select
 import shutil
 import signal as signals
 import subprocess
@@ -125,6 +129,21 @@ def default_runtimes() -> dict[str, list[str]]:
     return found
 
 
+def is_own_runtime(command: builtins.list[str]) -> bool:
+    """Whether COMMAND is the corral-runc launcher of this very checkout
+    (scripts/make_launchers.py), whose CLI a shim can run in a forked child instead."""
+    if len(command) != 1:
+        return False
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        with open(command[0], "rb") as f:
+            head = f.read(1024).decode(errors="replace")
+    except OSError:
+        return False
+    return (f"sys.path.insert(0, {root!r})" in head
+            and "from runtime.oci.cli.main import main" in head)
+
+
 def cgroup_controller_dirs(*, container_id: str, cgroups_path: str) -> dict[str, str]:
     """{controller: directory} of the container's cgroup (v1, hybrid or v2 host)."""
     host = read_host()
@@ -173,13 +192,18 @@ def _exit(raw: dict[str, Any] | None) -> ExitStatus | None:
 class TaskManager:
     def __init__(self, state_dir: str, *, runtimes: dict[str, list[str]] | None = None,
                  python: str | None = None, forkserver: bool = True,
-                 cgroup_parent: str = "/corral") -> None:
+                 cgroup_parent: str = "/corral", inproc: bool = True) -> None:
         self.state_dir = os.path.abspath(state_dir)
         self.cgroup_parent = cgroup_parent  # for specs that set no cgroupsPath
         self.runtimes = runtimes or default_runtimes()
         self.python = python
+        # Runtime classes whose CLI the shim runs in a forked child (no interpreter start
+        # per runtime call): our own corral-runc. Others (runc, crun) are exec'd.
+        self.inproc = {name for name, cmd in self.runtimes.items()
+                       if inproc and is_own_runtime(cmd)}
         # shims are forked from a small helper (shim/forkserver.py), started on first use
-        self.forkserver = ForkServer(python) if forkserver else None
+        self.forkserver = ForkServer(python, preload=bool(self.inproc)) if forkserver \
+            else None
         os.makedirs(os.path.join(self.state_dir, "tasks"), exist_ok=True)
         self.recovered = self.reconnect()
 
@@ -246,7 +270,7 @@ class TaskManager:
                 "id": container_id, "bundle": bundle, "runtime": self.runtimes[runtime],
                 "runtime_root": runtime_root, "log_path": log_path,
                 "log_max_bytes": log_max_bytes, "memory_cgroup": ctl.get("memory"),
-                "start": start})
+                "start": start, "inproc": runtime in self.inproc})
         except ShimError as e:
             shutil.rmtree(tdir, ignore_errors=True)
             raise TaskError(f"Task {name}: create: {e}") from None
@@ -372,6 +396,19 @@ class TaskManager:
             raise TaskError(f"Task {namespace}/{cid}: exec: {e}") from None
         return ExecResult(exit_code=code, stdout=out, stderr=err, timed_out=timed_out)
 
+    def reopen_log(self, namespace: str, cid: str) -> None:
+        """CRI's ReopenContainerLog: after the caller renamed the log file away, the shim
+        writes to a new file at the same path; every line lands in one file or the other."""
+        info = self.get(namespace, cid)
+        if info.state != TaskState.RUNNING:
+            raise FailedPrecondition(f"Task {namespace}/{cid}: state: is {info.state.value}, "
+                                     "not running: its log cannot be reopened")
+        try:
+            self._shim(namespace, cid).reopen_log()
+        except ShimError as e:
+            raise TaskError(f"Task {namespace}/{cid}: reopen log {info.log_path}: {e}") \
+                from None
+
     def stats(self, namespace: str, cid: str) -> Stats:
         ctl: dict[str, str] = self._record(namespace, cid)["cgroups"]
         cpu = ctl.get("cpuacct", "")
@@ -408,9 +445,11 @@ class TaskManager:
                     if isinstance(e, ShimGone):
                         raise
                 shim.call(P.OP_WAIT, timeout=30)
-            raw = shim.call(P.OP_DELETE, force=force)["exit"]
             shim_pid = _read_int(os.path.join(tdir, P.PID))
-            shim.call(P.OP_SHUTDOWN)
+            reply = shim.call(P.OP_DELETE, force=force, shutdown=True)
+            raw = reply["exit"]
+            if not reply.get("shutdown"):  # a shim from before "delete" could shut down
+                shim.call(P.OP_SHUTDOWN)
             _wait_gone(shim_pid)
         except ShimGone:  # the shim died: do its part from here
             raw = self._exit_file(tdir)
@@ -429,9 +468,24 @@ class TaskManager:
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
-    """Until PID (a shim, not our child) has exited."""
+    """Until PID (a shim, not our child) has exited: a pidfd turns readable at its exit,
+    so this wakes then, not at the next tick of a polling loop."""
     if pid <= 0:
         return
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfd (a kernel before 5.3): poll /proc
+        _poll_gone(pid, timeout)
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def _poll_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -39,9 +39,9 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from types import TracebackType
 
-from tests.support import ociimage
+from clusterctl.cluster import system
+from tests.support import ociimage, process
 from tests.support.registry import Registry
 
 CONTAINERD = "/usr/bin/containerd"
@@ -160,7 +160,7 @@ def _kill(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-class Containerd:
+class Containerd(process.Managed):
     def __init__(self, *, tag: str, sandbox_image: str, registries: list[str]) -> None:
         if len(tag) > 40:
             raise ValueError(f"Containerd: tag: at most 40 characters (socket path), got {tag!r}")
@@ -179,7 +179,7 @@ class Containerd:
         self.cgroup_parent = f"/{tag}"
         self.bridge = "cb" + tag.replace("-", "")[-10:]  # IFNAMSIZ: 15 characters at most
         self.network = f"{tag}-net"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: process.Process | None = None
         # Shared dirs containerd and CNI make outside ours: removed again if we made them
         # and they end up empty.
         self._made = [d for d in (SHIM_SOCKETS, os.path.dirname(SHIM_SOCKETS), CNI_CACHE,
@@ -265,41 +265,29 @@ state = "{self.state}"
         with open(self.config_path, "w") as f:
             f.write(self._config())
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([CONTAINERD, "--config", self.config_path],
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
+        self.proc = process.start([CONTAINERD, "--config", self.config_path],
+                                  log_path=self.log_path, env=env, new_session=True)
         try:
-            self._wait(timeout)
+            process.wait_until_ready(self.proc, name="containerd",
+                                     condition=f"serving {self.socket}", ready=self._serving,
+                                     timeout=timeout, tail=self.log_tail)
         except BaseException:
             self.cleanup()
             raise
         return self
 
-    def _wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"containerd exited {self.proc.returncode}: "
-                                   f"{self.log_tail()}")
-            if os.path.exists(self.socket):
-                with socket.socket(socket.AF_UNIX) as s:
-                    try:
-                        s.connect(self.socket)
-                        return
-                    except OSError:
-                        pass
-            time.sleep(0.05)
-        raise TimeoutError(f"containerd not serving {self.socket} after {timeout} s: "
-                           f"{self.log_tail()}")
+    def _serving(self) -> bool:
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(self.socket)
+                return True
+            except OSError:
+                return False
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return process.log_tail(self.log_path, lines=lines)
 
     def drain(self) -> None:
         """Stop and remove every sandbox (and so every container) through CRI."""
@@ -331,15 +319,9 @@ state = "{self.state}"
                 _kill([int(line) for line in f if line.strip()])
 
     def stop(self) -> None:
+        """SIGTERM to its PID, SIGKILL after 10 s."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        process.stop(proc, timeout=10, kill_timeout=5)
 
     def _shim_sockets(self) -> list[str]:
         """The shims write their socket's address into each task's bundle dir."""
@@ -386,15 +368,9 @@ state = "{self.state}"
                 os.unlink(path)
         for mount in sorted(_mounts_under(self.dir), key=len, reverse=True):
             subprocess.run(["umount", "-l", mount], check=False, stderr=subprocess.DEVNULL)
-        for d in self._cgroup_dirs():
-            for _ in range(50):  # a killed task leaves its cgroup a moment later
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+        # deepest first, in every hierarchy, retrying (a killed task leaves its cgroup a
+        # moment later)
+        system.remove_cgroup(self.cgroup_parent)
         if os.path.exists(f"/sys/class/net/{self.bridge}"):
             subprocess.run(["ip", "link", "del", self.bridge], check=False)
         self._remove_cni_cache()
@@ -402,10 +378,3 @@ state = "{self.state}"
             with contextlib.suppress(OSError):
                 os.rmdir(d)  # only when empty: another containerd may be using it
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Containerd:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.cleanup()

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
-from types import TracebackType
 
 from api import client as api_client
+from tests.support import process
 from tests.support.etcd import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.path.join(ROOT, ".venv", "bin", "corral-controlplane")
 
 
-class ControlPlane:
+class ControlPlane(process.Managed):
     def __init__(self, etcd_endpoint: str, *, data_dir: str | None = None,
                  insecure: bool = False, leader: bool = False,
                  args: tuple[str, ...] = ()) -> None:
@@ -40,7 +37,7 @@ class ControlPlane:
         self.http_port = free_port()
         self.token_port = free_port()
         self.log_path = os.path.join(self.data_dir, f"controlplane-{self.port}.log")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: process.Process | None = None
 
     @property
     def address(self) -> str:
@@ -55,19 +52,15 @@ class ControlPlane:
         cmd += ["--leader-elect", "true" if self.leader else "false"]
         if "--token-file" in self.args:
             cmd += ["--token-listen", f"127.0.0.1:{self.token_port}"]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"corral-controlplane exited {self.proc.returncode}: "
-                                   f"{self.log_tail()}")
-            if self.http("/readyz")[0] == 200:
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"corral-controlplane not ready in {timeout}s: {self.log_tail()}")
+        self.proc = process.start(cmd, log_path=self.log_path)
+        try:
+            process.wait_until_ready(self.proc, name="corral-controlplane", condition="ready",
+                                     ready=lambda: self.http("/readyz")[0] == 200,
+                                     timeout=timeout, tail=self.log_tail)
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def http(self, path: str) -> tuple[int, str]:
         try:
@@ -88,36 +81,20 @@ class ControlPlane:
         return api_client.Client(self.config())
 
     def log_tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-3000:].decode(errors="replace")
-        except OSError:
-            return ""
+        """The log's last 3000 bytes ("" when there is none)."""
+        return process.log_tail(self.log_path, lines=None, max_bytes=3000, missing="")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        """SIGKILL to its PID (an HA test's crash)."""
+        process.kill(self.proc, timeout=None)
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM to its PID, SIGKILL after 10 s."""
+        process.stop(self.proc, timeout=10, kill_timeout=None)
         self.proc = None
 
     def cleanup(self) -> None:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.cleanup()

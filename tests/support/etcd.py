@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
-import time
 import urllib.request
-from types import TracebackType
+
+from tests.support import process
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -32,7 +30,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class EtcdServer:
+class EtcdServer(process.Managed):
     """One etcd member. ``cluster`` lists every member's name=peer URL for a cluster."""
 
     def __init__(self, *, name: str = "default", base_dir: str | None = None,
@@ -48,7 +46,7 @@ class EtcdServer:
         self.endpoint = f"http://127.0.0.1:{self.client_port}"
         self.peer_url = f"http://127.0.0.1:{self.peer_port}"
         self.cluster = cluster or f"{name}={self.peer_url}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: process.Process | None = None
 
     def command(self) -> list[str]:
         return [
@@ -65,25 +63,20 @@ class EtcdServer:
         """Start the process without waiting (cluster members must start together)."""
         if self.proc is not None:
             raise RuntimeError(f"etcd {self.name} is already running (pid {self.proc.pid})")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL)
+        self.proc = process.start(self.command(), log_path=self.log_path)
 
     def wait_ready(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd {self.name} exited {self.proc.returncode}: "
-                                   f"{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as r:
-                    if json.loads(r.read()).get("health") == "true":
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"etcd {self.name} not healthy after {timeout} s: {self.log_tail()}")
+        if self.proc is None:
+            raise RuntimeError(f"etcd {self.name}: wait_ready before spawn")
+        process.wait_until_ready(self.proc, name=f"etcd {self.name}", condition="healthy",
+                                 ready=self._healthy, timeout=timeout, tail=self.log_tail)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as r:
+                return bool(json.loads(r.read()).get("health") == "true")
+        except OSError:
+            return False
 
     def start(self) -> EtcdServer:
         self.spawn()
@@ -96,25 +89,13 @@ class EtcdServer:
 
     def kill(self) -> None:
         """SIGKILL, like a crash: the data dir stays, so start() brings the same etcd back."""
-        self._signal_and_reap(signal.SIGKILL, timeout=5)
+        if process.kill(self.proc, timeout=5):
+            self.proc = None
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 5 s."""
-        if not self._signal_and_reap(signal.SIGTERM, timeout=5):
-            self._signal_and_reap(signal.SIGKILL, timeout=5)
-
-    def _signal_and_reap(self, sig: signal.Signals, *, timeout: float) -> bool:
-        proc = self.proc
-        if proc is None:
-            return True
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-        self.proc = None
-        return True
+        if process.stop(self.proc, timeout=5, kill_timeout=5):
+            self.proc = None
 
     def cleanup(self) -> None:
         """Stop the process and remove the data (the whole base dir if this member owns it)."""
@@ -122,21 +103,10 @@ class EtcdServer:
         shutil.rmtree(self.base_dir if self._own_dir else self.data_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> EtcdServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.cleanup()
+        return process.log_tail(self.log_path, lines=lines)
 
 
-class EtcdCluster:
+class EtcdCluster(process.Managed):
     """N etcd members on free ports sharing one temporary base dir."""
 
     def __init__(self, size: int = 3) -> None:
@@ -165,10 +135,3 @@ class EtcdCluster:
         for m in self.members:
             m.stop()
         shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> EtcdCluster:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.cleanup()

@@ -27,9 +27,10 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from tests.support import httpserver
 
 ACTIONS = ("status", "reset", "stall", "corrupt", "truncate", "content_type", "delay")
 _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
@@ -56,7 +57,9 @@ class Fault:
             re.search(self.pattern, path))
 
 
-class FaultProxy:
+class FaultProxy(httpserver.Service):
+    thread_name = "corral-test-faultproxy"
+
     def __init__(self, upstream: str) -> None:
         u = urlsplit(upstream)
         if u.hostname not in ("127.0.0.1", "localhost") or u.port is None:
@@ -66,8 +69,6 @@ class FaultProxy:
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def add(self, pattern: str, action: str, **kw: object) -> Fault:
         if action not in ACTIONS:
@@ -86,11 +87,6 @@ class FaultProxy:
             return sum(1 for m, p in self.requests if m == method and re.search(pattern, p))
 
     @property
-    def port(self) -> int:
-        assert self._server is not None, "fault proxy is not running"
-        return int(self._server.server_address[1])
-
-    @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
@@ -107,14 +103,11 @@ class FaultProxy:
                     return f
         return None
 
-    def start(self) -> FaultProxy:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(httpserver.QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
 
             def _handle(self) -> None:
                 fault = proxy._pick(self.command, self.path)
@@ -180,26 +173,8 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="corral-test-faultproxy")
-        self._thread.start()
-        return self
+        return Handler
 
     def stop(self) -> None:
-        self._released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        self._released.set()  # stalled and delayed answers end now
+        super().stop()

@@ -17,14 +17,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
-from types import TracebackType
 
+from tests.support import process
 from tests.support.etcd import free_port
 from tests.support.tokenserver import TokenServer
 
@@ -32,7 +30,7 @@ REGISTRY = "/usr/bin/docker-registry"
 HTPASSWD = shutil.which("htpasswd") or "/usr/bin/htpasswd"
 
 
-class Registry:
+class Registry(process.Managed):
     def __init__(self, *, htpasswd: dict[str, str] | None = None,
                  token_server: TokenServer | None = None, data_dir: str | None = None) -> None:
         if htpasswd and token_server:
@@ -45,7 +43,7 @@ class Registry:
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self.log_path = os.path.join(self.dir, "registry.log")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: process.Process | None = None
 
     def _config(self) -> str:
         lines = [
@@ -85,57 +83,33 @@ class Registry:
             raise RuntimeError(f"{REGISTRY} is missing (Debian package docker-registry)")
         config = self._config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([REGISTRY, "serve", config], stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env)
+        self.proc = process.start([REGISTRY, "serve", config], log_path=self.log_path, env=env)
         try:
-            self._wait(timeout)
+            process.wait_until_ready(self.proc, name="docker-registry", condition="answering",
+                                     ready=self._answers, timeout=timeout, tail=self.log_tail,
+                                     interval=0.02)
         except BaseException:
             self.cleanup()
             raise
         return self
 
-    def _wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited {self.proc.returncode}: "
-                                   f"{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1):
-                    return
-            except urllib.error.HTTPError:
-                return  # 401: up, and asking for credentials
-            except OSError:
-                time.sleep(0.02)
-        raise TimeoutError(f"docker-registry not answering after {timeout} s: {self.log_tail()}")
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/v2/", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # 401: up, and asking for credentials
+        except OSError:
+            return False
 
     def stop(self) -> None:
+        """SIGTERM to its PID, SIGKILL after 5 s."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        process.stop(proc, timeout=5, kill_timeout=5)
 
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.cleanup()
+        return process.log_tail(self.log_path, lines=lines)

@@ -19,11 +19,9 @@ import base64
 import datetime
 import hashlib
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -31,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from tests.support import httpserver
 
 
 def _b64url(data: bytes) -> str:
@@ -46,7 +46,9 @@ def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
 
 
-class TokenServer:
+class TokenServer(httpserver.Service):
+    thread_name = "corral-test-tokenserver"
+
     def __init__(self, *, users: dict[str, str] | None = None, issuer: str = "corral-test-issuer",
                  service: str = "corral-test-registry", allow_anonymous: bool = False,
                  ttl: int = 300) -> None:
@@ -68,13 +70,6 @@ class TokenServer:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self._key, hashes.SHA256())
         )
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "token server is not running"
-        return int(self._server.server_address[1])
 
     @property
     def realm(self) -> str:
@@ -117,13 +112,10 @@ class TokenServer:
             return False, None
         return self.users.get(user) == password, user
 
-    def start(self) -> TokenServer:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         ts = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
+        class Handler(httpserver.QuietHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
@@ -148,25 +140,4 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="corral-test-tokenserver")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> TokenServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        return Handler

@@ -431,15 +431,10 @@ class Service:
         self.containers.update(tenant, c.id, spec={"cri": cri})
 
     def reopen_log(self, tenant: str, cid: str) -> None:
+        """The container's shim closes its log and opens it again at the same path (after
+        the caller renamed it away): CRI's ReopenContainerLog."""
         c = self._resolve(tenant, cid)
-        info = self.tasks.get(tenant, c.id)
-        if info.state is not TaskState.RUNNING:
-            raise FailedPrecondition(f"Container {c.id[:13]}: is {info.state.value}, not "
-                                     "running")
-        if not os.path.exists(info.log_path):
-            # The shim holds its log open and has no "reopen" operation yet.
-            raise ServiceError(f"Container {c.id[:13]}: log_path {info.log_path}: moved "
-                               "away, and the shim cannot reopen its log")
+        self.tasks.reopen_log(tenant, c.id)
 
     def _publish(self, tenant: str, cid: str, sandbox_id: str, kind: EventType) -> None:
         if self.bus is not None:

@@ -17,7 +17,8 @@ a WebSocket to it and speaks, one binary frame per message::
     exit_code(status_json) -> (code, message)
 
 The codec (``encode``, ``decode``, ``status_*``) is shared with the server. Nothing here
-blocks; everything else is the ``websockets`` library.
+blocks; everything else is the ``websockets`` library, imported by the first session (not
+by importing this module: an idle agent never pays for it; see bench/node_footprint.py).
 """
 
 from __future__ import annotations
@@ -25,18 +26,19 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+    from websockets.typing import Subprotocol
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 CLOSE = 255  # v5: "close this channel"
-V5 = Subprotocol("v5.channel.k8s.io")
-V4 = Subprotocol("v4.channel.k8s.io")
-PORT_FORWARD = Subprotocol("portforward.k8s.io")
+# websockets' Subprotocol is a NewType of str: the plain strings, typed as it, without
+# importing websockets here
+V5 = cast("Subprotocol", "v5.channel.k8s.io")
+V4 = cast("Subprotocol", "v4.channel.k8s.io")
+PORT_FORWARD = cast("Subprotocol", "portforward.k8s.io")
 EXEC_PROTOCOLS = (V5, V4)
 PORT_FORWARD_PROTOCOLS = (PORT_FORWARD, V4)
 
@@ -150,6 +152,8 @@ def ws_url(url: str) -> str:
 
 async def _open(url: str, protocols: tuple[Subprotocol, ...], timeout: float
                 ) -> ClientConnection:
+    from websockets.asyncio.client import connect as ws_connect
+
     try:
         conn = await ws_connect(ws_url(url), subprotocols=list(protocols), compression=None,
                                 open_timeout=timeout, ping_interval=None, proxy=None,
@@ -191,6 +195,8 @@ class ChannelStream:
     async def recv(self) -> tuple[int, bytes] | None:
         """The next (channel, payload); None once the server has closed the session.
         Empty frames (the server's "connected" signal) are skipped."""
+        from websockets.exceptions import ConnectionClosed
+
         while True:
             try:
                 frame = await self._conn.recv()
@@ -259,6 +265,8 @@ class PortForwardStream:
 
     async def recv(self) -> PortFrame | None:
         """The next frame from the pod; None once the session is closed."""
+        from websockets.exceptions import ConnectionClosed
+
         if self._pending:
             return self._pending.pop(0)
         while True:
@@ -277,6 +285,8 @@ async def port_forward(url: str, *, ports: list[int], timeout: float = 10.0
                        ) -> PortForwardStream:
     """Open the port-forward session at URL for PORTS (as given to PortForward, in order);
     reads the server's port-prefix frames, two per port."""
+    from websockets.exceptions import ConnectionClosed
+
     conn = await _open(url, PORT_FORWARD_PROTOCOLS, timeout)
     stream = PortForwardStream(conn, list(ports))
     seen: set[int] = set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 from runtime.service.ctr.conn import DEFAULT_SOCKET, UsageError
@@ -51,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         if fast_rc is not None:
             return fast_rc
     _enable_site()
+    import importlib
+
     import grpc  # type: ignore[import-untyped]
 
     from runtime.service.ctr.conn import Conn

@@ -16,10 +16,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from runtime.service.images.errors import RegistryError, Unauthorized
+
+if TYPE_CHECKING:
+    import httpx  # the caller's client; this module never loads httpx itself
 
 Credentials = Mapping[str, tuple[str, str]]
 

@@ -23,9 +23,7 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, TypeVar
 
 from runtime.service.content import ContentStore, Digest, Writer
 from runtime.service.content import DigestMismatch as ContentDigestMismatch
@@ -51,6 +49,9 @@ from runtime.service.images.mediatypes import (
     manifest_media_type,
 )
 from runtime.service.images.reference import Reference
+
+if TYPE_CHECKING:  # loaded by the first pull (_client, _retrying): ~1.5 MB of an idle daemon
+    import httpx
 
 T = TypeVar("T")
 CHUNK = 64 * 1024
@@ -121,9 +122,7 @@ class RegistryClient:
         self._insecure_tls = frozenset(insecure_tls)
         self.retry = retry
         self.stall_timeout = stall_timeout
-        self._timeout = httpx.Timeout(
-            connect=connect_timeout, read=stall_timeout, write=stall_timeout, pool=None
-        )
+        self.connect_timeout = connect_timeout
         self._transport = transport
         self._sleep = sleep
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -154,8 +153,12 @@ class RegistryClient:
         if client is None:
             host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry
             insecure = registry in self._insecure_tls or host in self._insecure_tls
+            import httpx
+
+            timeout = httpx.Timeout(connect=self.connect_timeout, read=self.stall_timeout,
+                                    write=self.stall_timeout, pool=None)
             client = httpx.AsyncClient(
-                timeout=self._timeout, follow_redirects=True, verify=not insecure,
+                timeout=timeout, follow_redirects=True, verify=not insecure,
                 transport=self._transport,
             )
             self._clients[registry] = client
@@ -209,6 +212,8 @@ class RegistryClient:
         raise RegistryError(f"{what}: {status}: {_registry_message(r, body)}")
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        import httpx
+
         policy = self.retry
         last = ""
         timed_out = False

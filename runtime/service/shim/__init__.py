@@ -7,5 +7,10 @@
                                                                   │ init exit -> exit.json
                                                                   │ stdio -> CRI log file
 
+    forkserver.py  forks every shim from one small process that imported the shim and
+                   (inproc.py) corral-runc's modules once, so shims share those pages
+    inproc.py      corral-runc run in a forked child of the shim instead of exec'd: no
+                   interpreter start per runtime call; runc and crun are exec'd
+
 This package module imports nothing, so the shim process loads only what it needs.
 """

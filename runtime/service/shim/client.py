@@ -44,8 +44,9 @@ class ForkServer:
     daemon's threads take turns for the fork (about a millisecond) and then wait for their
     shims' readiness in parallel."""
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | None = None, *, preload: bool = True) -> None:
         self.python = python or sys.executable
+        self.preload = preload  # corral-runc's modules imported once, for inproc shims
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +55,8 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [self.python, "-I", "-S", FORKSERVER, str(theirs.fileno())],
+                [self.python, "-I", "-S", FORKSERVER, str(theirs.fileno()),
+                 *(() if self.preload else ("--no-preload",))],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None,
                 pass_fds=(theirs.fileno(),), cwd="/", close_fds=True)
         except BaseException:
@@ -188,6 +190,10 @@ class ShimClient:
                     if not reply.get("ok"):
                         raise ShimError(str(reply.get("error")))
                     return reply
+
+    def reopen_log(self) -> None:
+        """Make the shim close the container's log file and open its path again."""
+        self.call(P.OP_REOPEN)
 
     def exec(self, process: dict[str, Any], *,
              timeout: float | None) -> tuple[int, bytes, bytes, bool]:

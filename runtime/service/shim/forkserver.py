@@ -32,6 +32,7 @@ import array
 import ctypes  # noqa: F401 - imported once here, so no shim imports it again
 import gc
 
+from runtime.service.shim import inproc
 from runtime.service.shim import main as shim
 from runtime.service.shim import protocol as P
 
@@ -99,6 +100,9 @@ def main(argv: list[str]) -> int:
     fd = int(argv[1])
     sock = _socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
+    if "--no-preload" not in argv:
+        inproc.preload()  # corral-runc's modules, shared by every shim that forks it
+    shim.prepare()
     gc.collect()
     gc.freeze()  # what the shims inherit stays shared: the collector never touches it
     serve(sock)

@@ -11,9 +11,10 @@
           pipes      -> CRI log lines appended to the log file (rotated by size)
           SIGCHLD    -> reap; init's exit (code, time, OOMKilled from the memory cgroup)
                         is written to exit.json atomically, then "wait" callers answered
-          requests   -> state / start / kill / exec / wait / delete / shutdown
+          requests   -> state / start / kill / exec / wait / delete / shutdown / reopen
 
-Only builtin modules and `json` are imported, and `gc.freeze()` runs after start-up, so
+Only builtin modules and `json` are imported (and corral-runc's modules, which the fork
+server imported for every shim: inproc.py), and `gc.freeze()` runs after start-up, so
 the shim stays small (see the report on footprint in tasks.py).
 """
 
@@ -35,11 +36,13 @@ import signal
 import time
 
 from runtime.service.shim import protocol as P
+from runtime.service.shim.files import oom_kills, read_file, report, tail, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+PR_GET_DUMPABLE = 3
 PR_SET_CHILD_SUBREAPER = 36
 PATH_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 EXEC_OUTPUT_MAX = 16 << 20
@@ -48,51 +51,29 @@ DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT
                    signal.SIGHUP, signal.SIGCHLD)
 
 
+_prctl: Any = None  # libc's prctl as a ctypes function, made once by prepare()
+
+
+def prepare() -> None:
+    """In the fork server, before it freezes its heap: look prctl up once. Doing it in
+    each shim (CDLL(None) builds a class, the lookup a function object) dirtied ~400 kB
+    of pages the shims could share."""
+    global _prctl
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    _prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)  # the first call sets up ctypes' state: here
+
+
 def set_subreaper() -> None:
     keep = "ctypes" in sys.modules  # the fork server imported it once for every shim
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    prctl = _prctl if _prctl is not None else ctypes.CDLL(None, use_errno=True).prctl
+    if prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
     if not keep:
         del sys.modules["ctypes"]
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-
-
-def tail(path: str, limit: int = 2000) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return ""
-    return data[-limit:].decode(errors="replace").strip()
-
-
-def oom_kills(memory_dir: str | None) -> int:
-    """oom_kill from memory.events (v2) or memory.oom_control (v1); 0 if unknown."""
-    if not memory_dir:
-        return 0
-    for name in ("memory.events", "memory.oom_control"):
-        try:
-            with open(os.path.join(memory_dir, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except OSError:
-            continue
-    return 0
 
 
 class Exec:
@@ -127,6 +108,8 @@ class Shim:
         self.id: str = spec["id"]
         self.runtime: list[str] = [*spec["runtime"], "--root", spec["runtime_root"],
                                    "--log", os.path.abspath("runtime.log")]
+        # our own corral-runc: run in a forked child of ours, not exec'd (inproc.py)
+        self.inproc = bool(spec.get("inproc"))
         self.status = P.CREATED
         self.init_pid = 0
         self.exit: dict[str, Any] | None = None
@@ -153,10 +136,15 @@ class Shim:
         else:
             fds, null, errfd = stdio, -1, -1
         try:
-            pid = os.posix_spawn(self.runtime[0], self.runtime + args, PATH_ENV,
-                                 file_actions=[(os.POSIX_SPAWN_DUP2, fd, n)
-                                               for n, fd in enumerate(fds)],
-                                 setsigdef=DEFAULT_SIGNALS, setsigmask=())
+            if self.inproc:
+                from runtime.service.shim import inproc
+
+                pid = inproc.spawn(self.runtime[1:] + args, stdio=fds, env=PATH_ENV)
+            else:
+                pid = os.posix_spawn(self.runtime[0], self.runtime + args, PATH_ENV,
+                                     file_actions=[(os.POSIX_SPAWN_DUP2, fd, n)
+                                                   for n, fd in enumerate(fds)],
+                                     setsigdef=DEFAULT_SIGNALS, setsigmask=())
         finally:
             for fd in (null, errfd):
                 if fd >= 0:
@@ -188,8 +176,7 @@ class Shim:
                 os.close(fd)
         if start:
             self.status = P.RUNNING
-        with open("init.pid") as f:
-            self.init_pid = int(f.read().strip())
+        self.init_pid = int(read_file("init.pid").strip())
         self.open_log()
         for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
@@ -203,6 +190,18 @@ class Shim:
         self.log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                               0o640)
         self.log_size = os.fstat(self.log_fd).st_size
+
+    def reopen_log(self) -> None:
+        """After the caller renamed the log away: close it and open log_path again. What
+        was read went to the old file; what is still in the pipes, and a line not yet
+        ended, goes to the new one, so no line is lost or written twice."""
+        if self.exit is not None:
+            raise RuntimeError(f"container {self.id} is {self.status}, not running: "
+                               "its log is closed")
+        old = self.log_fd
+        self.open_log()  # the new file first: a failure leaves the old one in use
+        if old >= 0:
+            os.close(old)
 
     def write_log(self, data: bytes) -> None:
         if not data:
@@ -273,8 +272,7 @@ class Shim:
         try:
             self.run_runtime(["exec", "--detach", "--process", proc_file, "--pid-file",
                               pid_file, self.id], stdio=(null, out_w, err_w))
-            with open(pid_file) as f:
-                pid = int(f.read().strip())
+            pid = int(read_file(pid_file).strip())
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -374,7 +372,12 @@ class Shim:
                 raise RuntimeError(f"container {self.id} is {self.status}: stop it first")
             self.run_runtime(["delete", "--force", self.id] if req.get("force")
                              else ["delete", self.id])
-            conn.send({"ok": True, "exit": self.exit})
+            if req.get("shutdown"):  # and exit, as "shutdown" would: one call, not two
+                self.running = False
+            conn.send({"ok": True, "exit": self.exit, "shutdown": not self.running})
+        elif op == P.OP_REOPEN:
+            self.reopen_log()
+            conn.send({"ok": True})
         elif op == P.OP_SHUTDOWN:
             conn.send({"ok": True})
             self.running = False
@@ -467,11 +470,9 @@ def serve_task(state_dir: str, ready_fd: int) -> int:
     os.setsid()
     os.chdir(state_dir)
     os.set_inheritable(ready_fd, False)  # the runtime and the container do not get it
-    ready = os.fdopen(ready_fd, "w")
     try:
         set_subreaper()
-        with open(P.SPEC) as f:
-            shim = Shim(json.load(f))
+        shim = Shim(json.loads(read_file(P.SPEC)))
         write_atomic(P.PID, b"%d" % os.getpid())
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
@@ -485,11 +486,9 @@ def serve_task(state_dir: str, ready_fd: int) -> int:
         shim.create()
         shim.serve(wake_r)
     except Exception as e:
-        ready.write(f"error {e}\n".replace("\n", " ").rstrip() + "\n")
-        ready.close()
+        report(ready_fd, f"error {e}\n".replace("\n", " ").rstrip() + "\n")
         return 1
-    ready.write(f"ok {shim.init_pid}\n")
-    ready.close()
+    report(ready_fd, f"ok {shim.init_pid}\n")
     gc.collect()
     gc.freeze()
     shim.loop(wake_r)

@@ -99,7 +99,7 @@ def test_agent_runs_pods_on_containerd(cp: ControlPlane, ctd: Containerd,  # noq
 
     def restarted() -> dict[str, Any] | None:
         s = status_of(c, "web")
-        cs = (s.get("containerStatuses") or [{}])[0]
+        cs: dict[str, Any] = (s.get("containerStatuses") or [{}])[0]
         if cs.get("restartCount") == 1 and "running" in (cs.get("state") or {}):
             return cs
         return None

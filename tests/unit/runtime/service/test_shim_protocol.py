@@ -79,3 +79,37 @@ def test_cri_log_lines(feeds: list[bytes], expected: list[bytes]) -> None:
     log = P.CriLog("stdout", max_line=5)
     out = b"".join(log.feed(f, 0) for f in feeds) + log.close(0)
     assert out == b"".join(T + b" stdout " + e + b"\n" for e in expected)
+
+
+@pytest.mark.parametrize("obj", [
+    pytest.param({}, id="empty"),
+    pytest.param({"op": "run", "args": ["sh", "-c", "echo 'a b'"], "rm": True, "x": None},
+                 id="request"),
+    pytest.param({"s": "é\n\t\"\\\u2028 \x00"}, id="escapes-and-non-ascii"),
+    pytest.param({"n": [0, -1, 2 ** 70, 1.5, -0.25, 1e300]}, id="numbers"),
+    pytest.param({"deep": {"a": [[{"b": []}]]}}, id="nested"),
+])
+def test_codec_matches_json_module(obj: dict[str, object]) -> None:
+    import json
+
+    text = P.dumps(obj)
+    assert text == json.dumps(obj, separators=(",", ":"))
+    assert P.loads(text) == obj and P.loads(text.encode()) == obj
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    pytest.param("", "Expecting value", id="empty"),
+    pytest.param("{", "Expecting property name", id="truncated"),
+    pytest.param("{} {}", "Extra data", id="two-documents"),
+    pytest.param(b"\xff{}", "can't decode", id="not-utf8"),
+    pytest.param("nul", "Expecting value", id="bad-literal"),
+])
+def test_codec_rejects(text: str | bytes, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        P.loads(text)
+
+
+def test_codec_refuses_unencodable_values() -> None:
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        P.dumps({"x": {1}})
+    assert P.dumps({"x": 1}) == '{"x":1}'  # no state left behind by the failure
