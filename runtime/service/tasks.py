@@ -20,8 +20,10 @@ is gone. State a task can be in is the explicit machine in TRANSITIONS.
 
 Speed: shims are forked from shim/forkserver.py; for our own corral-runc (is_own_runtime)
 the shim runs the runtime's CLI in a forked child (shim/inproc.py), not a new interpreter.
-Footprint: shims share the fork server's pages (gc.freeze() before each fork); what a shim
-dirties after the fork is its own, about 1.5 MB (test_shim_footprint prints it).
+Footprint: once its container runs, a shim execs corral-shim-holder (shim/holder.c), a
+small C loop serving the same protocol (~0.1 MB PSS; test_shim_footprint prints it).
+Without that binary the Python shim goes on: it shares the fork server's pages
+(gc.freeze() before each fork) and dirties about 1.5 MB of its own.
 """
 
 from __future__ import annotations
@@ -129,6 +131,12 @@ def default_runtimes() -> dict[str, list[str]]:
     return found
 
 
+def holder_path() -> str:
+    """corral-shim-holder (shim/holder.c), built next to this interpreter by
+    scripts/make_launchers.py."""
+    return os.path.join(os.path.dirname(sys.executable), "corral-shim-holder")
+
+
 def is_own_runtime(command: builtins.list[str]) -> bool:
     """Whether COMMAND is the corral-runc launcher of this very checkout
     (scripts/make_launchers.py), whose CLI a shim can run in a forked child instead."""
@@ -192,7 +200,8 @@ def _exit(raw: dict[str, Any] | None) -> ExitStatus | None:
 class TaskManager:
     def __init__(self, state_dir: str, *, runtimes: dict[str, list[str]] | None = None,
                  python: str | None = None, forkserver: bool = True,
-                 cgroup_parent: str = "/corral", inproc: bool = True) -> None:
+                 cgroup_parent: str = "/corral", inproc: bool = True,
+                 holder: bool = True) -> None:
         self.state_dir = os.path.abspath(state_dir)
         self.cgroup_parent = cgroup_parent  # for specs that set no cgroupsPath
         self.runtimes = runtimes or default_runtimes()
@@ -201,6 +210,10 @@ class TaskManager:
         # per runtime call): our own corral-runc. Others (runc, crun) are exec'd.
         self.inproc = {name for name, cmd in self.runtimes.items()
                        if inproc and is_own_runtime(cmd)}
+        # Once its container runs, a shim execs the compiled holder (shim/holder.c) when it
+        # is built: a few pages per container instead of a forked interpreter's ~1.5 MB.
+        path = holder_path()
+        self.holder = path if holder and os.access(path, os.X_OK) else None
         # shims are forked from a small helper (shim/forkserver.py), started on first use
         self.forkserver = ForkServer(python, preload=bool(self.inproc)) if forkserver \
             else None
@@ -270,7 +283,7 @@ class TaskManager:
                 "id": container_id, "bundle": bundle, "runtime": self.runtimes[runtime],
                 "runtime_root": runtime_root, "log_path": log_path,
                 "log_max_bytes": log_max_bytes, "memory_cgroup": ctl.get("memory"),
-                "start": start, "inproc": runtime in self.inproc})
+                "start": start, "inproc": runtime in self.inproc, "holder": self.holder})
         except ShimError as e:
             shutil.rmtree(tdir, ignore_errors=True)
             raise TaskError(f"Task {name}: create: {e}") from None

@@ -12,6 +12,8 @@
           SIGCHLD    -> reap; init's exit (code, time, OOMKilled from the memory cgroup)
                         is written to exit.json atomically, then "wait" callers answered
           requests   -> state / start / kill / exec / wait / delete / shutdown / reopen
+        once the container runs: execve corral-shim-holder (holder.py, holder.c), which
+        keeps the pid, fds and subreaper role and serves the same protocol in C
 
 Only builtin modules and `json` are imported (and corral-runc's modules, which the fork
 server imported for every shim: inproc.py), and `gc.freeze()` runs after start-up, so
@@ -35,6 +37,7 @@ import select
 import signal
 import time
 
+from runtime.service.shim import holder
 from runtime.service.shim import protocol as P
 from runtime.service.shim.files import oom_kills, read_file, report, tail, write_atomic
 
@@ -110,6 +113,8 @@ class Shim:
                                    "--log", os.path.abspath("runtime.log")]
         # our own corral-runc: run in a forked child of ours, not exec'd (inproc.py)
         self.inproc = bool(spec.get("inproc"))
+        # corral-shim-holder (holder.c): exec'd once the container runs (holder.py)
+        self.holder: str | None = spec.get("holder") or None
         self.status = P.CREATED
         self.init_pid = 0
         self.exit: dict[str, Any] | None = None
@@ -427,6 +432,8 @@ class Shim:
     def loop(self, wake_r: int) -> None:
         lfd = self.listener.fileno() if self.listener else -1
         while self.running:
+            if self.holder and holder.ready(self):
+                holder.hand_over(self)  # returns only if the exec failed
             timeout = self.expire_execs()
             try:
                 events = self.poll.poll(timeout)
