@@ -5,6 +5,8 @@
                         [--encryption-config F]
                         [--tls-san NAME]... [--insecure] [--workers N]
                         [--node-monitor-grace-period 40s] [--node-eviction-rate 0.1]
+                        [--leader-elect-lease-duration 10s]
+                        [--leader-elect-renew-deadline 8s] [--leader-elect-retry-period 2s]
 
 With --workers N (default: one per CPU but one) N processes serve --listen together
 (controlplane/apiserver/workers.py); this one keeps HTTP and leader election.
@@ -21,9 +23,13 @@ import os
 import shutil
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from controlplane.storage import compaction
 from controlplane.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from controlplane.leader import Timing
 
 PRIMARY_ENV = "CORRAL_PRIMARY_PID"  # set for --workers processes: whose death ends them
 
@@ -54,6 +60,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="another name or IP for the server certificate (repeatable)")
     p.add_argument("--leader-elect", default="true", choices=("true", "false"),
                    help="campaign to run the scheduler and controllers (default true)")
+    p.add_argument("--leader-elect-lease-duration", default="10s", metavar="DURATION",
+                   help="the leader's etcd lease (whole seconds): a standby takes over this "
+                   "long after the leader's last renewal (default 10s)")
+    p.add_argument("--leader-elect-renew-deadline", default="8s", metavar="DURATION",
+                   help="a leader that has not renewed for this long stops leading; "
+                   "< the lease duration (default 8s)")
+    p.add_argument("--leader-elect-retry-period", default="2s", metavar="DURATION",
+                   help="how often the leader renews; < the renew deadline (default 2s)")
     p.add_argument("--insecure", action="store_true",
                    help="plain gRPC without authentication (loopback testing only)")
     p.add_argument("--workers", type=int, default=default_workers(),
@@ -78,7 +92,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                 f"{args.node_monitor_grace_period:g}s")
     if args.node_eviction_rate <= 0:
         p.error(f"--node-eviction-rate: must be > 0, got {args.node_eviction_rate:g}")
+    args.leader_timing = leader_timing(p, args)
     return args
+
+
+def leader_timing(p: argparse.ArgumentParser, args: argparse.Namespace) -> Timing:
+    """The --leader-elect-* durations, checked as kube-controller-manager does."""
+    from controlplane.leader import Timing
+
+    seconds = {}
+    for name in ("lease_duration", "renew_deadline", "retry_period"):
+        flag = "--leader-elect-" + name.replace("_", "-")
+        text = getattr(args, "leader_elect_" + name)
+        try:
+            seconds[name] = parse_duration(text)
+        except ValueError as err:
+            p.error(f"{flag} {text}: {err}")
+    try:
+        return Timing(**seconds)
+    except ValueError as err:  # "leader election: renew_deadline: must be < ..."
+        text = str(err).removeprefix("leader election: ")
+        for name in seconds:
+            text = text.replace(name, "--leader-elect-" + name.replace("_", "-"))
+        p.error(text)
 
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -113,6 +149,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> int:
         hosts=args.tls_san, token_file=args.token_file, token_listen=args.token_listen,
         encryption_config=args.encryption_config, insecure=args.insecure,
         leader_elect=args.leader_elect == "true" and not worker,
+        leader_timing=args.leader_timing,
         compaction_interval=0 if worker else compaction.DEFAULT_INTERVAL,
         worker_id=args.worker_id, reuse_port=args.workers > 1))
     stop = asyncio.Event()

@@ -1,21 +1,27 @@
 """What the elected leader runs: the scheduler and the controllers, with fenced writes.
 
-    run_when_leader(store, component="controlplane", identity=host:pid, work=lead)
-        lead(fence):
-            fenced = FencedStore(store, fence)       every write carries the leader fence
-            cluster = LocalClient(ObjectService(fenced))
-            SchedulerService(cluster, store, fence) ─┐ run together; if one fails, the
+    run(store, timing=Timing(10 s, 8 s, 2 s), renew_store=a new EtcdStore)
+      writes = TermStore(store)                      every write carries the leader fence
+      run_when_leader(store, component="controlplane", identity=host:pid, work=lead,
+                      writes=writes, renew_store=...)  (renewals on their own thread)
+        lead(writes):
+            cluster = LocalClient(ObjectService(writes))
+            SchedulerService(cluster, writes) ─┐ run together; if one fails, the
             ControllerManager(cluster, controllers) ─┘ other stops and leadership is
                                                        given up (a standby takes over)
 
-Every controlplane process serves the API; only the leader runs this. The controllers'
-options (ControllerOptions: the node lifecycle's grace period and eviction rate, from
-corral-controlplane's flags) are set once with configure() before serving.
+Every controlplane process serves the API; only the leader runs this. A lost lease that
+this process wins straight back does not restart the term: the informers' caches are fed
+by etcd's watch whoever leads, so they stay right; only writes are held meanwhile, and
+TermStore sends them on under the new fence. The controllers' options (ControllerOptions:
+the node lifecycle's grace period and eviction rate, from corral-controlplane's flags) are
+set once with configure() before serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -24,15 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.apiserver.objects import ObjectService
-from controlplane.leader import run_when_leader
+from controlplane.leader import TermStore, Timing, run_when_leader
 from controlplane.local import LocalClient
-from controlplane.storage import Fence, FencedStore, Store
+from controlplane.storage import Fence, Store
 
 log = logging.getLogger("corral.manager")
 
 FIELD_MANAGER = "corral-controlplane"
-# A component of the leader: given the fenced cluster client, the raw store and the
-# fence, run until cancelled.
+# A component of the leader: given the fenced cluster client, the fenced store (the
+# TermStore: it fences each write itself) and the term's first fence, run until cancelled.
 Component = Callable[[LocalClient, Store, Fence], Coroutine[Any, Any, None]]
 
 
@@ -59,7 +65,7 @@ def options() -> ControllerOptions:
 
 async def scheduler(cluster: LocalClient, store: Store, fence: Fence) -> None:
     from controlplane.scheduler.service import SchedulerService
-    await SchedulerService(cluster, store, fence=fence).run()
+    await SchedulerService(cluster, store).run()  # STORE fences its binds
 
 
 async def controllers(cluster: LocalClient, store: Store, fence: Fence) -> None:
@@ -100,11 +106,16 @@ def identity() -> str:
 
 
 async def lead(store: Store, fence: Fence, *,
-               components: list[tuple[str, Component]] | None = None) -> None:
-    fenced = FencedStore(store, fence)
-    objects = ObjectService(fenced)
+               components: list[tuple[str, Component]] | None = None,
+               writes: TermStore | None = None) -> None:
+    """Run the components on WRITES (a TermStore over STORE, resumed on FENCE, when not
+    given) until one fails or returns."""
+    if writes is None:
+        writes = TermStore(store)
+        writes.resume(fence)
+    objects = ObjectService(writes)
     cluster = LocalClient(objects, field_manager=FIELD_MANAGER)
-    tasks = {asyncio.create_task(run(cluster, store, fence), name=name): name
+    tasks = {asyncio.create_task(run(cluster, writes, fence), name=name): name
              for name, run in (components or default_components())}
     log.info("leading: running %s", ", ".join(tasks.values()))
     try:
@@ -121,17 +132,21 @@ async def lead(store: Store, fence: Fence, *,
         await objects.close()
 
 
-async def run(store: Store, *, component: str = "controlplane", ttl: int = 5,
+async def run(store: Store, *, component: str = "controlplane", timing: Timing | None = None,
               on_change: Callable[[bool], None] | None = None,
-              components: list[tuple[str, Component]] | None = None) -> None:
-    """Campaign forever; lead whenever elected (a failed term is logged, then retried)."""
+              components: list[tuple[str, Component]] | None = None,
+              renew_store: Callable[[], Store] | None = None) -> None:
+    """Campaign forever; lead whenever elected (a failed term is logged, then retried).
+
+    RENEW_STORE: a factory of stores for the renewal thread (None: renew on this loop)."""
     me = identity()
     while True:
+        writes = TermStore(store)
         try:
-            await run_when_leader(store, component=component, identity=me, ttl=ttl,
-                                  on_change=on_change,
-                                  work=lambda fence: lead(store, fence,
-                                                          components=components))
+            await run_when_leader(
+                store, component=component, identity=me, timing=timing or Timing(),
+                on_change=on_change, renew_store=renew_store, writes=writes,
+                work=functools.partial(lead, store, components=components, writes=writes))
         except asyncio.CancelledError:
             raise
         except Exception as err:

@@ -39,6 +39,7 @@ from controlplane.apiserver import metrics
 from controlplane.apiserver.objects import ObjectService
 from controlplane.apiserver.resources import RESOURCES
 from controlplane.apiserver.service import APIServicer, Gate
+from controlplane.leader import Timing
 from controlplane.storage import EtcdStore, Store, compaction
 from controlplane.storage.encryption import EncryptingStore, EncryptionConfig
 from controlplane.storage.errors import InvalidArgument
@@ -66,6 +67,8 @@ class Options:
     encryption_config: str = ""
     compaction_interval: float = compaction.DEFAULT_INTERVAL
     leader_elect: bool = True  # campaign to run the scheduler and controllers
+    # --leader-elect-lease-duration / -renew-deadline / -retry-period (None: the defaults)
+    leader_timing: Timing | None = None
     insecure: bool = False  # plain gRPC and no authentication: loopback tests only
     # 0: the primary (HTTP, bootstrap, leader election, compaction, admin.conf); K > 0: an
     # extra gRPC-only process of --workers (workers.py)
@@ -177,8 +180,13 @@ class APIServer:
         self._tasks.append(asyncio.create_task(self._bootstrap()))
         if o.leader_elect:
             from controlplane import manager
+            timing = o.leader_timing or Timing()
+            # renewals on their own thread and etcd connection, with a deadline as long as
+            # the lease: a busy loop or a slow etcd answer does not cost the leadership
+            renew = (None if self._inner_store is not None else
+                     lambda: EtcdStore(o.etcd_endpoints, timeout=timing.lease_duration))
             self._tasks.append(asyncio.create_task(manager.run(
-                self.store, on_change=self._leading)))
+                self.store, timing=timing, on_change=self._leading, renew_store=renew)))
         if o.compaction_interval > 0:
             self._tasks.append(asyncio.create_task(
                 compaction.compact_periodically(self.store, o.compaction_interval)))

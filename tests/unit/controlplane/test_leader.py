@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 
 import pytest
@@ -10,18 +11,27 @@ import pytest
 from controlplane import leader
 from controlplane.storage import Fence, Fenced, FencedStore, InMemoryStore, Store, Unavailable
 
+CANDIDATE: contextvars.ContextVar[str] = contextvars.ContextVar("candidate", default="")
+
 
 class Partitionable(InMemoryStore):
-    """A store whose lease renewals can be cut off, as for a frozen or partitioned leader."""
+    """A store whose lease renewals can be cut off, as for a frozen or partitioned leader,
+    and that candidate's lease grants with them (a frozen process cannot campaign either)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.cut: set[int] = set()
+        self.frozen: set[str] = set()  # candidates (CANDIDATE of their task) cut off
 
     async def keep_alive(self, lease: int) -> int:
         if lease in self.cut:
             raise Unavailable("partitioned")
         return await super().keep_alive(lease)
+
+    async def grant_lease(self, ttl: int) -> int:
+        if CANDIDATE.get() in self.frozen:
+            raise Unavailable("partitioned")
+        return await super().grant_lease(ttl)
 
 
 class Candidate:
@@ -31,8 +41,10 @@ class Candidate:
         self.leading = asyncio.Event()
         self.stopped = asyncio.Event()
         self.release = asyncio.Event()
+        token = CANDIDATE.set(name)  # the task's context names its candidate
         self.task = asyncio.create_task(leader.run_when_leader(
             store, component="scheduler", identity=name, work=self.work, ttl=ttl))
+        CANDIDATE.reset(token)
 
     async def work(self, fence: Fence) -> None:
         self.fences.append(fence)
@@ -60,6 +72,7 @@ async def test_one_leader_then_the_standby_takes_over_when_renewals_stop() -> No
         assert await leader.current_leader(store, "scheduler") == "a"
         lease = store._key_lease[leader.leader_key("scheduler")]
         store.cut.add(lease)  # a stops renewing, as a process frozen by kill -STOP would
+        store.frozen.add("a")
         start = time.monotonic()
         await asyncio.wait_for(b.leading.wait(), 3)
         assert time.monotonic() - start <= 1.6  # within the ttl (+ timer slack)
