@@ -110,6 +110,7 @@ async def run_shape(endpoint: str, nodes: int, pods: int, *, etcd_pid: int = 0,
                 "full_path_cycles": service.fast.fallbacks,
                 "watch_events_decoded": service.feed.decoded,
                 "own_binds_recognised": service.feed.recognised,
+                "bind_transactions": service.binder.transactions,
                 "scheduler_cpu_s": round(cpu, 2), "etcd_cpu_s": round(etcd_cpu, 2),
                 "pods_per_scheduler_cpu_s": round(pods / cpu, 1)}
         return pods / took, fast

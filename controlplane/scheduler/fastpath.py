@@ -16,7 +16,9 @@ evaluated, random choice) as schedule.schedule_one; anything it does not cover f
     ▼
     per cycle, in C-level list operations: the first num_feasible_nodes_to_find feasible
     nodes from START (hopping over infeasible ones), max, the tied set by name rank, the
-    same rng.choice as the full path ─► Decision
+    same rng.choice as the full path ─► Decision (nodes in name order, as listed from
+    etcd: max and the k-th tie read per block of BLOCK nodes its max and count, kept up to
+    date for the blocks whose nodes changed, and node by node only the window's ends)
 
 Falls back (returns schedule_one's Decision) when: the profile holds a plugin or an
 extension point this module does not know; a scored node's cached score needs the full
@@ -60,6 +62,7 @@ from controlplane.scheduler.schedule import (
 from controlplane.scheduler.snapshot import NodeInfo, Snapshot
 
 MAX_CLASSES = 128
+BLOCK = 64  # nodes per block of the per-class max-score index
 # Score plugins whose raw score depends on the pod and the node alone, with no normalizer.
 NODE_LOCAL_SCORES: tuple[type, ...] = (LeastAllocated, BalancedAllocation, ImageLocality)
 # Score plugins whose normalizer maps "every raw score 0" to one constant.
@@ -122,14 +125,22 @@ class _Class:
         self.bad = bytearray()  # 1: does not fit
         self.odd = bytearray()  # 1: fits, but its score is an error: the full path says so
         self.broken = False  # a Filter erred: the full path reports it
+        # per block of `block` nodes: the highest total and how many nodes have it, so a
+        # window's max and its k-th tie read a few blocks, not every node; `dirty`: the
+        # blocks whose nodes changed since
+        self.bmax: list[int] = []
+        self.bcount: list[int] = []
+        self.dirty: set[int] = set()
 
 
 class FastPath:
     """schedule_one with equivalence-class caches over one long-lived snapshot (the
     scheduler service's, changed in place). `hits` / `fallbacks` count the cycles."""
 
-    def __init__(self, profile: Profile, *, max_classes: int = MAX_CLASSES) -> None:
+    def __init__(self, profile: Profile, *, max_classes: int = MAX_CLASSES,
+                 block: int = BLOCK) -> None:
         self.profile = profile
+        self.block = block
         self.enabled = _unknown(profile) is None
         self.max_classes = max_classes
         self.classes: OrderedDict[str, _Class | None] = OrderedDict()  # None: ineligible
@@ -263,6 +274,9 @@ class FastPath:
         cls.zraw = [[0] * n for _ in cls.zeros]
         for i, info in enumerate(snap.infos):
             self._node(cls, i, info)
+        blocks = -(-n // self.block)
+        cls.bmax, cls.bcount = [0] * blocks, [0] * blocks
+        cls.dirty = set(range(blocks))
         return cls
 
     def _node(self, cls: _Class, i: int, info: NodeInfo) -> None:
@@ -273,6 +287,7 @@ class FastPath:
             cls.status[i], cls.total[i] = status, INFEASIBLE
             cls.bad[i] = 1
             cls.odd[i] = cls.pref[i] = 0
+            cls.dirty.add(i // self.block)
             return
         total, odd, pref = cls.constant, 0, 0
         for plugin, weight, slot in cls.scorers:
@@ -286,6 +301,7 @@ class FastPath:
                 total += raw * weight
         cls.status[i], cls.total[i] = None, total
         cls.bad[i], cls.odd[i], cls.pref[i] = 0, odd, pref
+        cls.dirty.add(i // self.block)
 
     # ---- the cycle ---------------------------------------------------------------------
 
@@ -333,9 +349,13 @@ class FastPath:
             (a, b), (c, d) = segs
             vals = total[a:b] + total[c:d]
         scores = WindowScores(names, segs, vals, bool(rejected))
-        if any(cls.pref.find(1, a, b) >= 0 for a, b in segs) and \
-                not self._normalize(cls, segs, vals):
-            return None
+        if any(cls.pref.find(1, a, b) >= 0 for a, b in segs):
+            if not self._normalize(cls, segs, vals):
+                return None
+        elif self._ordered:  # the totals as they are: the block index finds max and tie
+            index = self._by_blocks(cls, segs, rng)
+            return Decision(names[index], node_statuses=rejected, scores=scores, state=state,
+                            evaluated=window)
         best = max(vals)
         count = vals.count(best)
         if self._ordered and count > 1:  # name order is index order: no sort needed
@@ -362,6 +382,51 @@ class FastPath:
         return Decision(names[self._by_rank[pick]], node_statuses=rejected, scores=scores,
                         state=state, evaluated=window)
 
+
+    def _by_blocks(self, cls: _Class, segs: list[tuple[int, int]],
+                   rng: random.Random | None) -> int:
+        """The node the full path picks in the window SEGS when name order is index
+        order: among the nodes with the highest total, the k-th in index order, k drawn
+        as the full path draws it (rng.choice over the tied). Whole blocks are read
+        through their max and count; only the window's ragged ends node by node."""
+        total, size = cls.total, self.block
+        bmax, bcount = cls.bmax, cls.bcount
+        for blk in cls.dirty:
+            members = total[blk * size:blk * size + size]
+            bmax[blk] = top = max(members)
+            bcount[blk] = members.count(top)
+        cls.dirty.clear()
+        pieces: list[tuple[int, int, list[int] | None]] = []  # lo, hi; nodes, or blocks
+        for a, b in sorted(segs):  # index order: ties are broken by name rank
+            first, last = -(-a // size), b // size
+            if first >= last:  # within one block
+                pieces.append((a, b, total[a:b]))
+                continue
+            if a < first * size:
+                pieces.append((a, first * size, total[a:first * size]))
+            pieces.append((first, last, None))
+            if last * size < b:
+                pieces.append((last * size, b, total[last * size:b]))
+        best = max(max(bmax[lo:hi]) if part is None else max(part)
+                   for lo, hi, part in pieces)
+        counts = [sum(c for m, c in zip(bmax[lo:hi], bcount[lo:hi], strict=True)
+                      if m == best) if part is None else part.count(best)
+                  for lo, hi, part in pieces]
+        count = sum(counts)
+        k = rng.choice(range(count)) if rng is not None else 0  # drawn even for one tie
+        for (lo, hi, part), here in zip(pieces, counts, strict=True):
+            if k >= here:
+                k -= here
+            elif part is not None:
+                return lo + nth(part, best, k)
+            else:
+                for blk in range(lo, hi):
+                    if bmax[blk] != best:
+                        continue
+                    if k < bcount[blk]:
+                        return blk * size + nth(total[blk * size:blk * size + size], best, k)
+                    k -= bcount[blk]
+        raise AssertionError("the k-th tie lies past the window")  # counts say otherwise
 
     def _normalize(self, cls: _Class, segs: list[tuple[int, int]], vals: list[int]) -> bool:
         """Correct VALS (the window's totals, which count every zero-slot score as if all
@@ -403,6 +468,8 @@ def nth(seq: list[int], value: int, k: int, chunk: int = 64) -> int:
             return i
         k -= here
         pos += chunk
+        if pos >= len(seq):
+            raise ValueError(f"nth: occurrence {k} of {value} is past the end")
 
 
 class WindowScores(Mapping[str, int]):

@@ -110,16 +110,51 @@ def event_from_proto(ev: Any) -> Event:
     return Event(EventType.MODIFIED, key, bytes(kv.value), int(kv.mod_revision), prev)
 
 
-def _condition(key: bytes, expected_revision: int | None) -> Any:
-    """Write.expected_revision as an etcd compare: 0 absent, n at mod n, None present."""
+_EQUAL, _GREATER = rpc.Compare.EQUAL, rpc.Compare.GREATER
+_CREATE, _MOD = rpc.Compare.CREATE, rpc.Compare.MOD
+
+
+def _add_compare(request: Any, key: bytes, expected_revision: int | None) -> None:
+    """Append Write.expected_revision as an etcd compare to REQUEST (a TxnRequest): 0
+    absent, n at mod n, None present. Built in place: a message made apart and then
+    added is copied, which costs as much again."""
     if expected_revision is None:
-        return rpc.Compare(result=rpc.Compare.GREATER, target=rpc.Compare.CREATE, key=key,
-                           create_revision=0)
-    if expected_revision == 0:
-        return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, key=key,
-                           create_revision=0)
-    return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=key,
-                       mod_revision=expected_revision)
+        request.compare.add(result=_GREATER, target=_CREATE, key=key, create_revision=0)
+    elif expected_revision == 0:
+        request.compare.add(result=_EQUAL, target=_CREATE, key=key, create_revision=0)
+    else:
+        request.compare.add(result=_EQUAL, target=_MOD, key=key, mod_revision=expected_revision)
+
+
+def _add_write(request: Any, key: bytes, value: bytes | None, lease: int = 0) -> None:
+    """Append to REQUEST the op writing KEY (put VALUE, or delete when None) on success,
+    and the read of KEY (keys only: its revisions) that tells why, on failure."""
+    if value is None:
+        request.success.add().request_delete_range.key = key
+    else:
+        put = request.success.add().request_put
+        put.key, put.value = key, value
+        if lease:
+            put.lease = lease
+    read = request.failure.add().request_range
+    read.key, read.keys_only = key, True
+
+
+def txn_request(writes: Sequence[Write], fence: Fence | None = None) -> Any:
+    """commit's Txn: if every write's compare holds (and the fence key still has the
+    fence's create revision), every op; else a read of every key, the fence's last."""
+    request = rpc.TxnRequest()
+    for w in writes:
+        k = w.key.encode()
+        _add_compare(request, k, w.expected_revision)
+        _add_write(request, k, w.value, w.lease)
+    if fence is not None:
+        f = fence.key.encode()
+        request.compare.add(result=_EQUAL, target=_CREATE, key=f,
+                            create_revision=fence.revision)
+        read = request.failure.add().request_range
+        read.key, read.keys_only = f, True
+    return request
 
 
 # A WriteBatcher sends at most BATCH_WRITES writes of at most BATCH_BYTES in one Txn. A
@@ -302,13 +337,11 @@ class EtcdStore:
         """One Txn for BATCH's creates and updates: every compare holds, every put is made
         at one revision; else nothing is written and the failure branch's reads tell
         which writes failed (AlreadyExists, NotFound, Conflict) and which may retry."""
-        compares, puts, reads = [], [], []
+        request = rpc.TxnRequest()
         for w in batch:
             k = w.key.encode()
-            compares.append(_condition(k, w.expected_revision))
-            puts.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=w.value)))
-            reads.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=k, keys_only=True)))
-        request = rpc.TxnRequest(compare=compares, success=puts, failure=reads)
+            _add_compare(request, k, w.expected_revision)
+            _add_write(request, k, w.value)
         resp = await self._call(self._kv.Txn, request, key=batch[0].key)
         if resp.succeeded:
             return [int(resp.header.revision)] * len(batch)
@@ -371,22 +404,7 @@ class EtcdStore:
 
     async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
         keys.check_writes(writes, fenced=fence is not None)
-        compares, ops, reads = [], [], []
-        for w in writes:
-            k = w.key.encode()
-            compares.append(_condition(k, w.expected_revision))
-            if w.value is None:
-                ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)))
-            else:
-                ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=w.value,
-                                                                    lease=w.lease)))
-            reads.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=k, keys_only=True)))
-        if fence is not None:
-            f = fence.key.encode()
-            compares.append(rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE,
-                                        key=f, create_revision=fence.revision))
-            reads.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=f, keys_only=True)))
-        request = rpc.TxnRequest(compare=compares, success=ops, failure=reads)
+        request = txn_request(writes, fence)
         try:
             resp = await self._call(self._kv.Txn, request, key=writes[0].key)
         except StorageError as err:

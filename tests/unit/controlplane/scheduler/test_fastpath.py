@@ -68,15 +68,17 @@ def same(fast: Decision, full: Decision) -> None:
                              full.message, full.status)
 
 
+@pytest.mark.parametrize("block", [pytest.param(3, id="block3"),
+                                   pytest.param(64, id="block64")])
 @pytest.mark.parametrize("seed", [pytest.param(s, id=f"seed{s}") for s in range(12)])
-def test_fast_path_decides_as_the_framework(seed: int) -> None:
+def test_fast_path_decides_as_the_framework(seed: int, block: int) -> None:
     r = random.Random(seed)
     nodes = [random_node(r, i) for i in range(r.choice((5, 40, 130, 260)))]
-    if seed % 3 == 0:  # in name order, as listed from etcd: ties are found without a sort
+    if seed % 2 == 0:  # in name order, as listed from etcd: max and ties by blocks of nodes
         nodes.sort(key=lambda n: n["metadata"]["name"])
     snap = Snapshot.from_objects(nodes)
     profile = default_profile()
-    fast = FastPath(profile)
+    fast = FastPath(profile, block=block)
     rng_fast, rng_full = random.Random(seed), random.Random(seed)
     templates = [random_template(r) for _ in range(8)]
     plain = [t for t in templates if class_key(pod(**t)) is not None] or [{}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -140,3 +141,82 @@ async def test_pods_of_another_scheduler_are_left_alone(
         assert await bound(client) == {"mine": "n1"}
     finally:
         await stop(task)
+
+
+class SlowCommits(InMemoryStore):
+    """Commits that take DELAY seconds; records how many are out at once and their sizes."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.out = 0
+        self.most_out = 0
+        self.sizes: list[int] = []
+        self.first_at_cycle: int | None = None  # pods scheduled when the first one went out
+        self.service: SchedulerService | None = None
+
+    async def commit(self, writes: Any, *, fence: Any = None) -> int:
+        if self.service is not None and self.first_at_cycle is None and \
+                any(w.key.startswith("/registry/pods/") for w in writes):
+            self.first_at_cycle = self.service.fast.hits + self.service.fast.fallbacks
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+        self.sizes.append(len(writes))
+        try:
+            await asyncio.sleep(self.delay)
+            return await super().commit(writes, fence=fence)
+        finally:
+            self.out -= 1
+
+
+@pytest.mark.parametrize("in_flight", [pytest.param(1, id="one-txn-out"),
+                                       pytest.param(3, id="three-txns-out")])
+async def test_binds_overlap_the_cycle_in_group_commits(in_flight: int) -> None:
+    store = SlowCommits(0.05)
+    client = await make_cluster(store)
+    try:
+        for i in range(20):
+            await add_node(client, f"n{i}", cpu="64", pods=110)
+        for i in range(600):
+            await add_pod(client, f"p{i}", cpu="10m")
+        store.sizes.clear()
+        service = SchedulerService(client, store, batch=50, binds_in_flight=in_flight)
+        store.service = service
+        task = asyncio.create_task(service.run())
+        try:
+            await eventually(lambda: _count(client, 600), timeout=20)
+        finally:
+            await stop(task)
+        binds = store.sizes
+        assert service.bound == 600
+        assert store.most_out == in_flight  # as many transactions out as allowed, no more
+        assert max(binds) == 50 and sum(binds) == 600
+        assert len(binds) < 600 // 10  # group commit: pods share transactions
+        # the first bind went out while the cycle still had pods to schedule
+        assert store.first_at_cycle is not None and store.first_at_cycle < 600
+    finally:
+        await store.close()
+
+
+async def test_a_listed_batch_rebuilds_each_node_once() -> None:
+    # the start of a term counts every bound pod; each node's summary must be rebuilt once
+    # for the batch, not once per pod (quadratic in the pods per node)
+    service = SchedulerService(None, InMemoryStore())  # type: ignore[arg-type]
+    for name in ("n0", "n1"):
+        service.nodes[name] = {"metadata": {"name": name}, "status": {"allocatable": {
+            "cpu": "64", "memory": "64Gi", "pods": "500"}}}
+    rebuilt: list[str] = []
+    real = service.snapshot.put
+
+    def put(info: Any) -> None:
+        rebuilt.append(info.name)
+        real(info)
+
+    service.snapshot.put = put  # type: ignore[method-assign]
+    pods = [{"metadata": {"name": f"p{i}", "namespace": "default", "uid": str(i)},
+             "spec": {"nodeName": f"n{i % 2}", "containers": [{"name": "c", "resources": {
+                 "requests": {"cpu": "10m"}}}]}} for i in range(400)]
+    service._add_pods(pods)
+    assert sorted(rebuilt) == ["n0", "n1"]
+    assert service.snapshot.get("n0") is not None
+    assert len(service.node_pods["n0"]) == len(service.node_pods["n1"]) == 200

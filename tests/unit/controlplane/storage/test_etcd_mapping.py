@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from pyetcd import etcdrpc as rpc
 from pyetcd.etcdrpc import kv_pb2
 
 from controlplane.storage import (
     EventType,
+    Fence,
     Gone,
     InvalidArgument,
     StorageError,
     TooLarge,
     Unavailable,
+    Write,
 )
-from controlplane.storage.etcd import event_from_proto, grpc_target, translate_error
+from controlplane.storage.etcd import (
+    event_from_proto,
+    grpc_target,
+    translate_error,
+    txn_request,
+)
 
 
 @pytest.mark.parametrize(("endpoints", "want"), [
@@ -78,3 +86,51 @@ def test_event_from_proto(event: object, want: tuple[object, ...]) -> None:
     ev = event_from_proto(event)
     assert ev.key == "/k"
     assert (ev.type, ev.value, ev.revision, ev.prev_value) == want
+
+
+def _compare(key: bytes, expected: int | None) -> rpc.Compare:
+    if expected is None:
+        return rpc.Compare(result=rpc.Compare.GREATER, target=rpc.Compare.CREATE, key=key,
+                           create_revision=0)
+    if expected == 0:
+        return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, key=key,
+                           create_revision=0)
+    return rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=key,
+                       mod_revision=expected)
+
+
+def _read(key: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))
+
+
+@pytest.mark.parametrize(("write", "op"), [
+    pytest.param(Write("/a", b"v"), rpc.RequestOp(request_put=rpc.PutRequest(
+        key=b"/a", value=b"v")), id="create"),
+    pytest.param(Write("/a", b"v", 7), rpc.RequestOp(request_put=rpc.PutRequest(
+        key=b"/a", value=b"v")), id="compare-and-swap"),
+    pytest.param(Write("/a", b"v", None), rpc.RequestOp(request_put=rpc.PutRequest(
+        key=b"/a", value=b"v")), id="must-exist"),
+    pytest.param(Write("/a", b"", 7), rpc.RequestOp(request_put=rpc.PutRequest(
+        key=b"/a", value=b"")), id="empty-value"),
+    pytest.param(Write("/a", b"v", 0, lease=42), rpc.RequestOp(request_put=rpc.PutRequest(
+        key=b"/a", value=b"v", lease=42)), id="with-lease"),
+    pytest.param(Write("/a", None, 7), rpc.RequestOp(
+        request_delete_range=rpc.DeleteRangeRequest(key=b"/a")), id="delete"),
+])
+def test_txn_request_one_write(write: Write, op: rpc.RequestOp) -> None:
+    want = rpc.TxnRequest(compare=[_compare(b"/a", write.expected_revision)], success=[op],
+                          failure=[_read(b"/a")])
+    assert txn_request([write]) == want
+
+
+def test_txn_request_many_writes_and_a_fence_in_order() -> None:
+    writes = [Write(f"/k{i}", f"v{i}".encode(), i) for i in range(5)]
+    fence = Fence("/leader", 99)
+    got = txn_request(writes, fence)
+    assert list(got.compare) == [*(_compare(f"/k{i}".encode(), i) for i in range(5)),
+                                 rpc.Compare(result=rpc.Compare.EQUAL,
+                                             target=rpc.Compare.CREATE, key=b"/leader",
+                                             create_revision=99)]
+    assert [op.request_put.value for op in got.success] == [f"v{i}".encode() for i in range(5)]
+    assert list(got.failure) == [*(_read(f"/k{i}".encode()) for i in range(5)),
+                                 _read(b"/leader")]
