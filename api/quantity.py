@@ -10,14 +10,20 @@ Grammar (k8s.io/apimachinery/pkg/api/resource):
     <suffix>   ::= Ki | Mi | Gi | Ti | Pi | Ei          binary SI
                  | n | u | m | "" | k | M | G | T | P | E  decimal SI
                  | e<signedNumber> | E<signedNumber>       decimal exponent
+
+fractions is imported on the first parse(), not with this module: it imports decimal
+(~3 ms and its memory), which a process that imports api but parses no quantity
+(clusterctl apply of a manifest without resources, say) never needs.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}  # powers of 1024
 DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15,
@@ -27,6 +33,17 @@ _BINARY_BY_EXP = {e: s for s, e in BINARY.items()}
 
 _RE = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))"
                  r"(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
+
+
+_FRACTION: type[Fraction] | None = None  # fractions.Fraction once parse() has run
+
+
+def _load_fraction() -> type[Fraction]:
+    global _FRACTION
+    from fractions import Fraction
+
+    _FRACTION = Fraction
+    return Fraction
 
 
 class QuantityError(ValueError):
@@ -71,28 +88,29 @@ class Quantity:
 
 def parse(value: Any) -> Quantity:
     """A quantity from its text, or from a YAML number (`cpu: 1`, `cpu: 0.5`)."""
+    fraction = _FRACTION or _load_fraction()
     if isinstance(value, bool):
         raise QuantityError(f"not a quantity: {value!r}")
     if isinstance(value, int):
-        return Quantity(Fraction(value))
+        return Quantity(fraction(value))
     if isinstance(value, float):
         if not math.isfinite(value):
             raise QuantityError(f"not a quantity: {value!r}")
-        return Quantity(Fraction(repr(value)))
+        return Quantity(fraction(repr(value)))
     if not isinstance(value, str):
         raise QuantityError(f"not a quantity: {value!r}")
     m = _RE.match(value.strip()) if value == value.strip() else None
     if not m:
         raise QuantityError(f"not a quantity: {value!r}")
-    number, suffix = Fraction(m.group(1)), m.group(2) or ""
+    number, suffix = fraction(m.group(1)), m.group(2) or ""
     if suffix in BINARY:
         return Quantity(number * 1024 ** BINARY[suffix], "binary")
     if suffix in DECIMAL:
-        return Quantity(number * Fraction(10) ** DECIMAL[suffix], "decimal")
+        return Quantity(number * fraction(10) ** DECIMAL[suffix], "decimal")
     exp = int(suffix[1:])
     if abs(exp) > 100:
         raise QuantityError(f"exponent out of range: {value!r}")
-    return Quantity(number * Fraction(10) ** exp, "exponent")
+    return Quantity(number * fraction(10) ** exp, "exponent")
 
 
 def canonical(amount: Fraction, fmt: str = "decimal") -> str:

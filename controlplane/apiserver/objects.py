@@ -11,16 +11,19 @@
                retried on Conflict (a patch applies to whatever is current)
     delete  ─► finalizers (or foreground/orphan propagation) or a bound pod's grace period:
                mark deletionTimestamp and keep the object; otherwise remove it
+               (deletion.py)
+    subresources ─► scale (get/update as an autoscaling/v1 Scale), pods/binding
+               (subresources.py)
     list / watch ─► label and field selectors applied here, pages filled across etcd pages
 
 The gRPC edge (service.py) only decodes requests and maps APIError to status codes.
-resourceVersion is never stored: it is the key's mod revision, set on every read.
+resourceVersion is never stored: it is the key's mod revision, set on every read;
+stored.py has the encoding, the storage errors in API words and the small helpers.
 """
 
 from __future__ import annotations
 
 import collections
-import datetime
 import secrets
 import time
 import uuid
@@ -30,56 +33,20 @@ from typing import Any
 from api import errors as e
 from api import kinds
 from api import selectors as sel
-from controlplane.apiserver import admission, jsoncodec, watchcache
+from controlplane.apiserver import admission, deletion, jsoncodec, subresources, watchcache
 from controlplane.apiserver.resources import Resource
+from controlplane.apiserver.stored import UPDATE_RETRIES, Obj, parse_rv, same
+from controlplane.apiserver.stored import decode as decode  # re-exported: the scheduler
+from controlplane.apiserver.stored import encode as encode  # and tests import these here
+from controlplane.apiserver.stored import rfc3339 as rfc3339
+from controlplane.apiserver.stored import storage_error as storage_error
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import errors as se
 from controlplane.storage import keys, pagination
 from controlplane.storage.interface import Store
 
-Obj = dict[str, Any]
-Objs = list[Obj]  # (the name `list` is a method in ObjectService)
-UPDATE_RETRIES = 20
 WRITTEN_CACHE = 4096  # objects whose last write this process remembers
 NAMESPACE_CACHE_SECONDS = 2.0
-TERMINATED_PHASES = ("Succeeded", "Failed")
-
-
-def rfc3339(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def encode(obj: Obj) -> bytes:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "resourceVersion" in meta:
-        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-    return jsoncodec.dumps(obj)
-
-
-def decode(value: bytes, revision: int) -> Obj:
-    obj: Obj = jsoncodec.loads(value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
-    return obj
-
-
-def storage_error(err: se.StorageError, res: Resource, name: str, namespace: str = "",
-                  ) -> e.APIError:
-    """Storage's taxonomy in the API's words, naming the object."""
-    if isinstance(err, se.NotFound):
-        return e.not_found(res.kind, name, namespace)
-    if isinstance(err, se.AlreadyExists):
-        return e.already_exists(res.kind, name, namespace)
-    if isinstance(err, se.Conflict):
-        return e.conflict(res.kind, name, current=err.current_revision)
-    if isinstance(err, se.TooLarge):
-        return e.APIError(e.Reason.TOO_LARGE,
-                          f"{res.kind} {name}: the object is {err.size} bytes encoded; "
-                          f"the limit is {err.limit} bytes (etcd's request limit)")
-    if isinstance(err, se.Gone):
-        return e.APIError(e.Reason.GONE, str(err))
-    if isinstance(err, se.Unavailable):
-        return e.unavailable(f"storage is unavailable: {err}; retry shortly")
-    return e.bad_request(str(err))
 
 
 class ObjectService:
@@ -195,7 +162,7 @@ class ObjectService:
                   subresource: str = "") -> Obj:
         obj, _ = await self._read(res, self._scope(res, namespace), name)
         if subresource == "scale":
-            return self._scale_of(res, obj)
+            return subresources.scale_of(res, obj)
         if subresource not in ("", "status"):
             raise e.bad_request(f"{res.name}: no subresource {subresource!r}")
         return obj
@@ -206,7 +173,7 @@ class ObjectService:
         labels, fields = self._selectors(res, label_selector, field_selector)
         prefix = keys.list_prefix(res.name, namespace if res.namespaced and namespace
                                   else None)
-        revision = _parse_rv(resource_version) or None
+        revision = parse_rv(resource_version) or None
         items: list[Obj] = []
         token: str | None = continue_token or None
         while True:
@@ -263,7 +230,7 @@ class ObjectService:
         labels, fields = self._selectors(res, label_selector, field_selector)
         prefix = keys.list_prefix(res.name, namespace if res.namespaced and namespace
                                   else None)
-        rev = _parse_rv(resource_version)
+        rev = parse_rv(resource_version)
         cache = await self._cache(res)
         if cache is not None and (not rev or cache.covers(rev)):
             async for event in cache.watch(namespace=namespace, labels=labels, fields=fields,
@@ -362,7 +329,7 @@ class ObjectService:
             raise e.bad_request(f"{res.kind} {name}: metadata.name {body_name!r} does not "
                                 "match the name in the request")
         name = body_name
-        expected = _parse_rv(obj["metadata"].get("resourceVersion"), f"{res.kind} {name}")
+        expected = parse_rv(obj["metadata"].get("resourceVersion"), f"{res.kind} {name}")
 
         def change(current: Obj) -> Obj:
             return jsoncodec.copy(obj)
@@ -400,22 +367,17 @@ class ObjectService:
             problems = admission.check_update(res, current, desired, subresource=subresource)
             if problems:
                 raise e.invalid(res.kind, name, problems)
-            old_meta, meta = current["metadata"], desired["metadata"]
-            if old_meta.get("deletionTimestamp"):
-                added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers")
-                                                                or [])
-                if added:
-                    raise e.forbidden(f"{res.kind} {name}: no new finalizers can be added "
-                                      f"while the object is being deleted: {sorted(added)}")
+            deletion.check_no_new_finalizers(res, name, current, desired)
+            meta = desired["metadata"]
             if field_manager and tracked:
                 desired = _track(current, desired, manager=field_manager,
                                                  now=rfc3339(self.clock()))
-            if _same(current, desired):
+            if same(current, desired):
                 return current
             if dry_run:
                 return desired
             try:
-                if _finalized(res, desired):
+                if deletion.finalized(res, desired):
                     self._written.pop(key, None)
                     await self.store.delete(key, expected_revision=rev)
                     return desired
@@ -503,192 +465,15 @@ class ObjectService:
                     raise
         raise e.conflict(res.kind, name, current=0, problem="apply kept conflicting")
 
-    async def delete(self, res: Resource, *, namespace: str = "", name: str,
-                     grace_period: int | None = None, propagation: str = "",
-                     preconditions: Obj | None = None, dry_run: bool = False) -> Obj:
-        """Remove the object, or mark it for deletion when something must happen first:
-        finalizers, foreground/orphan propagation, or a bound pod's graceful stop."""
-        namespace = self._scope(res, namespace)
-        if propagation not in ("", "Background", "Foreground", "Orphan"):
-            raise e.bad_request(f"{res.kind} {name}: propagationPolicy {propagation!r}: "
-                                "must be Background, Foreground or Orphan")
-        if grace_period is not None and grace_period < 0:
-            raise e.bad_request(f"{res.kind} {name}: gracePeriodSeconds must be >= 0, got "
-                                f"{grace_period}")
-        key = self._key(res, namespace, name)
-        for _ in range(UPDATE_RETRIES):
-            current, rev = await self._read(res, namespace, name)
-            meta = current["metadata"]
-            for field, want in (preconditions or {}).items():
-                have = meta.get(field)
-                if want and str(have) != str(want):
-                    raise e.conflict(res.kind, name, current=rev, problem=(
-                        f"precondition failed: {field} is {have}, not {want}"))
-            marked = self._mark_for_deletion(res, current, grace_period=grace_period,
-                                             propagation=propagation)
-            if dry_run:
-                return marked or current
-            try:
-                if marked is None:
-                    self._written.pop(key, None)
-                    await self.store.delete(key, expected_revision=rev)
-                    return current
-                if _same(current, marked):
-                    return current
-                value = encode(marked)
-                new_rev = await self.store.update(key, value, rev)
-                self._remember(key, new_rev, value)
-                marked["metadata"]["resourceVersion"] = str(new_rev)
-                return marked
-            except se.Conflict:
-                continue
-            except se.StorageError as err:
-                raise storage_error(err, res, name, namespace) from None
-        raise e.conflict(res.kind, name, current=0, problem="delete kept conflicting")
+    # -- deletes (deletion.py) and subresources (subresources.py) ------------------------
 
-    def _mark_for_deletion(self, res: Resource, obj: Obj, *, grace_period: int | None,
-                           propagation: str) -> Obj | None:
-        """The object marked for deletion, or None to remove it now."""
-        meta = obj["metadata"]
-        finalizers = list(meta.get("finalizers") or [])
-        want = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
-        if want and want not in finalizers:
-            finalizers.append(want)
-        if res.name == "namespaces":
-            out = jsoncodec.copy(obj)
-            out["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
-            out["metadata"]["finalizers"] = finalizers
-            out["metadata"].setdefault("deletionTimestamp", rfc3339(self.clock()))
-            out["metadata"]["deletionGracePeriodSeconds"] = 0
-            if not (obj.get("spec") or {}).get("finalizers") and not finalizers:
-                return None
-            return out
-        grace = 0
-        if res.name == "pods" and not _pod_gone(obj):
-            spec_grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-            grace = spec_grace if grace_period is None else grace_period
-            old = meta.get("deletionGracePeriodSeconds")
-            if old is not None and old < grace:
-                grace = old  # a second delete may only shorten the grace period
-        if not finalizers and grace == 0:
-            return None
-        out = jsoncodec.copy(obj)
-        om = out["metadata"]
-        om["finalizers"] = finalizers
-        if not finalizers:
-            om.pop("finalizers")
-        if "deletionTimestamp" not in meta or grace < (meta.get(
-                "deletionGracePeriodSeconds") or 0):
-            om["deletionTimestamp"] = rfc3339(self.clock() + grace)
-            om["generation"] = int(meta.get("generation") or 1) + 1
-        om["deletionGracePeriodSeconds"] = grace
-        return out
-
-    async def delete_collection(self, res: Resource, *, namespace: str = "",
-                                label_selector: str = "", field_selector: str = "",
-                                propagation: str = "") -> Objs:
-        listed = await self.list(res, namespace=namespace, label_selector=label_selector,
-                                 field_selector=field_selector)
-        out: Objs = []
-        for obj in listed["items"]:
-            m = obj["metadata"]
-            try:
-                out.append(await self.delete(res, namespace=m.get("namespace", ""),
-                                             name=m["name"], propagation=propagation))
-            except e.APIError as err:
-                if err.reason is not e.Reason.NOT_FOUND:
-                    raise
-        return out
-
-    # -- subresources --------------------------------------------------------------------
-
-    def _scale_of(self, res: Resource, obj: Obj) -> Obj:
-        if not res.scale:
-            raise e.bad_request(f"{res.name}: no scale subresource")
-        m = obj["metadata"]
-        selector = (obj.get("spec") or {}).get("selector") or {}
-        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {"name": m["name"], "namespace": m.get("namespace", ""),
-                             "uid": m.get("uid", ""),
-                             "resourceVersion": m["resourceVersion"]},
-                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                           "selector": str(sel.from_label_selector(selector))}}
-
-    async def _update_scale(self, res: Resource, scale: Any, *, namespace: str, name: str,
-                            dry_run: bool) -> Obj:
-        if not res.scale:
-            raise e.bad_request(f"{res.name}: no scale subresource")
-        replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) \
-            else None
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise e.invalid("Scale", name, [("spec.replicas",
-                                              f"must be an integer >= 0, got {replicas!r}")])
-        expected = _parse_rv((scale.get("metadata") or {}).get("resourceVersion"),
-                             f"Scale {name}")
-
-        def change(cur: Obj) -> Obj:
-            cur.setdefault("spec", {})["replicas"] = replicas
-            return cur
-
-        obj = await self._write(res, namespace=namespace, name=name, change=change,
-                                expected=expected, dry_run=dry_run)
-        obj["metadata"].setdefault("resourceVersion", "0")
-        return self._scale_of(res, obj)
-
-    async def bind(self, res: Resource, binding: Any, *, namespace: str) -> Obj:
-        """pods/binding: set spec.nodeName once, as the scheduler does."""
-        if res.name != "pods" or not isinstance(binding, dict):
-            raise e.bad_request(f"{res.name}: binding is a pods subresource")
-        name = str((binding.get("metadata") or {}).get("name") or "")
-        node = str((binding.get("target") or {}).get("name") or "")
-        if not name or not node:
-            raise e.bad_request(f"Binding {name}: metadata.name and target.name are required")
-        uid = (binding.get("metadata") or {}).get("uid")
-
-        def change(pod: Obj) -> Obj:
-            if uid and pod["metadata"].get("uid") != uid:
-                raise e.conflict("Pod", name, current=int(pod["metadata"]["resourceVersion"]),
-                                 problem=f"the pod's uid is not {uid}")
-            bound = (pod.get("spec") or {}).get("nodeName")
-            if bound:
-                raise e.conflict("Pod", name, current=int(pod["metadata"]["resourceVersion"]),
-                                 problem=f"pod {name} is already assigned to node {bound}")
-            if pod["metadata"].get("deletionTimestamp"):
-                raise e.conflict("Pod", name, current=int(pod["metadata"]["resourceVersion"]),
-                                 problem="the pod is being deleted")
-            pod.setdefault("spec", {})["nodeName"] = node
-            status = pod.setdefault("status", {})
-            conds = [c for c in status.get("conditions") or [] if c.get("type") !=
-                     "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True",
-                          "lastTransitionTime": rfc3339(self.clock())})
-            status["conditions"] = conds
-            return pod
-
-        return await self._write(res, namespace=namespace, name=name, change=change,
-                                 subresource="binding")
+    delete = deletion.delete
+    delete_collection = deletion.delete_collection
+    bind = subresources.bind
+    _update_scale = subresources.update_scale
 
 
 _NS = Resource(name="namespaces", kind="Namespace", api_version="v1", namespaced=False)
-
-
-def _parse_rv(rv: Any, who: str = "") -> int:
-    """A resourceVersion as etcd's revision; errors name WHO ("ConfigMap cfg")."""
-    prefix = f"{who}: metadata." if who else ""
-    if rv is None or rv == "":
-        return 0
-    if not isinstance(rv, str):
-        raise e.bad_request(f"{prefix}resourceVersion: must be a string, got "
-                            f"{type(rv).__name__}")
-    try:
-        value = int(rv)
-    except ValueError:
-        raise e.bad_request(f"{prefix}resourceVersion {e.clip(rv, 64)!r}: must be a "
-                            "decimal number") from None
-    if value < 0:
-        raise e.bad_request(f"{prefix}resourceVersion {rv!r}: must be >= 0")
-    return value
 
 
 def _suffix() -> str:
@@ -696,34 +481,9 @@ def _suffix() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(5))
 
 
-def _same(a: Obj, b: Obj) -> bool:
-    strip = ("resourceVersion", "managedFields")
-    def norm(o: Obj) -> Obj:
-        return {**o, "metadata": {k: v for k, v in (o.get("metadata") or {}).items()
-                                  if k not in strip}}
-    return norm(a) == norm(b)
-
-
 def _track(old: Obj | None, new: Obj, *, manager: str, now: str) -> Obj:
     """NEW with metadata.managedFields updated for an ordinary write by MANAGER."""
     from controlplane.apiserver import apply as ssa
     return ssa.track_update(old, new, manager=manager, now=now)
-
-
-def _finalized(res: Resource, obj: Obj) -> bool:
-    """Kubernetes' rule: an object marked for deletion with a zero grace period goes
-    away once its last finalizer is removed (a namespace's spec.finalizers too)."""
-    meta = obj["metadata"]
-    if not meta.get("deletionTimestamp") or meta.get("finalizers"):
-        return False
-    if res.name == "namespaces" and (obj.get("spec") or {}).get("finalizers"):
-        return False
-    return not meta.get("deletionGracePeriodSeconds")
-
-
-def _pod_gone(pod: Obj) -> bool:
-    """A pod that need not wait for a node to stop it: unbound, or already finished."""
-    return not (pod.get("spec") or {}).get("nodeName") or (
-        (pod.get("status") or {}).get("phase") in TERMINATED_PHASES)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import functools
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -26,8 +25,10 @@ from api.client import Client
 from controlplane.apiserver.pki import ClusterPKI, node_credentials
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import api_pb2_grpc as pb_grpc
+from tests.integration.runtime.service.conftest import busybox as busybox  # fixtures, one
+from tests.integration.runtime.service.conftest import registry as registry  # per module
 from tests.integration.runtime.service.test_runtimed import Runtimed, need_root
-from tests.support import containerd
+from tests.support import process
 from tests.support.controlplane import ControlPlane
 from tests.support.etcd import EtcdServer
 from tests.support.registry import Registry
@@ -44,17 +45,6 @@ def etcd() -> Iterator[EtcdServer]:
         yield server.start()
     finally:
         server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    with Registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def busybox(registry: Registry) -> str:
-    return containerd.push_busybox(registry)
 
 
 @pytest.fixture
@@ -99,30 +89,24 @@ class Agent:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Agent:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = process.start(self.cmd, log_path=self.log_path, cwd=ROOT,
+                                  new_session=True)
         return self
 
     def kill9(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        process.kill(self.proc, timeout=None)
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        process.stop(self.proc, timeout=10, kill_timeout=None)
         self.proc = None
 
     def log_tail(self) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return "".join([line for line in f if " DEBUG grpc" not in line and "starting attempt" not in line][-40:])
+        """The last 40 lines of the agent's log, leaving out gRPC's own debug lines."""
+        text = process.log_tail(self.log_path, lines=None, max_bytes=1 << 22)
+        return "".join([line for line in text.splitlines(keepends=True)
+                        if " DEBUG grpc" not in line and "starting attempt" not in line][-40:])
 
 
 @pytest.fixture

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import pytest
 
 from api import quantity as q
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
 
 
 @pytest.mark.parametrize("text,amount,milli,value,canonical", [
@@ -65,3 +71,13 @@ def test_check_accepts_quantities_and_compares_exactly() -> None:
     assert q.parse("1024Mi") == q.parse("1Gi")
     assert q.parse("999m") < q.parse("1")
     assert q.parse("0.1") == q.parse("100m")
+
+
+def test_fractions_is_imported_on_the_first_parse_not_with_the_module() -> None:
+    probe = ("import sys; from api import quantity as q; "
+             "before = 'fractions' in sys.modules or 'decimal' in sys.modules; "
+             "v = q.parse('250m').milli_value(); "
+             "print(before, 'fractions' in sys.modules, v)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.split()
+    assert out == ["False", "True", "250"]

@@ -12,8 +12,9 @@
                                          remove_image(cri, image=,    twice (idempotent)
                                              ref=)
 
-    fixtures (import them into the test module): registry (one docker-registry per module),
-    busybox (its image pushed there; also the sandbox image)
+    fixtures: registry (one docker-registry per module) and busybox (its image pushed there;
+    also the sandbox image) come from this folder's conftest.py; re-exported here for the
+    test modules that still import them from here
 
 What a runtime may do its own way is a field of ``Peer`` (its name, its pod subnet, where
 its cgroups are); every other assertion holds for both runtimes.
@@ -27,7 +28,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,22 +36,12 @@ import pytest
 
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri.client import CRIClient, NotFound
+from tests.integration.runtime.service.conftest import busybox as busybox
+from tests.integration.runtime.service.conftest import registry as registry
 from tests.support import containerd
-from tests.support.registry import Registry
 
 CRI_LOG_LINE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) (.*)$")
 RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    with Registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def busybox(registry: Registry) -> str:
-    return containerd.push_busybox(registry)
 
 
 class Node(Protocol):

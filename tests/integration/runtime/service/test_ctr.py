@@ -19,17 +19,6 @@ from tests.support import containerd
 from tests.support.registry import Registry
 
 
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    with Registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def busybox(registry: Registry) -> str:
-    return containerd.push_busybox(registry)
-
-
 @pytest.fixture
 def rtd(tag: str, leak_check: None, registry: Registry, busybox: str) -> Iterator[Runtimed]:
     need_root()

@@ -21,7 +21,6 @@ from tests.integration.runtime.service.test_runtimed import (
     container_config,
     need_root,
 )
-from tests.support import containerd
 from tests.support.registry import Registry
 
 NS = "default"
@@ -105,16 +104,6 @@ def test_task_reopen_refused(manager: TaskManager, rootfs: str, tag: str, make: 
 
 
 # ---- through the daemon's CRI API ---------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    with Registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def busybox(registry: Registry) -> str:
-    return containerd.push_busybox(registry)
 
 
 @pytest.fixture

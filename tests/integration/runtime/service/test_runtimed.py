@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import api_pb2_grpc as pb_grpc
 from runtime.service.cri.client import AlreadyExists, CRIClient, InvalidArgument, NotFound
 from runtime.service.tasks import TaskManager
-from tests.support import containerd
+from tests.support import containerd, process
 from tests.support.registry import Registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -81,46 +80,33 @@ class Runtimed:
             json.dump(conf, f)
 
     def start(self, *extra: str, timeout: float = 30) -> Runtimed:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the daemon keeps it
-        self.proc = subprocess.Popen(
+        self.proc = process.start(
             [PYTHON, "-m", "runtime.service.daemon", "--root", self.root, "--state",
              self.state, "--socket", self.socket, "--config", self.config_path, *extra],
-            cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"corral-runtimed exited {self.proc.returncode}: "
-                                   f"{self.log_tail()}")
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(self.socket)
-                    return self
-                except OSError:
-                    time.sleep(0.05)
-        raise TimeoutError(f"corral-runtimed not serving after {timeout}s: {self.log_tail()}")
+            log_path=self.log_path, cwd=ROOT, new_session=True)
+        process.wait_until_ready(self.proc, name="corral-runtimed", condition="serving",
+                                 ready=self._serving, timeout=timeout, tail=self.log_tail)
+        return self
+
+    def _serving(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(self.socket)
+            except OSError:
+                return False
+        return True
 
     def log_tail(self) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return "".join(f.readlines()[-30:])
+        return process.log_tail(self.log_path, lines=30)
 
     def kill9(self) -> None:
         assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
+        process.kill(self.proc, timeout=None)
         self.proc = None
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        process.stop(proc, timeout=15, kill_timeout=None)
 
     def drain(self) -> None:
         with grpc.insecure_channel(f"unix://{self.socket}") as channel:
@@ -214,17 +200,6 @@ def need_root() -> None:
     reason = containerd.missing()
     if reason:
         pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    with Registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def busybox(registry: Registry) -> str:
-    return containerd.push_busybox(registry)
 
 
 @pytest.fixture

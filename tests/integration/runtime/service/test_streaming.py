@@ -31,23 +31,11 @@ from tests.integration.runtime.service.test_cri_containerd import (
     until,
 )
 from tests.integration.runtime.service.test_runtimed import Runtimed, need_root
-from tests.support import containerd
 from tests.support.containerd import Containerd
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.asyncio
 TOKEN_TTL = 2.0
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    with Registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def busybox(registry: Registry) -> str:
-    return containerd.push_busybox(registry)
 
 
 @pytest.fixture
