@@ -368,7 +368,6 @@ class ObjectService:
             if problems:
                 raise e.invalid(res.kind, name, problems)
             deletion.check_no_new_finalizers(res, name, current, desired)
-            meta = desired["metadata"]
             if field_manager and tracked:
                 desired = _track(current, desired, manager=field_manager,
                                                  now=rfc3339(self.clock()))
@@ -390,7 +389,7 @@ class ObjectService:
                 continue
             except se.StorageError as err:
                 raise storage_error(err, res, name, namespace) from None
-            meta["resourceVersion"] = str(new_rev)
+            desired["metadata"]["resourceVersion"] = str(new_rev)  # (_track made a copy)
             return desired
         raise e.conflict(res.kind, name, current=0,
                          problem=f"gave up after {UPDATE_RETRIES} conflicting writes")

@@ -154,6 +154,18 @@ async def test_update_is_compare_and_swap_naming_the_current_version(
     assert (await svc.get(CMS, namespace="default", name="cfg"))["data"] == {"a": "2"}
 
 
+@pytest.mark.parametrize("manager", [pytest.param("", id="no-field-manager"),
+                                     pytest.param("ctl", id="field-manager-tracked")])
+async def test_update_returns_the_stored_resource_version(svc: ObjectService,
+                                                          manager: str) -> None:
+    first = await svc.create(CMS, cm(), namespace="default", field_manager=manager)
+    out = await svc.update(CMS, {**first, "data": {"a": "2"}}, namespace="default",
+                           name="cfg", field_manager=manager)
+    stored = await svc.get(CMS, namespace="default", name="cfg")
+    assert out["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+    assert int(out["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+
+
 async def test_update_without_resource_version_is_unconditional(svc: ObjectService) -> None:
     await svc.create(CMS, cm(), namespace="default")
     out = await svc.update(CMS, cm(data={"a": "9"}), namespace="default", name="cfg")
