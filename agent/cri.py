@@ -36,7 +36,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Mount:
-    """A host path to bind into a container (the volumes hook provides these)."""
+    """A host path to bind into a container (the volumes hook provides these; mounts_for
+    turns a container's volumeMounts into them)."""
 
     container_path: str
     host_path: str
@@ -219,6 +220,19 @@ def container_config(pod: Mapping[str, Any], container: Mapping[str, Any], *, at
                                       security_context=security_context(pod, container)))
 
 
+def mounts_for(container: Mapping[str, Any], volumes: Mapping[str, str]) -> list[Mount]:
+    out = []
+    for m in container.get("volumeMounts") or []:
+        host = volumes.get(m["name"])
+        if host is None:
+            raise ConfigError(f"container {container['name']}: volumeMounts: volume "
+                              f"{m['name']!r} is not prepared on this node")
+        if m.get("subPath"):
+            host = f"{host.rstrip('/')}/{m['subPath']}"
+        out.append(Mount(str(m["mountPath"]), host, bool(m.get("readOnly"))))
+    return out
+
+
 def plain_env(container: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Environment variables with literal values; valueFrom needs the env hook."""
     out = []
@@ -237,17 +251,20 @@ _STATES = {pb.CONTAINER_CREATED: "created", pb.CONTAINER_RUNNING: "running",
 
 
 class Runtime:
-    """The CRI calls the agent makes, with a cache of container statuses so that a relist
-    costs two list calls plus one status call per container that changed state."""
+    """The CRI calls the agent makes, with a cache of container statuses and sandbox IPs so
+    that a relist costs two list calls plus one status call per container that changed
+    state and one per sandbox that became ready."""
 
     def __init__(self, cri: cric.CRIClient) -> None:
         self.cri = cri
         self._cache: dict[str, tuple[int, ContainerInfo]] = {}  # id -> (state, info)
+        self._ips: dict[str, str] = {}  # ready sandbox id -> its IP
 
     async def observe(self) -> dict[str, PodRuntime]:
         sandboxes = await self.cri.list_pod_sandbox()
         containers = await self.cri.list_containers()
         pods: dict[str, PodRuntime] = {}
+        live: set[str] = set()
         for sb in sandboxes:
             uid = sb.labels.get(POD_UID)
             if not uid:
@@ -255,10 +272,15 @@ class Runtime:
             pr = pods.setdefault(uid, PodRuntime(uid, sb.metadata.namespace, sb.metadata.name))
             ip = ""
             if sb.state == pb.SANDBOX_READY:
-                try:
-                    ip = (await self.cri.pod_sandbox_status(sb.id)).status.network.ip
-                except cric.NotFound:
-                    continue
+                live.add(sb.id)
+                known = self._ips.get(sb.id)
+                if known is None:  # a sandbox's IP never changes: asked once per sandbox
+                    try:
+                        known = (await self.cri.pod_sandbox_status(sb.id)).status.network.ip
+                    except cric.NotFound:
+                        continue
+                    self._ips[sb.id] = known
+                ip = known
             pr.sandboxes.append(SandboxInfo(sb.id, sb.metadata.attempt,
                                             sb.state == pb.SANDBOX_READY, ip, sb.created_at))
         seen = set()
@@ -287,6 +309,8 @@ class Runtime:
                 cached[1])
         for cid in set(self._cache) - seen:
             del self._cache[cid]
+        for sid in set(self._ips) - live:
+            del self._ips[sid]
         return pods
 
     def forget(self, container_id: str) -> None:

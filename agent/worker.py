@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from agent import cri as C
 from agent import probes as PR
 from agent import status as S
+from agent.backoff import BACKOFF_BASE, BACKOFF_CAP, Backoff
 from agent.probes import NoProbes as NoProbes  # the null Probes hook
 from api import errors
 from runtime.service.cri import api_pb2 as pb
@@ -118,40 +119,6 @@ def settle(state: PodState, pod: Mapping[str, Any], rt: C.PodRuntime, *,
     return state
 
 
-# ---- CrashLoopBackOff ---------------------------------------------------------------------
-
-BACKOFF_BASE = 10.0
-BACKOFF_CAP = 300.0
-BACKOFF_RESET = 600.0
-
-
-def crash_delay(crashes: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP,
-                ) -> float:
-    """Seconds before restarting after the CRASHES-th exit since the last reset
-    (kubelet: the first exit restarts at once, then 10 s, 20 s, ... up to 5 min)."""
-    if crashes <= 1:
-        return 0.0
-    return float(min(cap, base * 2 ** (crashes - 2)))
-
-
-@dataclass
-class Backoff:
-    """Per container name: the attempt at which counting restarts (after a clean run)."""
-
-    base: float = BACKOFF_BASE
-    cap: float = BACKOFF_CAP
-    reset_after: float = BACKOFF_RESET
-    reset_at: dict[str, int] = field(default_factory=dict)
-
-    def restart_at(self, c: C.ContainerInfo) -> float:
-        """When (epoch seconds) the exited container C may be restarted."""
-        ran = (c.finished_at - c.started_at) / 1e9 if c.started_at else 0.0
-        if ran >= self.reset_after:
-            self.reset_at[c.name] = c.attempt
-        crashes = c.attempt - self.reset_at.get(c.name, 0) + 1
-        return c.finished_at / 1e9 + crash_delay(crashes, base=self.base, cap=self.cap)
-
-
 # ---- hooks --------------------------------------------------------------------------------
 
 
@@ -187,19 +154,6 @@ class NoVolumes:
 async def literal_env(pod: Mapping[str, Any], container: Mapping[str, Any],
                       ) -> list[tuple[str, str]]:
     return C.plain_env(container)
-
-
-def mounts_for(container: Mapping[str, Any], volumes: Mapping[str, str]) -> list[C.Mount]:
-    out = []
-    for m in container.get("volumeMounts") or []:
-        host = volumes.get(m["name"])
-        if host is None:
-            raise C.ConfigError(f"container {container['name']}: volumeMounts: volume "
-                                f"{m['name']!r} is not prepared on this node")
-        if m.get("subPath"):
-            host = f"{host.rstrip('/')}/{m['subPath']}"
-        out.append(C.Mount(str(m["mountPath"]), host, bool(m.get("readOnly"))))
-    return out
 
 
 # ---- the worker ---------------------------------------------------------------------------
@@ -248,6 +202,7 @@ class PodWorker:
         self._create_retry: dict[str, tuple[float, float]] = {}  # failed create/start
         self._wake = asyncio.Event()
         self._next_at = 0.0
+        self.marks: dict[str, float] = {"seen": time.monotonic()}  # start timeline
 
     def update(self, pod: Mapping[str, Any]) -> None:
         if str(pod["metadata"]["uid"]) == self.uid:
@@ -301,21 +256,38 @@ class PodWorker:
         self._next_at = 0.0
         for kind, reason, message in self.probes.take_events():  # before a Killing
             await self.event(kind, reason, message)
-        old = self.state
-        self.state = settle(self.state, self.pod, rt, gone=self.gone)
-        if self.state is not old:
-            log.info("pod %s: %s -> %s", self.key, old.value, self.state.value)
-        acted = await self.act(rt)
-        if acted:
+        # act until the state stops moving: sandbox, then init or main containers, in one
+        # sync (waiting for the next relist between them cost up to its period per pod)
+        for _ in range(len(PodState)):
+            old = self.state
+            self.state = settle(self.state, self.pod, rt, gone=self.gone)
+            if self.state is not old:
+                log.info("pod %s: %s -> %s", self.key, old.value, self.state.value)
+            before = self.state
+            if not await self.act(rt):
+                break
             rt = await self.observe()
             self.state = settle(self.state, self.pod, rt, gone=self.gone)
+            if self.state is before or self.state in (P.TERMINATING, P.TERMINATED):
+                break
         if self.state in (P.TERMINATING, P.TERMINATED) or self.gone:
             return
         self.probes.update(self.pod, rt)
         view = S.StatusView(now_ns=time.time_ns(), waiting=dict(self.waiting),
                             ready=self.probes.ready, started=self.probes.started,
                             host_ip=self.env.host_ip, runtime_name=self.env.runtime_name)
-        self.env.writer.set(self.pod, S.pod_status(self.pod, rt, view))
+        status = S.pod_status(self.pod, rt, view)
+        self.env.writer.set(self.pod, status)
+        if status.get("phase") == "Running" and "status" not in self.marks:
+            self.mark("status")
+            log.info("pod %s: running %.3f s after the agent saw it (%s)", self.key,
+                     self.marks["status"] - self.marks["seen"], ", ".join(
+                         f"{k} +{v - self.marks['seen']:.3f}" for k, v in self.marks.items()
+                         if k not in ("seen", "status")))
+
+    def mark(self, phase: str) -> None:
+        """The first time this worker reached PHASE (monotonic), for the start timeline."""
+        self.marks.setdefault(phase, time.monotonic())
 
     async def event(self, kind: str, reason: str, message: str) -> None:
         """Best effort: an Event on the pod, as kubelet records Unhealthy and Killing."""
@@ -352,6 +324,7 @@ class PodWorker:
                                   cgroup_parent=self.env.cgroup_parent, attempt=attempt)
         try:
             await self.env.cri.run_pod_sandbox(config)
+            self.mark("sandbox")
         except cric.CRIError as err:
             self.waiting = {c["name"]: ("ContainerCreating", str(err))
                             for c in (self.pod.get("spec") or {}).get("containers") or []}
@@ -443,7 +416,7 @@ class PodWorker:
         self._pull_retry.pop(name, None)
         try:
             env = await self.env.env(self.pod, c)
-            mounts = mounts_for(c, await self.env.volumes.prepare(self.pod))
+            mounts = C.mounts_for(c, await self.env.volumes.prepare(self.pod))
             config = C.container_config(self.pod, c, attempt=attempt, env=env,
                                         mounts=mounts, init=init)
         except (C.ConfigError, errors.APIError, ValueError) as err:
@@ -458,6 +431,7 @@ class PodWorker:
         try:
             cid = await self.env.cri.create_container(sb.id, config,
                                                       sandbox_config=sandbox_config)
+            self.mark("created")
         except cric.CRIError as err:
             log.warning("pod %s: container %s: %s", self.key, name, err)
             self.waiting[name] = ("CreateContainerError", str(err))
@@ -465,6 +439,7 @@ class PodWorker:
             return False
         try:
             await self.env.cri.start_container(cid)
+            self.mark("started")
         except cric.CRIError as err:
             log.warning("pod %s: container %s: %s", self.key, name, err)
             self.waiting[name] = ("RunContainerError", str(err))

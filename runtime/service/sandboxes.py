@@ -115,10 +115,15 @@ class Sandbox:
         return name_key(self.spec)
 
     def join_namespaces(self) -> tuple[tuple[str, str], ...]:
-        """(kind, path) for bundle.ContainerConfig.namespaces of a container of this pod."""
+        """(kind, path) for bundle.ContainerConfig.namespaces of a container of this pod.
+        The pod network is joined through the pause process, which holds it: its pinned
+        file may have been unmounted (by a cleanup that swept /run) while the pod lives."""
         if self.spec.standalone:
             return ()
-        out = [("network", self.netns or "/proc/1/ns/net")]
+        net = self.netns or "/proc/1/ns/net"
+        if self.netns and self.pause_pid:
+            net = f"/proc/{self.pause_pid}/ns/net"
+        out = [("network", net)]
         if self.pause_pid:
             out += [("ipc", f"/proc/{self.pause_pid}/ns/ipc"),
                     ("uts", f"/proc/{self.pause_pid}/ns/uts")]
@@ -181,6 +186,9 @@ class SandboxManager:
         self.pause = pause
         self._lock = threading.RLock()
         self._reserved: set[tuple[str, str]] = set()  # names of sandboxes being set up
+        # the records, read from disk once per tenant, then kept in step with every write
+        # (only this daemon writes them; reading every file made each run and list O(n))
+        self._known: dict[str, dict[str, Sandbox]] = {}
         os.makedirs(self.root, mode=0o700, exist_ok=True)
 
     # ---- records ------------------------------------------------------------------------
@@ -198,6 +206,8 @@ class SandboxManager:
         with open(path + ".tmp", "w") as f:
             json.dump(raw, f)
         os.replace(path + ".tmp", path)
+        with self._lock:
+            self._tenant(sb.tenant)[sb.id] = sb
 
     @staticmethod
     def _load(path: str) -> Sandbox:
@@ -209,15 +219,19 @@ class SandboxManager:
             raw["state"]), "ips": tuple(raw["ips"])})
 
     def _record(self, tenant: str, sid: str) -> Sandbox:
-        try:
-            return self._load(self._path(tenant, sid))
-        except FileNotFoundError:
-            raise NotFound(f"Sandbox {sid}: not found") from None
+        self._path(tenant, sid)  # validates SID
+        with self._lock:
+            sb = self._tenant(tenant).get(sid)
+        if sb is None:
+            raise NotFound(f"Sandbox {sid}: not found")
+        return sb
 
     def _set(self, sb: Sandbox, state: SandboxState, **changes: Any) -> Sandbox:
         check_transition(sb.id, sb.state, state)
         new = replace(sb, state=state, **changes)
         if state is SandboxState.REMOVED:
+            with self._lock:
+                self._tenant(sb.tenant).pop(sb.id, None)
             try:
                 os.unlink(self._path(sb.tenant, sb.id))
             except FileNotFoundError:
@@ -228,28 +242,39 @@ class SandboxManager:
 
     def _resolve(self, tenant: str, sid: str) -> str:
         """A full ID from an ID or a unique prefix of one (as crictl and ctr take them)."""
-        if os.path.exists(self._path(tenant, sid)):
-            return sid
+        self._path(tenant, sid)  # validates SID
+        with self._lock:
+            if sid in self._tenant(tenant):
+                return sid
         found = [s.id for s in self._records(tenant) if s.id.startswith(sid)] if sid else []
         if len(found) == 1:
             return found[0]
         raise NotFound(f"Sandbox {sid}: not found" if not found else
                        f"Sandbox {sid}: ambiguous prefix ({len(found)} sandboxes)")
 
+    def _tenant(self, tenant: str) -> dict[str, Sandbox]:
+        """TENANT's records by ID (the caller holds the lock); read from disk the first time."""
+        known = self._known.get(tenant)
+        if known is None:
+            known = {}
+            d = os.path.join(self.root, tenant)
+            try:
+                names = sorted(os.listdir(d))
+            except FileNotFoundError:
+                names = []
+            for n in names:
+                if n.endswith(".json"):
+                    try:
+                        sb = self._load(os.path.join(d, n))
+                    except FileNotFoundError:
+                        continue
+                    known[sb.id] = sb
+            self._known[tenant] = known
+        return known
+
     def _records(self, tenant: str) -> builtins.list[Sandbox]:
-        d = os.path.join(self.root, tenant)
-        try:
-            names = sorted(os.listdir(d))
-        except FileNotFoundError:
-            return []
-        out = []
-        for n in names:
-            if n.endswith(".json"):
-                try:
-                    out.append(self._load(os.path.join(d, n)))
-                except FileNotFoundError:
-                    continue
-        return out
+        with self._lock:
+            return sorted(self._tenant(tenant).values(), key=lambda sb: sb.id)
 
     # ---- lifecycle ----------------------------------------------------------------------
 

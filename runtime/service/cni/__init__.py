@@ -12,6 +12,8 @@ plugins (bridge, host-local, loopback, portmap from ``containernetworking-plugin
         │   plugins in order, prevResult chained  ──► exec.run_plugin: env CNI_* + JSON stdin
         │   final result cached (DEL/CHECK reuse it)       ◄── result JSON / error JSON
         │ check(att)   delete(att) (reverse order, idempotent)   gc(valid attachments)
+        │   (portmap only with hostPorts; a netns no longer mounted: DEL without one,
+        │    then masq.drop removes bridge's ipMasq rules for the ID)
         ▼
     result.Result: interfaces, ips (+gateway), routes, dns  ─► the pod IP for PodSandboxStatus
 

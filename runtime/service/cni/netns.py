@@ -5,6 +5,8 @@ namespace, as ``ip netns add`` makes them (default root ``/run/corral/netns``).
                   thread moves), bind-mount /proc/thread-self/ns/net onto the file, setns back
                   ── the namespace lives on as long as the mount does
     remove(name)  umount2(MNT_DETACH) + unlink; idempotent
+    is_netns(p)   statfs(P) is nsfs: the file still pins a namespace (a file left behind
+                  after its mount went is not one, and CNI DEL must not be given it)
 
 A thread rather than a forked helper: unshare(CLONE_NEWNET) applies to the calling thread
 only, and forking a threaded daemon is unsafe. Nothing here needs more than the syscalls.
@@ -25,6 +27,7 @@ DEFAULT_ROOT = "/run/corral/netns"
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
+NSFS_MAGIC = 0x6E736673
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]{0,252}$")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -33,6 +36,12 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+
+
+class _Statfs(ctypes.Structure):
+    # f_type leads struct statfs on every Linux ABI; the rest is room for the other fields
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 256)]
 
 
 def _check(rc: int, what: str) -> None:
@@ -95,6 +104,14 @@ def is_mounted(path: str) -> bool:
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4] == real for line in f)
+
+
+def is_netns(path: str) -> bool:
+    """PATH names a live network namespace (a bind-mounted file or /proc/<pid>/ns/net)."""
+    buf = _Statfs()
+    if _libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
+        return False  # gone (ENOENT), or not ours to look at: either way not usable
+    return (int(buf.f_type) & 0xFFFFFFFF) == NSFS_MAGIC
 
 
 def remove(path: str) -> None:

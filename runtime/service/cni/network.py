@@ -1,10 +1,13 @@
 """Attaching containers to one network (a conflist): ADD, DEL, CHECK, GC, with a result cache.
 
-    add(att)    plugins in list order; each gets the previous one's result as prevResult;
+    add(att)    plugins in list order; each gets the previous one's result as prevResult
+                (portmap only when the pod maps host ports: ``_needed``);
                 the last result is cached under cache_dir/results/<net>-<id>-<ifname>
                 (on failure the plugins already run are undone with a DEL, then it raises)
     check(att)  plugins in order, prevResult = the cached result (NotAttached without one)
     delete(att) plugins in reverse order, prevResult = the cached result if there is one;
+                a netns that no longer pins a namespace is passed as "" (CNI: torn down),
+                then bridge's ipMasq rules for the ID are dropped here (masq.py);
                 idempotent: without a cache entry (a second DEL, a crash mid-ADD) the
                 plugins still run and clean up what exists; the entry goes on success
     gc(valid)   DEL for every cached attachment not in VALID, then GC (spec 1.1.0) with
@@ -23,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.service.cni.config import NetworkConfigList, plugin_stdin
+from runtime.service.cni import masq
+from runtime.service.cni.config import NetworkConfigList, PluginConf, plugin_stdin
 from runtime.service.cni.errors import (
     CNIError,
     IncompatibleVersion,
@@ -40,6 +44,7 @@ from runtime.service.cni.exec import (
     validate_container_id,
     validate_ifname,
 )
+from runtime.service.cni.netns import is_netns
 from runtime.service.cni.result import Result, parse_result
 
 CACHE_KIND = "cniCacheV1"
@@ -86,7 +91,7 @@ class Network:
     def add(self, att: Attachment) -> Result:
         att.validate()
         prev: dict[str, Any] | None = None
-        for plugin in self.conf.plugins:
+        for plugin in self._needed(att):
             try:
                 out = self._run(plugin.type, "ADD", att,
                                 plugin_stdin(self.conf, plugin, prev_result=prev,
@@ -128,10 +133,15 @@ class Network:
         prev = cached.result.raw if cached and cached.result else None
         if cached is not None:
             att = self._with_cached(att, cached.attachment)
-        if att.netns and not os.path.exists(att.netns):
+        gone = bool(att.netns) and not is_netns(att.netns)
+        if gone:
+            # the namespace is gone (its file removed, or left behind unmounted): the spec
+            # lets DEL run without CNI_NETNS, so IPAM still releases the address
             att = Attachment(container_id=att.container_id, netns="", ifname=att.ifname,
                              args=att.args, capability_args=att.capability_args)
-        self._del_all(att, prev)
+        self._del_all(att, prev, known=cached is not None)
+        if gone and self.runner is run_plugin and masq.uses_masquerade(self.conf):
+            masq.drop(self.name, att.container_id)  # what bridge needs the netns to undo
         self._remove_cache(att.container_id, att.ifname)
 
     def gc(self, valid: Iterable[tuple[str, str]]) -> list[Attachment]:
@@ -247,11 +257,12 @@ class Network:
         return self.runner(plugin, inv=inv, stdin=stdin, network=self.name,
                            timeout=self.timeout)
 
-    def _del_all(self, att: Attachment, prev: Mapping[str, Any] | None) -> None:
+    def _del_all(self, att: Attachment, prev: Mapping[str, Any] | None, *,
+                 known: bool = True) -> None:
         """DEL every plugin in reverse order; every one runs even if an earlier one fails
         (each cleans what it can), then the first failure is raised."""
         first: CNIError | None = None
-        for plugin in reversed(self.conf.plugins):
+        for plugin in reversed(self._needed(att, known=known)):
             try:
                 self._run(plugin.type, "DEL", att,
                           plugin_stdin(self.conf, plugin, prev_result=prev,
@@ -266,6 +277,14 @@ class Network:
             self._del_all(att, prev)
         except CNIError as e:
             cause.add_note(f"and undoing the ADD failed too: {e}")
+
+    def _needed(self, att: Attachment, *, known: bool = True) -> tuple[PluginConf, ...]:
+        """The plugins ATT needs: portmap only for a pod that maps host ports (without any,
+        its ADD passes the result through and its DEL is a round of iptables calls, as
+        containerd skips it); all of them when the ADD's arguments are unknown (no cache)."""
+        if not known or att.capability_args.get("portMappings"):
+            return self.conf.plugins
+        return tuple(p for p in self.conf.plugins if p.type != "portmap")
 
     @staticmethod
     def _with_cached(att: Attachment, cached: Attachment) -> Attachment:

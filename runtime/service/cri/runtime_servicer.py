@@ -366,7 +366,8 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
         if len(set(req.port)) != len(req.port):
             raise InvalidArgument(f"{where}: port: each port at most once, got "
                                   f"{list(req.port)}")
-        netns = "" if sb.spec.host_network or sb.spec.standalone else sb.netns
+        netns = "" if sb.spec.host_network or sb.spec.standalone else \
+            dict(sb.join_namespaces())["network"]  # through the pause: it holds the netns
         return PortForwardSpec(what=where, netns=netns, ports=tuple(req.port))
 
     async def Exec(self, request: pb.ExecRequest, context: Any) -> pb.ExecResponse:

@@ -123,6 +123,9 @@ class Service:
         self._lock = threading.Lock()
         self._reserved: set[tuple[str, str, str]] = set()
         self._waiting: set[tuple[str, str]] = set()
+        # running tasks with a waiter: their state is known without asking their shim
+        # (a List call asked every shim: 2 round trips per pod per relist)
+        self._live: dict[tuple[str, str], TaskInfo] = {}
         images.add_roots(self._snapshot_roots)
 
     def _snapshot_roots(self) -> Roots:
@@ -310,7 +313,7 @@ class Service:
         self._publish(tenant, cid, sandbox.id, EventType.CREATED)
         if start:
             self._publish(tenant, cid, sandbox.id, EventType.STARTED)
-            self.watch(tenant, cid, sandbox.id)
+            self.watch(tenant, cid, sandbox.id, info)
         return cid
 
     def start(self, tenant: str, cid: str) -> None:
@@ -320,16 +323,20 @@ class Service:
         cri = dict(c.spec["cri"], started_at=time.time_ns())
         self.containers.update(tenant, c.id, spec={"cri": cri})
         try:
-            self.tasks.start(tenant, c.id)
+            info = self.tasks.start(tenant, c.id)
         except BaseException:
             self.containers.update(tenant, c.id, spec={"cri": c.spec["cri"]})
             raise
         self._publish(tenant, c.id, cri["sandbox_id"], EventType.STARTED)
-        self.watch(tenant, c.id, cri["sandbox_id"])
+        self.watch(tenant, c.id, cri["sandbox_id"], info)
 
-    def watch(self, tenant: str, cid: str, sandbox_id: str) -> None:
-        """A thread that waits for the task's exit and publishes it."""
+    def watch(self, tenant: str, cid: str, sandbox_id: str, info: TaskInfo | None = None, *,
+              publish: bool = True) -> None:
+        """A thread that waits for the task's exit and publishes it (unless not PUBLISH:
+        a sandbox's pause). Until then INFO (the task RUNNING) answers for the task."""
         with self._lock:
+            if info is not None and info.state is TaskState.RUNNING:
+                self._live[(tenant, cid)] = info
             if (tenant, cid) in self._waiting:
                 return
             self._waiting.add((tenant, cid))
@@ -342,7 +349,8 @@ class Service:
             finally:
                 with self._lock:
                     self._waiting.discard((tenant, cid))
-            if self.bus is not None:
+                    self._live.pop((tenant, cid), None)
+            if self.bus is not None and publish:
                 self.bus.publish(Event(tenant, cid, sandbox_id, EventType.STOPPED,
                                        ex.exited_at_ns, ex.code, ex.reason))
         threading.Thread(target=wait, name=f"wait-{cid[:12]}", daemon=True).start()
@@ -352,8 +360,9 @@ class Service:
         for tenant in {t.namespace for t in self.tasks.list()}:
             for c in self.containers.list(tenant):
                 try:
-                    if self.tasks.get(tenant, c.id).state is TaskState.RUNNING:
-                        self.watch(tenant, c.id, c.spec["cri"]["sandbox_id"])
+                    info = self.tasks.get(tenant, c.id)
+                    if info.state is TaskState.RUNNING:
+                        self.watch(tenant, c.id, c.spec["cri"]["sandbox_id"], info)
                 except Exception:
                     continue
 
@@ -385,6 +394,9 @@ class Service:
         return ContainerView(c, self._task(tenant, c.id))
 
     def _task(self, tenant: str, cid: str) -> TaskInfo | None:
+        live = self._live.get((tenant, cid))
+        if live is not None:
+            return live
         try:
             return self.tasks.get(tenant, cid)
         except Exception:
@@ -479,17 +491,16 @@ class PauseContainers:
         svc.run_task(tenant=sandbox.tenant, cid=sandbox.id, image=image, config=cfg,
                      runtime=runtime, log_path=None)
         try:
-            return svc.tasks.start(sandbox.tenant, sandbox.id).pid
+            info = svc.tasks.start(sandbox.tenant, sandbox.id)
         except BaseException:
             svc.delete_task(sandbox.tenant, sandbox.id)
             raise
+        svc.watch(sandbox.tenant, sandbox.id, sandbox.id, info, publish=False)
+        return info.pid
 
     def pid(self, sandbox: S.Sandbox) -> int:
-        try:
-            info = self.service.tasks.get(sandbox.tenant, sandbox.id)
-        except Exception:
-            return 0
-        return info.pid if info.state is TaskState.RUNNING else 0
+        info = self.service._task(sandbox.tenant, sandbox.id)
+        return info.pid if info is not None and info.state is TaskState.RUNNING else 0
 
     def stop(self, sandbox: S.Sandbox) -> None:
         try:

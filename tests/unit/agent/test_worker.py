@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agent import backoff as B
 from agent import cri as C
 from agent import worker as W
 
@@ -94,11 +95,11 @@ def test_settle(state: W.PodState, the_pod: dict[str, Any], runtime: C.PodRuntim
     pytest.param(30, 300.0, id="stays-capped"),
 ])
 def test_crash_delay(crashes: int, want: float) -> None:
-    assert W.crash_delay(crashes) == want
+    assert B.crash_delay(crashes) == want
 
 
 def test_backoff_resets_after_ten_minutes_of_clean_running() -> None:
-    b = W.Backoff()
+    b = B.Backoff()
     short = C.ContainerInfo(id="a", name="m", attempt=3, state="exited",
                             started_at=100 * 10**9, finished_at=101 * 10**9)
     assert b.restart_at(short) == 101 + 40
@@ -119,10 +120,10 @@ def test_backoff_resets_after_ten_minutes_of_clean_running() -> None:
 ])
 def test_mounts_for(mounts: list[dict[str, Any]], volumes: dict[str, str],
                     want: list[C.Mount]) -> None:
-    assert W.mounts_for({"name": "c", "volumeMounts": mounts}, volumes) == want
+    assert C.mounts_for({"name": "c", "volumeMounts": mounts}, volumes) == want
 
 
 def test_mount_of_an_unprepared_volume_names_container_and_volume() -> None:
     with pytest.raises(C.ConfigError, match="container c: volumeMounts: volume 'data'"):
-        W.mounts_for({"name": "c", "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
+        C.mounts_for({"name": "c", "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
                      {})
