@@ -5,7 +5,7 @@ line). The OCI runtime sits on every container start, so its launcher starts Pyt
 -I -S and puts only the directory that holds our packages on sys.path: the runtime
 imports nothing from outside the standard library.
 
-It also compiles the shim's holder (runtime/service/shim/holder.c) into
+It also compiles the shim's holder (runtime/service/shim/holder.c, runcall.c) into
 corral-shim-holder with the system C compiler (Debian: gcc, libc6-dev). Without a
 compiler it says so and goes on: shims then keep serving in Python.
 """
@@ -52,6 +52,8 @@ os._exit(rc)
 # all it costs (a dynamic libc adds its relocations and data per process).
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-static"]
 HOLDER = "corral-shim-holder"
+# the loop, and its client of the fork server's runtime socket (runcall.h)
+HOLDER_SOURCES = ("holder.c", "runcall.c")
 
 
 def build_holder(bindir: str, root: str) -> str | None:
@@ -61,14 +63,14 @@ def build_holder(bindir: str, root: str) -> str | None:
         print(f"make_launchers: no C compiler (cc): {HOLDER} not built; shims stay in Python",
               file=sys.stderr)
         return None
-    src = os.path.join(root, "runtime", "service", "shim", "holder.c")
+    srcs = [os.path.join(root, "runtime", "service", "shim", name) for name in HOLDER_SOURCES]
     path = os.path.join(bindir, HOLDER)
     tmp = path + ".tmp"
-    built = subprocess.run([cc, *CFLAGS, "-o", tmp, src], check=False)
+    built = subprocess.run([cc, *CFLAGS, "-o", tmp, *srcs], check=False)
     if built.returncode != 0:  # no static libc (libc.a): link it dynamically
         print(f"make_launchers: {HOLDER}: static link failed, linking dynamically",
               file=sys.stderr)
-        subprocess.run([cc, *CFLAGS[:-1], "-o", tmp, src], check=True)
+        subprocess.run([cc, *CFLAGS[:-1], "-o", tmp, *srcs], check=True)
     os.replace(tmp, path)
     return path
 

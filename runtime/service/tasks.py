@@ -21,7 +21,10 @@ is gone. State a task can be in is the explicit machine in TRANSITIONS.
 Speed: shims are forked from shim/forkserver.py; for our own corral-runc (is_own_runtime)
 the shim runs the runtime's CLI in a forked child (shim/inproc.py), not a new interpreter.
 Footprint: once its container runs, a shim execs corral-shim-holder (shim/holder.c), a
-small C loop serving the same protocol (~0.1 MB PSS; test_shim_footprint prints it).
+small C loop serving the same protocol (~0.1 MB PSS; test_shim_footprint prints it). Its
+corral-runc calls (exec, delete, start, kill --all) go to the fork server's runtime socket
+(RUNTIME_SOCKET), which runs the CLI in a forked child; with no fork server (the daemon is
+down) the holder execs the launcher.
 Without that binary the Python shim goes on: it shares the fork server's pages
 (gc.freeze() before each fork) and dirties about 1.5 MB of its own.
 """
@@ -46,6 +49,7 @@ from runtime.service.shim import protocol as P
 from runtime.service.shim.client import ForkServer, ShimClient, ShimError, ShimGone, launch
 
 TASK = "task.json"
+RUNTIME_SOCKET = "runtime-fork.sock"  # the fork server's, for holders' corral-runc calls
 
 
 class TaskError(Exception):
@@ -214,11 +218,18 @@ class TaskManager:
         # is built: a few pages per container instead of a forked interpreter's ~1.5 MB.
         path = holder_path()
         self.holder = path if holder and os.access(path, os.X_OK) else None
-        # shims are forked from a small helper (shim/forkserver.py), started on first use
-        self.forkserver = ForkServer(python, preload=bool(self.inproc)) if forkserver \
-            else None
+        # shims are forked from a small helper (shim/forkserver.py), started on first use;
+        # it also runs holders' corral-runc calls in forked children (RUNTIME_SOCKET)
+        self.forkserver = ForkServer(
+            python, preload=bool(self.inproc),
+            runtime_socket=os.path.join(self.state_dir, RUNTIME_SOCKET) if self.inproc
+            else None) if forkserver else None
         os.makedirs(os.path.join(self.state_dir, "tasks"), exist_ok=True)
         self.recovered = self.reconnect()
+        if self.forkserver is not None and self.forkserver.runtime_socket and any(
+                t.runtime in self.inproc and t.state in (TaskState.CREATED, TaskState.RUNNING)
+                for t in self.recovered):
+            self.forkserver.start()  # their holders' runtime calls: no interpreter each
 
     # ---- paths and records --------------------------------------------------------------
 
@@ -235,6 +246,12 @@ class TaskManager:
         except FileNotFoundError:
             raise NotFound(f"Task {namespace}/{cid}: not found") from None
         return rec
+
+    def _runtime_server(self, runtime: str) -> str | None:
+        """Where the holder of a RUNTIME task has corral-runc run in a forked child."""
+        if self.forkserver is None or runtime not in self.inproc:
+            return None
+        return self.forkserver.runtime_socket
 
     def _shim(self, namespace: str, cid: str) -> ShimClient:
         return ShimClient(self.task_dir(namespace, cid))
@@ -283,7 +300,8 @@ class TaskManager:
                 "id": container_id, "bundle": bundle, "runtime": self.runtimes[runtime],
                 "runtime_root": runtime_root, "log_path": log_path,
                 "log_max_bytes": log_max_bytes, "memory_cgroup": ctl.get("memory"),
-                "start": start, "inproc": runtime in self.inproc, "holder": self.holder})
+                "start": start, "inproc": runtime in self.inproc, "holder": self.holder,
+                "runtime_server": self._runtime_server(runtime)})
         except ShimError as e:
             shutil.rmtree(tdir, ignore_errors=True)
             raise TaskError(f"Task {name}: create: {e}") from None

@@ -14,6 +14,9 @@
     holder.py      once the container runs, main.py execs corral-shim-holder (holder.c,
                    built by scripts/make_launchers.py): same pid and fds, same protocol,
                    ~60 kB PSS instead of a forked interpreter's ~1.5 MB
+    runcall.c      the holder's corral-runc calls (exec, delete, start, kill --all) sent
+                   to the fork server's runtime socket, which forks the preloaded CLI;
+                   the launcher exec'd when no fork server answers (the daemon is down)
 
 This package module imports nothing, so the shim process loads only what it needs.
 """

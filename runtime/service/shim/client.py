@@ -44,28 +44,49 @@ class ForkServer:
     daemon's threads take turns for the fork (about a millisecond) and then wait for their
     shims' readiness in parallel."""
 
-    def __init__(self, python: str | None = None, *, preload: bool = True) -> None:
+    def __init__(self, python: str | None = None, *, preload: bool = True,
+                 runtime_socket: str | None = None) -> None:
         self.python = python or sys.executable
         self.preload = preload  # corral-runc's modules imported once, for inproc shims
+        # Where holders ask it to run corral-runc in a forked child (forkserver.py)
+        self.runtime_socket = runtime_socket
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener = None
         try:
+            args = [str(theirs.fileno())]
+            if self.runtime_socket:
+                listener = listen_runtime_socket(self.runtime_socket)
+                args += ["--runtime-listen", str(listener.fileno())]
+            if not self.preload:
+                args.append("--no-preload")
             self._proc = subprocess.Popen(
-                [self.python, "-I", "-S", FORKSERVER, str(theirs.fileno()),
-                 *(() if self.preload else ("--no-preload",))],
+                [self.python, "-I", "-S", FORKSERVER, *args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None,
-                pass_fds=(theirs.fileno(),), cwd="/", close_fds=True)
+                pass_fds=(theirs.fileno(), *(() if listener is None else (listener.fileno(),))),
+                cwd="/", close_fds=True)
         except BaseException:
             ours.close()
+            if listener is not None and self.runtime_socket:
+                _unlink(self.runtime_socket)
             raise
         finally:
             theirs.close()
+            if listener is not None:
+                listener.close()  # the fork server holds it now
         self._sock = ours
         return ours
+
+    def start(self) -> None:
+        """Start the server now, not on the first spawn (its runtime socket serves holders
+        that a restarted daemon found running)."""
+        with self._lock:
+            if self._sock is None:
+                self._start()
 
     def spawn(self, state_dir: str, ready_fd: int) -> None:
         """Fork a shim for STATE_DIR that reports readiness on READY_FD."""
@@ -95,8 +116,42 @@ class ForkServer:
                 proc.wait()
 
     def close(self) -> None:
+        """Stop the server: it answers the holders' runtime calls still running first
+        (waited for up to 5 s, then it is killed and those holders report an error)."""
         with self._lock:
             self._close()
+
+
+def listen_runtime_socket(path: str) -> socket.socket:
+    """The fork server's runtime socket at PATH: SOCK_SEQPACKET, mode 0600 (it runs the
+    runtime as root for whoever connects; the server also checks the peer's uid)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    _unlink(path)  # a stale one, from a fork server killed with its daemon
+    dirfd = -1
+    try:
+        where = path
+        if len(path.encode()) > SUN_PATH_MAX:  # bind through the directory's fd
+            dirfd = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_CLOEXEC)
+            where = f"/proc/self/fd/{dirfd}/{os.path.basename(path)}"
+        sock.bind(where)
+        # not umask (process-wide, other threads create files); until the chmod the
+        # server's uid check alone keeps other users out
+        os.chmod(where, 0o600)
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        if dirfd >= 0:
+            os.close(dirfd)
+    return sock
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def launch(*, state_dir: str, spec: dict[str, Any], python: str | None = None,

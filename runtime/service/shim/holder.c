@@ -11,14 +11,22 @@
  *                    written to exit.json atomically, "wait" callers answered
  *      requests   -> state / start / kill / exec / wait / delete / shutdown / reopen,
  *                    protocol.py's frames (ASCII length "\n" JSON object); the ops that
- *                    need the runtime fork and exec it
+ *                    need the runtime ask the daemon's fork server to run it in a
+ *                    forked, preloaded interpreter (--runtime-server, runcall.c: for
+ *                    corral-runc), else, or when no fork server answers, fork and exec it
  *
  * A forked CPython keeps ~1.5 MB of pages dirty per shim; this keeps a few pages.
  * C11 and libc only. Usage (all fds are numbers of descriptors open in the holder):
  *   corral-shim-holder --id ID --init-pid N --status running|created --listen FD
  *     --log-fd FD --log-path P --log-max N --stdout FD --stderr FD [--memory-cgroup DIR]
  *     [--pending-stdout HEX] [--pending-stderr HEX] [--conn FD]... [--waiter FD]...
- *     -- RUNTIME [GLOBAL OPTIONS...]
+ *     [--runtime-server SOCKET] -- RUNTIME [GLOBAL OPTIONS...]
+ *
+ * exec through the fork server: `RUNTIME exec` without --detach, which waits for the
+ * process and exits with its code (the process is the runtime's child, not ours); the
+ * reply goes out when the fork server reports the runtime's end; a timeout kills the pid
+ * the runtime wrote to --pid-file. Through fork+exec: `exec --detach`, and the process,
+ * orphaned, is our child (we are a subreaper).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +44,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "runcall.h"
 
 #define MAX_FRAME (1 << 20)
 #define MAX_LINE 16384
@@ -115,13 +125,16 @@ typedef struct exec_s {
     int fds[2];    /* stdout, stderr pipes; -1 once closed */
     buf_t out[2];
     double deadline;  /* CLOCK_MONOTONIC seconds; 0: none */
-    int timed_out;
+    int timed_out, killed;
+    int srv;          /* the fork server's connection (runtime exec runs there); else -1 */
+    char proc_file[64], pid_file[64];  /* kept while the runtime may read or write them */
     struct exec_s *next;
 } exec_t;
 
 typedef struct { int fd; const char *name; buf_t pending; } stream_t;
 
 static const char *id = "", *status = "running", *log_path = "", *memory_cgroup = "";
+static const char *runtime_server = "";
 static pid_t init_pid;
 static long long log_max, log_size;
 static int log_fd = -1, listen_fd = -1, sig_fd = -1, running = 1;
@@ -286,15 +299,9 @@ static void tail(const char *path, char *out, size_t size) {  /* last 2000 bytes
     while (len && strchr(" \n\t\r", out[len - 1])) out[--len] = 0;
 }
 
-/* Run `RUNTIME ARGS...` to its end; 0, or -1 with the reason in ERR. STDIO NULL: stdin
- * and stdout /dev/null, stderr runtime.err (quoted in the error). */
-static int run_runtime(const char **args, const int *stdio, char *err, size_t errsize) {
-    int own[3] = {-1, -1, -1};
-    if (!stdio) {
-        own[0] = own[1] = open("/dev/null", O_RDWR | O_CLOEXEC);
-        own[2] = open("runtime.err", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        stdio = own;
-    }
+/* Fork and exec `RUNTIME ARGS...` with STDIO, wait: 0 and its status in ST, or -1. */
+static int exec_runtime(const char **args, const int *stdio, int *st, char *err,
+                        size_t errsize) {
     int nargs = 0;
     while (args[nargs]) nargs++;
     char **argv = calloc((size_t)(runtime_argc + nargs + 1), sizeof *argv);
@@ -314,23 +321,65 @@ static int run_runtime(const char **args, const int *stdio, char *err, size_t er
         _exit(127);
     }
     free(argv);
-    if (own[0] >= 0) close(own[0]);
-    if (own[2] >= 0) close(own[2]);
-    int st = 0;
     if (pid < 0) {
         snprintf(err, errsize, "fork: %s", strerror(errno));
         return -1;
     }
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    while (waitpid(pid, st, 0) < 0 && errno == EINTR) {}
+    return 0;
+}
+
+static const char *runtime_name(void) {
+    const char *base = strrchr(runtime_argv[0], '/');
+    return base ? base + 1 : runtime_argv[0];
+}
+
+/* Start `RUNTIME ARGS...` in the fork server: its connection, or RUNCALL_NOBODY (exec
+ * it here), or RUNCALL_FAILED with the reason in ERR. */
+static int server_runtime(const char **args, const int *stdio, char *err, size_t errsize) {
+    char why[1024] = "";
+    int fd = runcall_start(runtime_server, runtime_argv + 1, args, stdio, why, sizeof why);
+    if (fd == RUNCALL_FAILED) snprintf(err, errsize, "%s %s: %s", runtime_name(), args[0], why);
+    return fd;
+}
+
+/* Run `RUNTIME ARGS...` to its end, in the fork server if USE_SERVER and one answers;
+ * 0, or -1 with the reason in ERR. STDIO NULL: stdin and stdout /dev/null, stderr
+ * runtime.err (quoted in the error). */
+static int run_runtime_how(const char **args, const int *stdio, int use_server, char *err,
+                           size_t errsize) {
+    int own[3] = {-1, -1, -1};
+    if (!stdio) {
+        own[0] = own[1] = open("/dev/null", O_RDWR | O_CLOEXEC);
+        own[2] = open("runtime.err", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        stdio = own;
+    }
+    int st = 0, rc = 0;
+    int srv = use_server ? server_runtime(args, stdio, err, errsize) : RUNCALL_NOBODY;
+    if (srv >= 0) {
+        if (runcall_status(srv, &st) != 0) {
+            snprintf(err, errsize, "%s %s: runtime fork server: gone before the runtime ended",
+                     runtime_name(), args[0]);
+            rc = -1;
+        }
+    } else {
+        rc = srv == RUNCALL_NOBODY ? exec_runtime(args, stdio, &st, err, errsize) : -1;
+    }
+    if (own[0] >= 0) close(own[0]);
+    if (own[2] >= 0) close(own[2]);
+    if (rc < 0) return -1;
     if (st == 0) return 0;
     char msg[2048] = "";
     if (own[2] >= 0) tail("runtime.err", msg, sizeof msg);
     if (!msg[0]) tail("runtime.log", msg, sizeof msg);
     if (!msg[0]) snprintf(msg, sizeof msg, "exit status %d",
                           WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-    const char *base = strrchr(runtime_argv[0], '/');
-    snprintf(err, errsize, "%s %s: %s", base ? base + 1 : runtime_argv[0], args[0], msg);
+    snprintf(err, errsize, "%s %s: %s", runtime_name(), args[0], msg);
     return -1;
+}
+
+static int run_runtime(const char **args, const int *stdio, char *err, size_t errsize) {
+    return run_runtime_how(args, stdio, 1, err, errsize);
 }
 
 /* ---- processes ----------------------------------------------------------------------- */
@@ -389,6 +438,20 @@ static void read_exec(exec_t *e, int i) {
     }
 }
 
+/* Unlink E's files, close what it holds, take it off the list, free it. */
+static void exec_free(exec_t *e) {
+    for (int i = 0; i < 2; i++)
+        if (e->fds[i] >= 0) { close(e->fds[i]); e->fds[i] = -1; }
+    if (e->srv >= 0) close(e->srv);
+    if (e->proc_file[0]) unlink(e->proc_file);
+    if (e->pid_file[0]) unlink(e->pid_file);
+    for (exec_t **p = &execs; *p; p = &(*p)->next)
+        if (*p == e) { *p = e->next; break; }
+    buf_free(&e->out[0]);
+    buf_free(&e->out[1]);
+    free(e);
+}
+
 static void exec_exited(exec_t *e, int st) {
     for (int i = 0; i < 2; i++) {
         read_exec(e, i);  /* what the process wrote is in the pipe now */
@@ -403,11 +466,42 @@ static void exec_exited(exec_t *e, int st) {
     buf_str(&f, "\"");
     send_ok(e->conn, f.p);
     buf_free(&f);
-    for (exec_t **p = &execs; *p; p = &(*p)->next)
-        if (*p == e) { *p = e->next; break; }
-    buf_free(&e->out[0]);
-    buf_free(&e->out[1]);
-    free(e);
+    e->srv = -1;  /* closed by runcall_status */
+    exec_free(e);
+}
+
+/* The pid of E's process from the runtime's --pid-file (0 until it is written). */
+static pid_t exec_pid(exec_t *e) {
+    if (e->pid > 0 || !e->pid_file[0]) return e->pid;
+    char text[32] = "";
+    int fd = open(e->pid_file, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+    if (fd >= 0) close(fd);
+    e->pid = got > 0 ? (pid_t)atoi(text) : 0;
+    return e->pid;
+}
+
+/* The fork server answered about E's `runtime exec`: the process's end, or the
+ * runtime's failure before the process started (no pid file), or the server is gone. */
+static void exec_server_done(exec_t *e) {
+    int st = 0, rc = runcall_status(e->srv, &st);
+    if (rc == 1) return;  /* not yet */
+    e->srv = -1;
+    char err[2048] = "", msg[2048] = "";
+    if (rc < 0) {
+        snprintf(err, sizeof err, "%s exec: runtime fork server: gone before the process "
+                 "ended", runtime_name());
+    } else if (exec_pid(e) <= 0 && st != 0) {  /* as a failed `exec --detach` reads */
+        tail("runtime.log", msg, sizeof msg);
+        if (!msg[0]) snprintf(msg, sizeof msg, "exit status %d", wait_code(st));
+        snprintf(err, sizeof err, "%s exec: %s", runtime_name(), msg);
+    }
+    if (err[0]) {
+        send_error(e->conn, err);
+        exec_free(e);
+    } else {
+        exec_exited(e, st);
+    }
 }
 
 static void reap(void) {
@@ -419,22 +513,33 @@ static void reap(void) {
             init_exited(st);
             continue;
         }
-        for (exec_t *e = execs; e; e = e->next)
-            if (e->pid == pid) { exec_exited(e, st); break; }
+        for (exec_t *e = execs; e; e = e->next)  /* our children: the exec --detach ones */
+            if (e->srv < 0 && e->pid == pid) { exec_exited(e, st); break; }
     }
 }
 
 static int expire_execs(void) {  /* poll timeout in ms until the next deadline, or -1 */
     double now = (double)now_ns(CLOCK_MONOTONIC) / 1e9, soonest = 0;
+    int retry = 0;
     for (exec_t *e = execs; e; e = e->next) {
-        if (!e->deadline || e->timed_out) continue;
+        if (!e->deadline || e->killed) continue;
         if (e->deadline <= now) {
             e->timed_out = 1;
-            kill(e->pid, SIGKILL);
+            /* through the fork server the process is the runtime's child, alive or a
+             * zombie until the runtime reaps it and ends: its pid is not reused while
+             * we have no answer; the pid file may not be written yet: look again soon */
+            pid_t pid = exec_pid(e);
+            if (pid > 0) {
+                kill(pid, SIGKILL);
+                e->killed = 1;
+            } else {
+                retry = 1;
+            }
         } else if (!soonest || e->deadline < soonest) {
             soonest = e->deadline;
         }
     }
+    if (retry) return 10;
     return soonest ? (int)((soonest - now) * 1000) + 1 : -1;
 }
 
@@ -517,46 +622,53 @@ static void start_exec(conn_t *c, span_t process, span_t timeout, char *err, siz
         return;
     }
     if (!process.n) { snprintf(err, errsize, "exec: process: missing"); return; }
+    exec_t *e = calloc(1, sizeof *e);
+    if (!e) die("calloc");
     long long n = now_ns(CLOCK_REALTIME);
-    char proc_file[64], pid_file[64];
-    snprintf(proc_file, sizeof proc_file, "exec-%lld.json", n);
-    snprintf(pid_file, sizeof pid_file, "exec-%lld.pid", n);
-    int fd = open(proc_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    snprintf(e->proc_file, sizeof e->proc_file, "exec-%lld.json", n);
+    snprintf(e->pid_file, sizeof e->pid_file, "exec-%lld.pid", n);
+    e->conn = c;
+    e->srv = -1;
+    int fd = open(e->proc_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, process.p, process.n) != (ssize_t)process.n) {
-        snprintf(err, errsize, "exec: write %s: %s", proc_file, strerror(errno));
+        snprintf(err, errsize, "exec: write %s: %s", e->proc_file, strerror(errno));
         if (fd >= 0) close(fd);
+        e->fds[0] = e->fds[1] = -1;
+        exec_free(e);
         return;
     }
     close(fd);
     int out[2], errp[2], null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) die("pipe2");
-    const char *args[] = {"exec", "--detach", "--process", proc_file, "--pid-file", pid_file,
-                          id, NULL};
+    e->fds[0] = out[0];
+    e->fds[1] = errp[0];
     int stdio[3] = {null, out[1], errp[1]};
-    int rc = run_runtime(args, stdio, err, errsize);
+    /* the fork server's runtime waits for the process: no --detach (see the top) */
+    const char *waiting[] = {"exec", "--process", e->proc_file, "--pid-file", e->pid_file,
+                             id, NULL};
+    e->srv = server_runtime(waiting, stdio, err, errsize);
+    int rc = e->srv >= 0 ? 0 : e->srv == RUNCALL_FAILED ? -1 : 1;
+    if (rc == 1) {  /* no fork server: exec the runtime, which leaves the process to us */
+        const char *args[] = {"exec", "--detach", "--process", e->proc_file, "--pid-file",
+                              e->pid_file, id, NULL};
+        /* exec'd here, never in a fork server that came up meanwhile: --detach there
+         * would leave the process to the server's side, and no one would reap it here */
+        rc = run_runtime_how(args, stdio, 0, err, errsize);
+        if (rc == 0 && exec_pid(e) <= 0) {
+            snprintf(err, errsize, "exec: no pid in %s", e->pid_file);
+            rc = -1;
+        }
+        unlink(e->proc_file);
+        unlink(e->pid_file);
+        e->proc_file[0] = e->pid_file[0] = 0;
+    }
     close(null);
     close(out[1]);
     close(errp[1]);
-    pid_t pid = 0;
-    char text[32] = "";
-    if (rc == 0) {
-        int pf = open(pid_file, O_RDONLY | O_CLOEXEC);
-        ssize_t got = pf >= 0 ? read(pf, text, sizeof text - 1) : -1;
-        if (pf >= 0) close(pf);
-        pid = got > 0 ? (pid_t)atoi(text) : 0;
-        if (pid <= 0) snprintf(err, errsize, "exec: no pid in %s", pid_file);
-    }
-    unlink(proc_file);
-    unlink(pid_file);
-    if (pid <= 0) { close(out[0]); close(errp[0]); return; }
-    exec_t *e = calloc(1, sizeof *e);
-    if (!e) die("calloc");
-    e->pid = pid;
-    e->conn = c;
-    e->fds[0] = out[0];
-    e->fds[1] = errp[0];
+    if (rc < 0) { exec_free(e); return; }
     fcntl(out[0], F_SETFL, O_NONBLOCK);
     fcntl(errp[0], F_SETFL, O_NONBLOCK);
+    if (e->srv >= 0) fcntl(e->srv, F_SETFL, O_NONBLOCK);
     double t = timeout.n && !is(timeout, "null") ? strtod(timeout.p, NULL) : 0;
     if (t > 0) e->deadline = (double)now_ns(CLOCK_MONOTONIC) / 1e9 + t;
     e->next = execs;
@@ -716,8 +828,8 @@ static void loop(void) {
         int timeout = expire_execs(), n = 0, nconn = 0, nexec = 0;
         for (conn_t *c = conns; c; c = c->next) nconn++;
         for (exec_t *e = execs; e; e = e->next) nexec++;
-        struct pollfd *pfd = calloc((size_t)(4 + nconn + 2 * nexec), sizeof *pfd);
-        void **who = calloc((size_t)(4 + nconn + 2 * nexec), sizeof *who);
+        struct pollfd *pfd = calloc((size_t)(4 + nconn + 3 * nexec), sizeof *pfd);
+        void **who = calloc((size_t)(4 + nconn + 3 * nexec), sizeof *who);
         if (!pfd || !who) die("calloc");
         pfd[n++] = (struct pollfd){sig_fd, POLLIN, 0};
         pfd[n++] = (struct pollfd){listen_fd, POLLIN, 0};
@@ -725,7 +837,10 @@ static void loop(void) {
         for (conn_t *c = conns; c; c = c->next) { who[n] = c; pfd[n++] = (struct pollfd){c->fd, POLLIN, 0}; }
         int first_exec = n;
         for (exec_t *e = execs; e; e = e->next)
-            for (int i = 0; i < 2; i++) { who[n] = e; pfd[n++] = (struct pollfd){e->fds[i], POLLIN, 0}; }
+            for (int i = 0; i < 3; i++) {  /* stdout, stderr, the fork server's answer */
+                who[n] = e;
+                pfd[n++] = (struct pollfd){i < 2 ? e->fds[i] : e->srv, POLLIN, 0};
+            }
         int ready = poll(pfd, (nfds_t)n, timeout);
         if (ready > 0) {
             if (pfd[0].revents) {
@@ -751,6 +866,7 @@ static void loop(void) {
                     if (e == who[i]) {
                         int k = e->fds[0] == pfd[i].fd ? 0 : e->fds[1] == pfd[i].fd ? 1 : -1;
                         if (k >= 0) read_exec(e, k);
+                        else if (e->srv >= 0 && e->srv == pfd[i].fd) exec_server_done(e);
                         break;
                     }
             }
@@ -799,6 +915,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--pending-stderr")) unhex(&streams[1].pending, val);
         else if (!strcmp(a, "--conn")) add_conn(fd_arg(val), 0);
         else if (!strcmp(a, "--waiter")) add_conn(fd_arg(val), 1);
+        else if (!strcmp(a, "--runtime-server")) runtime_server = val;
         else { fprintf(stderr, "corral-shim-holder: unknown option %s\n", a); return 2; }
     }
     runtime_argv = argv + i;

@@ -7,6 +7,8 @@
         the listening socket, the container's stdout/stderr pipes (with a line not yet
         ended), the log file and every open connection ("wait" callers too) are passed by
         fd number; the holder serves the same protocol from there on, in a few pages.
+        For corral-runc it gets the fork server's runtime socket (spec "runtime_server"):
+        its runtime calls run there in a forked, preloaded interpreter (runcall.c).
 
 If the exec fails the shim logs why and keeps serving in Python: nothing is lost. The
 binary is built by scripts/make_launchers.py; without it the shim never hands over.
@@ -43,6 +45,8 @@ def command(shim: Shim) -> tuple[list[str], list[int]]:
     fds = [lfd, shim.log_fd]
     if shim.spec.get("memory_cgroup"):
         argv += ["--memory-cgroup", shim.spec["memory_cgroup"]]
+    if shim.inproc and shim.spec.get("runtime_server"):  # corral-runc in the fork server
+        argv += ["--runtime-server", shim.spec["runtime_server"]]
     for fd, log in shim.streams.items():
         name = log.stream.decode()
         argv += [f"--{name}", str(fd)]

@@ -14,6 +14,8 @@ A runtime call costs a fork (about a millisecond) instead of an interpreter star
 the runtime's imports (tens of milliseconds each, twice per container). The modules are
 imported once by preload(), in the fork server before it freezes its heap, so every shim
 shares their pages copy-on-write. runc and other runtime classes are still exec'd.
+Once the shim has become corral-shim-holder (C, no interpreter), the fork server runs
+its calls the same way, through spawn(cwd=) (forkserver.py: runtime calls).
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ def preload() -> None:
 
 
 def spawn(argv: Sequence[str], *, stdio: tuple[int, int, int], env: dict[str, str],
-          entry: Callable[[list[str]], int] | None = None) -> int:
-    """Fork a child that runs `corral-runc ARGV` with STDIO and ENV; returns its pid.
-    ENTRY replaces the runtime's CLI (tests look at the child's state with it)."""
+          entry: Callable[[list[str]], int] | None = None, cwd: str | None = None) -> int:
+    """Fork a child that runs `corral-runc ARGV` with STDIO and ENV (in CWD when given:
+    the fork server runs holders' calls); returns its pid. ENTRY replaces the runtime's
+    CLI (tests look at the child's state with it)."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
@@ -59,6 +62,8 @@ def spawn(argv: Sequence[str], *, stdio: tuple[int, int, int], env: dict[str, st
         return pid
     rc = 1
     try:
+        if cwd is not None:
+            os.chdir(cwd)
         _as_if_exec(stdio, env)
         rc = run(list(argv), entry)
     finally:

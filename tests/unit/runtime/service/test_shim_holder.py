@@ -1,7 +1,9 @@
 """corral-shim-holder (shim/holder.c) on its own: built from source by make_launchers, then
 exec'd as the shim would exec it, holding a plain child process as the container's init,
 with a recording shell script as the OCI runtime. Its protocol (state, kill, wait,
-delete, reopen, shutdown, errors), CRI log lines and rotation, and exit.json."""
+delete, reopen, shutdown, errors), CRI log lines and rotation, and exit.json; its runtime
+calls through a stand-in fork server (--runtime-server: runcall.c), and the fall-back to
+exec'ing the runtime when none answers."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ exit 0
 # socket, the log file; then exec the holder with those fds (as holder.py does).
 LAUNCH = """
 import os, socket, subprocess, sys
-holder, log, log_max, pending, rt, *init = sys.argv[1:]
+holder, log, log_max, pending, server, rt, *init = sys.argv[1:]
 out_r, out_w = os.pipe()
 err_r, err_w = os.pipe()
 proc = subprocess.Popen(init, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w)
@@ -42,7 +44,10 @@ log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 argv = [holder, "--id", "c1", "--init-pid", str(proc.pid), "--status", "running",
         "--listen", str(lsock.fileno()), "--log-fd", str(log_fd), "--log-path", log,
         "--log-max", log_max, "--stdout", str(out_r), "--stderr", str(err_r),
-        "--pending-stdout", pending, "--", rt, "--root", "/nowhere"]
+        "--pending-stdout", pending]
+if server:
+    argv += ["--runtime-server", server]
+argv += ["--", rt, "--root", "/nowhere"]
 for fd in (out_r, err_r, lsock.fileno(), log_fd):
     os.set_inheritable(fd, True)
 print(proc.pid, flush=True)
@@ -96,13 +101,13 @@ class Holder:
 def start(holder_bin: str, tmp_path: Path) -> Iterator[object]:
     started: list[Holder] = []
 
-    def run(script: str, *, log_max: int = 0, pending: bytes = b"") -> Holder:
+    def run(script: str, *, log_max: int = 0, pending: bytes = b"", server: str = "") -> Holder:
         rt = tmp_path / "rt"
         rt.write_text(RUNTIME.format(dir=tmp_path))
         rt.chmod(0o755)
         proc = subprocess.Popen(
             [sys.executable, "-c", LAUNCH, holder_bin, str(tmp_path / "container.log"),
-             str(log_max), pending.hex(), str(rt), "/bin/sh", "-c", script],
+             str(log_max), pending.hex(), server, str(rt), "/bin/sh", "-c", script],
             cwd=tmp_path, stdout=subprocess.PIPE)
         assert proc.stdout is not None
         h = Holder(tmp_path, proc, int(proc.stdout.readline()), ShimClient(str(tmp_path)))
@@ -228,3 +233,146 @@ def test_log_rotated_by_size(start: object) -> None:
     assert h.log.stat().st_size <= 400
     texts = [x for _, _, x in h.lines(rotated) + h.lines()]
     assert texts == [f"line-{i}" for i in range(50 - len(texts), 50)]  # the newest, in order
+
+
+class FakeForkServer:
+    """A stand-in for forkserver.py's runtime socket: runs an exec's process itself (as
+    `corral-runc exec` would: pid file, then its end as the wait status), answers other
+    verbs with success; or, by MODE, closes at once ("close") or refuses ("error")."""
+
+    def __init__(self, path: Path, mode: str = "run") -> None:
+        import socket
+        import threading
+
+        self.mode = mode
+        self.requests: list[list[str]] = []
+        self.pids: list[int] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.stopping = False
+        self.threads = [threading.Thread(target=self.serve)]
+        self.threads[0].start()
+
+    def serve(self) -> None:
+        import socket
+
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
+            if self.mode != "run":
+                if self.mode == "error":
+                    conn.send(b"error boom")
+                for fd in fds:
+                    os.close(fd)
+                conn.close()
+                continue
+            parts = data.decode().split("\0")[:-1]
+            cwd, argv = parts[1], parts[2:]
+            self.requests.append(argv)
+            self.run(conn, cwd, argv, fds)
+
+    def run(self, conn: object, cwd: str, argv: list[str], fds: list[int]) -> None:
+        import threading
+
+        if "exec" not in argv:
+            for fd in fds:
+                os.close(fd)
+            conn.send(b"pid 1")  # type: ignore[attr-defined]
+            conn.send(b"exit 0")  # type: ignore[attr-defined]
+            conn.close()  # type: ignore[attr-defined]
+            return
+        process = json.loads(Path(cwd, argv[argv.index("--process") + 1]).read_text())
+        p = subprocess.Popen(process["args"], stdin=fds[0], stdout=fds[1], stderr=fds[2])
+        for fd in fds:
+            os.close(fd)
+        Path(cwd, argv[argv.index("--pid-file") + 1]).write_text(str(p.pid))
+        self.pids.append(p.pid)
+        conn.send(b"pid %d" % p.pid)  # type: ignore[attr-defined]
+
+        def wait() -> None:
+            rc = p.wait()
+            conn.send(b"exit %d" % (-rc if rc < 0 else rc << 8))  # type: ignore[attr-defined]
+            conn.close()  # type: ignore[attr-defined]
+        t = threading.Thread(target=wait)
+        t.start()
+        self.threads.append(t)
+
+    def close(self) -> None:
+        self.stopping = True
+        for t in self.threads:
+            t.join(30)
+        self.sock.close()
+
+
+def h_path(srv: FakeForkServer) -> str:
+    return str(srv.sock.getsockname())
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Iterator[object]:
+    servers: list[FakeForkServer] = []
+
+    def make(mode: str) -> FakeForkServer:
+        servers.append(FakeForkServer(tmp_path / f"fork-{mode}.sock", mode))
+        return servers[-1]
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_exec_through_the_fork_server(start: object, fake_server: object) -> None:
+    """exec without --detach in the server; its status, output and timeout as exec'd."""
+    srv: FakeForkServer = fake_server("run")  # type: ignore[operator]
+    h: Holder = start("exec sleep 100", server=h_path(srv))  # type: ignore[operator]
+    r = h.client.exec({"args": ["/bin/sh", "-c", "echo out; echo err >&2; exit 5"]},
+                      timeout=10)
+    assert r == (5, b"out\n", b"err\n", False)
+    argv = srv.requests[0]
+    assert argv[:3] == ["--root", "/nowhere", "exec"] and "--detach" not in argv
+    assert argv[-1] == "c1" and "--pid-file" in argv
+    t0 = time.monotonic()
+    r = h.client.exec({"args": ["/bin/sleep", "100"]}, timeout=0.5)
+    assert r == (137, b"", b"", True)  # the pid file's process killed, as exec'd
+    assert time.monotonic() - t0 < 5
+    assert h.client.call(P.OP_KILL, signal=9, all=True)["exited"] is False
+    assert h.calls() == []  # nothing exec'd: every call went to the server
+    assert not list(h.dir.glob("exec-*"))  # process and pid files removed
+    assert h.client.call(P.OP_STATE)["status"] == "running"
+
+
+@pytest.mark.parametrize("how", [
+    pytest.param("missing", id="no-socket"),
+    pytest.param("stale", id="stale-socket-nobody-listens"),
+    pytest.param("close", id="server-closes-without-answer"),
+])
+def test_runtime_exec_d_when_no_fork_server_answers(start: object, fake_server: object,
+                                                     tmp_path: Path, how: str) -> None:
+    import socket
+
+    path = tmp_path / "gone.sock"
+    if how == "stale":
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+            s.bind(str(path))
+    elif how == "close":
+        path = Path(h_path(fake_server("close")))  # type: ignore[operator]
+    h: Holder = start("exec sleep 100", server=str(path))  # type: ignore[operator]
+    assert h.client.call(P.OP_KILL, signal=9, all=True)["exited"] is False
+    assert h.calls() == ["--root /nowhere kill --all c1 9"]  # the launcher, exec'd
+    with pytest.raises(ShimError, match=r"^exec: no pid in exec-\d+\.pid$"):
+        h.client.exec({"args": ["/bin/true"]}, timeout=5)  # the script writes no pid
+    assert h.calls()[-1].startswith("--root /nowhere exec --detach --process exec-")
+
+
+def test_fork_server_refusal_is_an_error_not_a_second_run(start: object,
+                                                          fake_server: object) -> None:
+    srv: FakeForkServer = fake_server("error")  # type: ignore[operator]
+    h: Holder = start("exec sleep 100", server=h_path(srv))  # type: ignore[operator]
+    with pytest.raises(ShimError, match=r"^rt kill: runtime fork server: boom$"):
+        h.client.call(P.OP_KILL, signal=9, all=True)
+    assert h.calls() == []
+    assert h.client.call(P.OP_STATE)["status"] == "running"
