@@ -46,17 +46,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.storage import (
-    Event,
     EventType,
     Fence,
     Fenced,
     InvalidArgument,
-    ListResult,
     NotFound,
     StorageError,
     Store,
@@ -64,6 +62,7 @@ from controlplane.storage import (
     Unavailable,
     Write,
 )
+from controlplane.storage.forwarding import ForwardingStore
 
 LEADER_PREFIX = "/corral/leader/"
 RETRY_SECONDS = 0.5  # campaign retries while etcd is unavailable
@@ -153,7 +152,7 @@ class Renewal:
         return None
 
 
-class TermStore:
+class TermStore(ForwardingStore):
     """A Store whose writes are fenced on the current term's fence and held while the
     lease is in doubt, so a term this process wins back at once costs its work nothing.
 
@@ -165,7 +164,7 @@ class TermStore:
     Reads, watches and leases pass through to the inner store."""
 
     def __init__(self, inner: Store, *, hold_limit: float = 30.0) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.fence: Fence | None = None
         self._changed = asyncio.Condition()
         self._open = False
@@ -236,36 +235,6 @@ class TermStore:
     async def delete(self, key: str, expected_revision: int | None = None) -> int:
         return await self._one(Write(key, None, expected_revision))
 
-    async def get(self, key: str) -> tuple[bytes, int]:
-        return await self.inner.get(key)
-
-    async def list(self, prefix: str, *, limit: int = 0, continue_token: str | None = None,
-                   revision: int | None = None) -> ListResult:
-        return await self.inner.list(prefix, limit=limit, continue_token=continue_token,
-                                     revision=revision)
-
-    def watch(self, prefix: str, *, from_revision: int,
-              bookmark_interval: float | None = None) -> AsyncIterator[Event]:
-        return self.inner.watch(prefix, from_revision=from_revision,
-                                bookmark_interval=bookmark_interval)
-
-    async def grant_lease(self, ttl: int) -> int:
-        return await self.inner.grant_lease(ttl)
-
-    async def keep_alive(self, lease: int) -> int:
-        return await self.inner.keep_alive(lease)
-
-    async def revoke_lease(self, lease: int) -> None:
-        await self.inner.revoke_lease(lease)
-
-    async def compact(self, revision: int) -> None:
-        await self.inner.compact(revision)
-
-    async def current_revision(self) -> int:
-        return await self.inner.current_revision()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def leader_key(component: str) -> str:

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from controlplane.storage.errors import Conflict, InvalidArgument, NotFound, StorageError
+from controlplane.storage.forwarding import ForwardingStore
 from controlplane.storage.interface import Event, Fence, ListResult, Store, Write
 
 PREFIX = b"corral:enc:aesgcm:v1:"
@@ -80,12 +81,12 @@ class EncryptionConfig:
         return stored.startswith(PREFIX + self.current.encode() + b":")
 
 
-class EncryptingStore:
+class EncryptingStore(ForwardingStore):
     """A Store that encrypts values under PREFIXES on their way into INNER."""
 
     def __init__(self, inner: Store, config: EncryptionConfig,
                  prefixes: tuple[str, ...] = (SECRETS,)) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.config = config
         self.prefixes = prefixes
 
@@ -135,23 +136,6 @@ class EncryptingStore:
                   for w in writes]
         return await self.inner.commit(sealed, fence=fence)
 
-    async def grant_lease(self, ttl: int) -> int:
-        return await self.inner.grant_lease(ttl)
-
-    async def keep_alive(self, lease: int) -> int:
-        return await self.inner.keep_alive(lease)
-
-    async def revoke_lease(self, lease: int) -> None:
-        await self.inner.revoke_lease(lease)
-
-    async def compact(self, revision: int) -> None:
-        await self.inner.compact(revision)
-
-    async def current_revision(self) -> int:
-        return await self.inner.current_revision()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 async def reencrypt(store: EncryptingStore, prefix: str = SECRETS, *,

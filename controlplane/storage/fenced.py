@@ -12,15 +12,16 @@ Fenced instead of landing late.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from controlplane.storage.errors import InvalidArgument, TxnFailed
-from controlplane.storage.interface import Event, Fence, ListResult, Store, Write
+from controlplane.storage.forwarding import ForwardingStore
+from controlplane.storage.interface import Fence, Store, Write
 
 
-class FencedStore:
+class FencedStore(ForwardingStore):
     def __init__(self, inner: Store, fence: Fence) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.fence = fence
 
     async def _one(self, write: Write) -> int:
@@ -43,34 +44,3 @@ class FencedStore:
             raise InvalidArgument(f"commit: fenced on {fence.key}@{fence.revision}, but this "
                                   f"store is fenced on {self.fence.key}@{self.fence.revision}")
         return await self.inner.commit(writes, fence=self.fence)
-
-    async def get(self, key: str) -> tuple[bytes, int]:
-        return await self.inner.get(key)
-
-    async def list(self, prefix: str, *, limit: int = 0, continue_token: str | None = None,
-                   revision: int | None = None) -> ListResult:
-        return await self.inner.list(prefix, limit=limit, continue_token=continue_token,
-                                     revision=revision)
-
-    def watch(self, prefix: str, *, from_revision: int,
-              bookmark_interval: float | None = None) -> AsyncIterator[Event]:
-        return self.inner.watch(prefix, from_revision=from_revision,
-                                bookmark_interval=bookmark_interval)
-
-    async def grant_lease(self, ttl: int) -> int:
-        return await self.inner.grant_lease(ttl)
-
-    async def keep_alive(self, lease: int) -> int:
-        return await self.inner.keep_alive(lease)
-
-    async def revoke_lease(self, lease: int) -> None:
-        await self.inner.revoke_lease(lease)
-
-    async def compact(self, revision: int) -> None:
-        await self.inner.compact(revision)
-
-    async def current_revision(self) -> int:
-        return await self.inner.current_revision()
-
-    async def close(self) -> None:
-        await self.inner.close()
