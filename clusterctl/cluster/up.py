@@ -57,10 +57,21 @@ def check_host(p: Plan) -> None:
             raise ClusterError(f"node {n.name}: network namespace {n.netns} already exists")
 
 
+def free_ports(n: int) -> list[int]:
+    """N distinct free ports on 127.0.0.1: every socket is held until all are bound, so
+    two picks can never return the same port."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _http_ok(url: str, *, any_status: bool = False) -> bool:
@@ -105,7 +116,7 @@ def make_network(p: Plan, st: State) -> None:
 
 
 def start_etcd(p: Plan, st: State) -> str:
-    client, peer = free_port(), free_port()
+    client, peer = free_ports(2)
     url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
     proc = spawn(["etcd", "--name", p.name, "--data-dir", os.path.join(p.dir, "etcd"),
                   "--listen-client-urls", url, "--advertise-client-urls", url,

@@ -322,6 +322,9 @@ class NodeProxyServicer(pb_grpc.NodeProxyServicer):
             opening.start.ref.CopyFrom(t.ref)
             channel = await self.dialer.connected(t.node, t.endpoint)
             call = self._stub(channel).Exec(_relay(opening, request_iterator, finished))
+            # the caller going away must end the agent's call even when this handler is
+            # not resumed to see it (it may be parked on the agent's next output)
+            context.add_done_callback(lambda _ctx, c=call: c.cancel())
             async for out in call:
                 yield out
         except aio.AioRpcError as err:
