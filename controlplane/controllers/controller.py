@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +35,37 @@ Obj = dict[str, Any]
 EXPECTATIONS_TTL = 300.0  # client-go: give up waiting for our own writes after 5 minutes
 # a write that failed this way may have been committed all the same
 AMBIGUOUS = (e.Reason.UNAVAILABLE, e.Reason.TIMEOUT, e.Reason.INTERNAL)
+
+
+async def record_event(cluster: Cluster, obj: dict[str, Any], *, involved: tuple[str, str],
+                       kind: str, reason: str, message: str, component: str, now: str) -> None:
+    """Best effort: an Event of type KIND (Normal or Warning) on OBJ, whose apiVersion and
+    kind are INVOLVED, the one a user sees in `clusterctl describe`; a failure to record it
+    is only logged."""
+    m = obj.get("metadata") or {}
+    ns = m.get("namespace", "")
+    event: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{m.get('name', '')}.", "namespace": ns},
+        "involvedObject": {"apiVersion": involved[0], "kind": involved[1],
+                           "name": m.get("name", ""), "namespace": ns, "uid": m.get("uid", "")},
+        "reason": reason, "message": message, "type": kind, "count": 1,
+        "firstTimestamp": now, "lastTimestamp": now, "source": {"component": component}}
+    try:
+        await cluster.create("events", event, namespace=ns)
+    except e.APIError as err:
+        log.debug("%s %s: event %s not recorded: %s", component, m.get("name"), reason, err)
+
+
+async def write_status(cluster: Cluster, resource: str, obj: dict[str, Any],
+                       status: dict[str, Any]) -> None:
+    """OBJ's status subresource set to STATUS, unless it already is."""
+    if (obj.get("status") or {}) == status:
+        return
+    out = copy.deepcopy(obj)  # OBJ may be the informer's cached copy
+    out["status"] = status
+    await cluster.update(resource, out, namespace=(obj.get("metadata") or {}).get(
+        "namespace", ""), subresource="status")
 
 
 async def may_exist(cluster: Cluster, resource: str, *, namespace: str, name: str,

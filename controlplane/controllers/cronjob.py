@@ -13,7 +13,6 @@ the Job (or AlreadyExists) and creates nothing more. The clock is injectable
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 
 from api import errors as e
 from controlplane.controllers import cronjob_plan as cp
-from controlplane.controllers.controller import Controller
+from controlplane.controllers.controller import Controller, record_event, write_status
 from controlplane.controllers.informer import Handler, Informers, split_key
 from controlplane.controllers.plan_util import Obj, deleting, meta, rfc3339
 from controlplane.local import Cluster
@@ -110,28 +109,9 @@ class CronJobController(Controller):
         await self._event(cronjob, "Normal", "SuccessfulDelete", f"Deleted job {name}")
 
     async def _event(self, cronjob: Obj, kind: str, reason: str, message: str) -> None:
-        """Best effort: an Event on the CronJob a user sees in `clusterctl describe`."""
-        m = meta(cronjob)
-        now = rfc3339(self.clock())
-        event: Obj = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{m.get('name', '')}.",
-                         "namespace": m.get("namespace", "")},
-            "involvedObject": {"apiVersion": "batch/v1", "kind": "CronJob",
-                               "name": m.get("name", ""), "namespace": m.get("namespace", ""),
-                               "uid": m.get("uid", "")},
-            "reason": reason, "message": message, "type": kind, "count": 1,
-            "firstTimestamp": now, "lastTimestamp": now,
-            "source": {"component": "cronjob-controller"}}
-        try:
-            await self.cluster.create("events", event, namespace=m.get("namespace", ""))
-        except e.APIError as err:
-            log.debug("cronjob %s: event %s not recorded: %s", m.get("name"), reason, err)
+        await record_event(self.cluster, cronjob, involved=("batch/v1", "CronJob"), kind=kind,
+                           reason=reason, message=message, component="cronjob-controller",
+                           now=rfc3339(self.clock()))
 
     async def _write_status(self, cronjob: Obj, status: dict[str, Any]) -> None:
-        if (cronjob.get("status") or {}) == status:
-            return
-        out = copy.deepcopy(cronjob)
-        out["status"] = status
-        await self.cluster.update("cronjobs", out, namespace=meta(cronjob).get("namespace", ""),
-                                  subresource="status")
+        await write_status(self.cluster, "cronjobs", cronjob, status)

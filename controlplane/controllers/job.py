@@ -10,7 +10,6 @@ Expectations keep a sync from creating again before the informer shows its own c
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +17,13 @@ from typing import Any
 
 from api import errors as e
 from controlplane.controllers import job_plan
-from controlplane.controllers.controller import Controller, Expectations, may_exist
+from controlplane.controllers.controller import (
+    Controller,
+    Expectations,
+    may_exist,
+    record_event,
+    write_status,
+)
 from controlplane.controllers.informer import Handler, Informers, split_key
 from controlplane.controllers.plan_util import Obj, deleting, meta, name_of, rfc3339
 from controlplane.controllers.podutil import generate_name
@@ -126,28 +131,9 @@ class JobController(Controller):
             self.queue.add_after(key, max(plan.requeue_after, 0.001))
 
     async def _event(self, job: Obj, kind: str, reason: str, message: str) -> None:
-        """Best effort: an Event on the Job a user sees in `clusterctl describe`."""
-        m = meta(job)
-        now = rfc3339(self.clock())
-        event: Obj = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{m.get('name', '')}.",
-                         "namespace": m.get("namespace", "")},
-            "involvedObject": {"apiVersion": "batch/v1", "kind": "Job",
-                               "name": m.get("name", ""), "namespace": m.get("namespace", ""),
-                               "uid": m.get("uid", "")},
-            "reason": reason, "message": message, "type": kind, "count": 1,
-            "firstTimestamp": now, "lastTimestamp": now,
-            "source": {"component": "job-controller"}}
-        try:
-            await self.cluster.create("events", event, namespace=m.get("namespace", ""))
-        except e.APIError as err:
-            log.debug("job %s: event %s not recorded: %s", m.get("name"), reason, err)
+        await record_event(self.cluster, job, involved=("batch/v1", "Job"), kind=kind,
+                           reason=reason, message=message, component="job-controller",
+                           now=rfc3339(self.clock()))
 
     async def _write_status(self, job: Obj, status: dict[str, Any]) -> None:
-        if (job.get("status") or {}) == status:
-            return
-        out = copy.deepcopy(job)
-        out["status"] = status
-        await self.cluster.update("jobs", out, namespace=meta(job).get("namespace", ""),
-                                  subresource="status")
+        await write_status(self.cluster, "jobs", job, status)
