@@ -60,96 +60,144 @@ def _labels(info: ContainerInfo) -> list[str]:
             info.pod]
 
 
-def _counter(name: str, doc: str, extra: Sequence[str] = ()) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=[*LABELS, *extra])
+# One sample of a family for one container: (the extra label values, the value).
+Sample = tuple[tuple[str, ...], float]
+DeviceName = Callable[[int, int], str]
 
 
-def _gauge(name: str, doc: str, extra: Sequence[str] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=[*LABELS, *extra])
+@dataclass(frozen=True)
+class Family:
+    """One container_* family: its name, type, help, extra labels, and how a container's
+    reading gives its samples (none when the reading lacks the value, as cAdvisor)."""
+    name: str
+    counter: bool
+    doc: str
+    samples: Callable[[Observed, float, DeviceName], Iterable[Sample]]
+    extra: tuple[str, ...] = ()
+
+
+def _cpu(attr: str, scale: float = 1) -> Callable[[Observed, float, DeviceName],
+                                                  Iterable[Sample]]:
+    def samples(o: Observed, _now: float, _dev: DeviceName) -> Iterable[Sample]:
+        cpu = o.stats.cpu
+        return [] if cpu is None else [((), getattr(cpu, attr) / scale)]
+    return samples
+
+
+def _mem(attr: str) -> Callable[[Observed, float, DeviceName], Iterable[Sample]]:
+    def samples(o: Observed, _now: float, _dev: DeviceName) -> Iterable[Sample]:
+        m = o.stats.memory
+        return [] if m is None else [((), getattr(m, attr))]
+    return samples
+
+
+def _spec(attr: str) -> Callable[[Observed, float, DeviceName], Iterable[Sample]]:
+    """A spec value exported only when set (0 means unset)."""
+    def samples(o: Observed, _now: float, _dev: DeviceName) -> Iterable[Sample]:
+        value = getattr(o.stats.spec, attr)
+        return [((), value)] if value else []
+    return samples
+
+
+def _cpu_total(o: Observed, _now: float, _dev: DeviceName) -> Iterable[Sample]:
+    cpu = o.stats.cpu
+    return [] if cpu is None else [(("total",), cpu.usage_ns / NS_PER_SECOND)]
+
+
+def _mem_limit(o: Observed, _now: float, _dev: DeviceName) -> Iterable[Sample]:
+    # exported with the memory readings, even when unlimited (0), as cAdvisor does
+    if o.stats.memory is None:
+        return []
+    return [((), memory_limit_value(o.stats.spec.memory_limit))]
+
+
+def _started(o: Observed, _now: float, _dev: DeviceName) -> Iterable[Sample]:
+    return [((), o.info.started_at)] if o.info.started_at else []
+
+
+def _seen(_o: Observed, now: float, _dev: DeviceName) -> Iterable[Sample]:
+    return [((), now)]
+
+
+def _net(attr: str) -> Callable[[Observed, float, DeviceName], Iterable[Sample]]:
+    def samples(o: Observed, _now: float, _dev: DeviceName) -> Iterable[Sample]:
+        return [((i.name,), getattr(i, attr)) for i in o.interfaces]
+    return samples
+
+
+def _disk(attr: str) -> Callable[[Observed, float, DeviceName], Iterable[Sample]]:
+    def samples(o: Observed, _now: float, dev: DeviceName) -> Iterable[Sample]:
+        return [((dev(d.major, d.minor),), getattr(d, attr)) for d in o.stats.disk_io]
+    return samples
+
+
+NS = float(NS_PER_SECOND)  # nanoseconds -> seconds
+FAMILIES: tuple[Family, ...] = (
+    Family("container_cpu_usage_seconds_total", True,
+           "CPU time the container used, in seconds.", _cpu_total, ("cpu",)),
+    Family("container_cpu_user_seconds_total", True,
+           "CPU time the container spent in user mode, in seconds.", _cpu("user_ns", NS)),
+    Family("container_cpu_system_seconds_total", True,
+           "CPU time the container spent in kernel mode, in seconds.", _cpu("system_ns", NS)),
+    Family("container_cpu_cfs_periods_total", True,
+           "CFS enforcement periods that have elapsed.", _cpu("periods")),
+    Family("container_cpu_cfs_throttled_periods_total", True,
+           "CFS periods in which the container was throttled.", _cpu("throttled_periods")),
+    Family("container_cpu_cfs_throttled_seconds_total", True,
+           "Time the container spent throttled, in seconds.", _cpu("throttled_ns", NS)),
+    Family("container_memory_usage_bytes", False,
+           "Memory the container uses, page cache included, in bytes.", _mem("usage")),
+    Family("container_memory_working_set_bytes", False,
+           "Memory usage minus inactive file pages, in bytes.", _mem("working_set")),
+    Family("container_memory_rss", False,
+           "Anonymous memory (RSS) of the container, in bytes.", _mem("rss")),
+    Family("container_memory_cache", False,
+           "Page cache of the container, in bytes.", _mem("cache")),
+    Family("container_memory_swap", False,
+           "Swap the container uses, in bytes.", _mem("swap")),
+    Family("container_memory_mapped_file", False,
+           "Size of memory-mapped files of the container, in bytes.", _mem("mapped_file")),
+    Family("container_spec_memory_limit_bytes", False,
+           "Memory limit of the container, in bytes (0: none).", _mem_limit),
+    Family("container_spec_cpu_quota", False,
+           "CFS quota of the container, in microseconds.", _spec("cpu_quota")),
+    Family("container_spec_cpu_period", False,
+           "CFS period of the container, in microseconds.", _spec("cpu_period")),
+    Family("container_spec_cpu_shares", False,
+           "CPU shares of the container.", _spec("cpu_shares")),
+    Family("container_oom_events_total", True,
+           "Processes of the container killed by the OOM killer.", _mem("oom_kills")),
+    Family("container_start_time_seconds", False,
+           "When the container started, in seconds since the epoch.", _started),
+    Family("container_last_seen", False,
+           "When the exporter last saw the container, in seconds since the epoch.", _seen),
+    Family("container_network_receive_bytes_total", True,
+           "Bytes received on the interface.", _net("rx_bytes"), ("interface",)),
+    Family("container_network_transmit_bytes_total", True,
+           "Bytes transmitted on the interface.", _net("tx_bytes"), ("interface",)),
+    Family("container_fs_reads_bytes_total", True,
+           "Bytes the container read from the block device.", _disk("read_bytes"),
+           ("device",)),
+    Family("container_fs_writes_bytes_total", True,
+           "Bytes the container wrote to the block device.", _disk("write_bytes"),
+           ("device",)),
+)
 
 
 def build_families(observed: Sequence[Observed], *, machine: Machine | None, now: float,
-                   device_name: Callable[[int, int], str] = lambda major, minor: ""
+                   device_name: DeviceName = lambda major, minor: ""
                    ) -> list[Metric]:
     """The metric families for these readings (pure: no I/O). machine None leaves the
     machine_* samples out (the collector's describe())."""
-    cpu_usage = _counter("container_cpu_usage_seconds_total",
-                         "CPU time the container used, in seconds.", ["cpu"])
-    cpu_user = _counter("container_cpu_user_seconds_total",
-                        "CPU time the container spent in user mode, in seconds.")
-    cpu_system = _counter("container_cpu_system_seconds_total",
-                          "CPU time the container spent in kernel mode, in seconds.")
-    periods = _counter("container_cpu_cfs_periods_total",
-                       "CFS enforcement periods that have elapsed.")
-    throttled = _counter("container_cpu_cfs_throttled_periods_total",
-                         "CFS periods in which the container was throttled.")
-    throttled_s = _counter("container_cpu_cfs_throttled_seconds_total",
-                           "Time the container spent throttled, in seconds.")
-    usage = _gauge("container_memory_usage_bytes",
-                   "Memory the container uses, page cache included, in bytes.")
-    working_set = _gauge("container_memory_working_set_bytes",
-                         "Memory usage minus inactive file pages, in bytes.")
-    rss = _gauge("container_memory_rss", "Anonymous memory (RSS) of the container, in bytes.")
-    cache = _gauge("container_memory_cache", "Page cache of the container, in bytes.")
-    swap = _gauge("container_memory_swap", "Swap the container uses, in bytes.")
-    mapped = _gauge("container_memory_mapped_file",
-                    "Size of memory-mapped files of the container, in bytes.")
-    mem_limit = _gauge("container_spec_memory_limit_bytes",
-                       "Memory limit of the container, in bytes (0: none).")
-    quota = _gauge("container_spec_cpu_quota", "CFS quota of the container, in microseconds.")
-    period = _gauge("container_spec_cpu_period", "CFS period of the container, in microseconds.")
-    shares = _gauge("container_spec_cpu_shares", "CPU shares of the container.")
-    oom = _counter("container_oom_events_total",
-                   "Processes of the container killed by the OOM killer.")
-    start = _gauge("container_start_time_seconds",
-                   "When the container started, in seconds since the epoch.")
-    last_seen = _gauge("container_last_seen",
-                       "When the exporter last saw the container, in seconds since the epoch.")
-    rx = _counter("container_network_receive_bytes_total",
-                  "Bytes received on the interface.", ["interface"])
-    tx = _counter("container_network_transmit_bytes_total",
-                  "Bytes transmitted on the interface.", ["interface"])
-    reads = _counter("container_fs_reads_bytes_total",
-                     "Bytes the container read from the block device.", ["device"])
-    writes = _counter("container_fs_writes_bytes_total",
-                      "Bytes the container wrote to the block device.", ["device"])
-
-    for o in observed:
-        labels = _labels(o.info)
-        s = o.stats
-        if s.cpu is not None:
-            cpu_usage.add_metric([*labels, "total"], s.cpu.usage_ns / NS_PER_SECOND)
-            cpu_user.add_metric(labels, s.cpu.user_ns / NS_PER_SECOND)
-            cpu_system.add_metric(labels, s.cpu.system_ns / NS_PER_SECOND)
-            periods.add_metric(labels, s.cpu.periods)
-            throttled.add_metric(labels, s.cpu.throttled_periods)
-            throttled_s.add_metric(labels, s.cpu.throttled_ns / NS_PER_SECOND)
-        if s.memory is not None:
-            m = s.memory
-            usage.add_metric(labels, m.usage)
-            working_set.add_metric(labels, m.working_set)
-            rss.add_metric(labels, m.rss)
-            cache.add_metric(labels, m.cache)
-            swap.add_metric(labels, m.swap)
-            mapped.add_metric(labels, m.mapped_file)
-            oom.add_metric(labels, m.oom_kills)
-            mem_limit.add_metric(labels, memory_limit_value(s.spec.memory_limit))
-        if s.spec.cpu_shares:
-            shares.add_metric(labels, s.spec.cpu_shares)
-        if s.spec.cpu_quota:
-            quota.add_metric(labels, s.spec.cpu_quota)
-        if s.spec.cpu_period:
-            period.add_metric(labels, s.spec.cpu_period)
-        if o.info.started_at:
-            start.add_metric(labels, o.info.started_at)
-        last_seen.add_metric(labels, now)
-        for i in o.interfaces:
-            rx.add_metric([*labels, i.name], i.rx_bytes)
-            tx.add_metric([*labels, i.name], i.tx_bytes)
-        for d in s.disk_io:
-            dev = device_name(d.major, d.minor)
-            reads.add_metric([*labels, dev], d.read_bytes)
-            writes.add_metric([*labels, dev], d.write_bytes)
+    out: list[Metric] = []
+    for spec in FAMILIES:
+        kind = CounterMetricFamily if spec.counter else GaugeMetricFamily
+        family = kind(spec.name, spec.doc, labels=[*LABELS, *spec.extra])
+        for o in observed:
+            labels = _labels(o.info)
+            for extra, value in spec.samples(o, now, device_name):
+                family.add_metric([*labels, *extra], value)
+        out.append(family)
 
     cores = GaugeMetricFamily("machine_cpu_cores", "Logical CPUs of the machine.",
                               labels=list(MACHINE_LABELS))
@@ -159,9 +207,7 @@ def build_families(observed: Sequence[Observed], *, machine: Machine | None, now
         ids = [machine.boot_id, machine.machine_id, machine.system_uuid]
         cores.add_metric(ids, machine.cpu_cores)
         memory.add_metric(ids, machine.memory_bytes)
-    return [cpu_usage, cpu_user, cpu_system, periods, throttled, throttled_s, usage,
-            working_set, rss, cache, swap, mapped, mem_limit, quota, period, shares, oom,
-            start, last_seen, rx, tx, reads, writes, cores, memory]
+    return [*out, cores, memory]
 
 
 class CadvisorCollector(Collector):
