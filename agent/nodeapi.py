@@ -26,7 +26,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
@@ -423,11 +423,16 @@ class NodeServicer(npb_grpc.NodeServicer):
                 raise _invalid(f"pod {bp.key}: container \"{name}\": exec: command: required")
         except NodeAPIError as err:
             await self._abort(context, err)
-        async for out in self._exec(bp, c, start, request_iterator):
-            yield out
+        # closed with this generator: grpc closes it, not cancels it, when the call ends
+        # while an output is being written (the caller went away), and the session must end
+        # then too, not when the garbage collector gets to the inner generator
+        async with contextlib.aclosing(self._exec(bp, c, start, request_iterator)) as outs:
+            async for out in outs:
+                yield out
 
     async def _exec(self, bp: BoundPod, c: C.ContainerInfo, start: npb.ExecStart,
-                    inputs: AsyncIterator[npb.ExecInput]) -> AsyncIterator[npb.ExecOutput]:
+                    inputs: AsyncIterator[npb.ExecInput]
+                    ) -> AsyncGenerator[npb.ExecOutput, None]:
         where = f"pod {bp.key}: container \"{c.name}\": exec"
         if self.connect is None or self.exit_code is None:
             yield _exit(-1, f"{where}: this agent has no CRI streaming client")
@@ -475,7 +480,9 @@ def _exit(code: int, message: str) -> npb.ExecOutput:
 
 async def _pump(inputs: AsyncIterator[npb.ExecInput], stream: ExecStream, *,
                 stdin: bool) -> None:
-    """The caller's stdin and resizes into the session; its half-close is stdin's EOF."""
+    """The caller's stdin and resizes into the session; its half-close is stdin's EOF.
+    grpc also ends INPUTS when the caller cancels: the call's cancellation (of _exec) then
+    ends the session; closing stdin first does no harm."""
     closed = False
     async for msg in inputs:
         kind = msg.WhichOneof("input")

@@ -187,5 +187,8 @@ class ExecSession:
             self.cancel()
 
     def cancel(self) -> None:
-        self._call.cancel()  # first: ending the requests first would half-close (EOF) instead
-        self._inputs.put(_CLOSE)  # the request thread returns
+        """End the exec (the controlplane cancels the agent's call, and the agent the
+        session). The call is cancelled first: the request thread returning first would
+        half-close the stream (EOF) ahead of the cancel."""
+        self._call.cancel()
+        self._inputs.put(_CLOSE)  # the request thread returns: grpc sends nothing now

@@ -17,6 +17,8 @@
         ▼
     corral.node.v1.Node on the agent: Logs / Exec / Stats. Streams are relayed both ways;
     a caller that goes away cancels the agent's call, an agent that ends ends the caller's.
+    Exec: the end of the caller's requests is not passed on (grpc shows a caller's cancel
+    as that end too, so it cannot mean EOF); the RPC's own end cancels the agent's call.
     Agent errors keep their gRPC code and name the node; an agent that cannot be reached
     is UNAVAILABLE "node n2: agent at 10.99.0.3:10250 unreachable: ...".
 """
@@ -322,8 +324,9 @@ class NodeProxyServicer(pb_grpc.NodeProxyServicer):
             opening.start.ref.CopyFrom(t.ref)
             channel = await self.dialer.connected(t.node, t.endpoint)
             call = self._stub(channel).Exec(_relay(opening, request_iterator, finished))
-            # the caller going away must end the agent's call even when this handler is
-            # not resumed to see it (it may be parked on the agent's next output)
+            # the RPC's end cancels the agent's call however it comes: grpc cancels this
+            # handler when the caller cancels, but when a write to the caller fails it
+            # drops the handler at its yield: the finally below runs when it is collected
             context.add_done_callback(lambda _ctx, c=call: c.cancel())
             async for out in call:
                 yield out
@@ -367,9 +370,10 @@ async def _first(requests: Any) -> Any:
 
 async def _relay(first: Any, requests: Any, finished: asyncio.Event) -> AsyncIterator[Any]:
     """FIRST, then the caller's inputs as they come. The end of the caller's inputs is
-    not the end of the exec (stdin_close is the process's EOF; a caller that goes away
-    may only have half-closed first): the agent's side stays open until FINISHED, when
-    the exec has ended or been cancelled."""
+    not passed on as a half-close: stdin_close is the process's EOF, and grpc's server ends
+    REQUESTS both when the caller half-closes and when it cancels (the cancel reaches the
+    handler separately, and may come second). The agent's side stays open until FINISHED,
+    when the exec has ended, or until the agent's call is cancelled."""
     yield first
     async for item in requests:
         yield item

@@ -189,17 +189,6 @@ def test_client_reexports_the_exec_types() -> None:
     assert api_client.ExecEvent is nc.ExecEvent and api_client.ExecSession is nc.ExecSession
 
 
-@pytest.mark.parametrize("raw, want", [
-    pytest.param(b'{"a":1234567890123456789}', True, id="19-digits"),
-    pytest.param(b'{"a":123456789012345678}', False, id="18-digits"),
-    pytest.param(b'{"a":"x1234567890123456789012y"}', True, id="in-a-string-counts-too"),
-    pytest.param(b"1234567890 123456789", False, id="runs-split-by-a-space"),
-    pytest.param(b"", False, id="empty"),
-])
-def test_has_long_number_is_the_digit_run_test(raw: bytes, want: bool) -> None:
-    assert api_client.has_long_number(raw) is want
-
-
 @pytest.mark.parametrize("raw", [
     pytest.param(b'{"n":18446744073709551616}', id="over-64-bits-stays-exact"),
     pytest.param(b'{"n":-9223372036854775808,"m":1.5}', id="int64-min"),
@@ -208,3 +197,32 @@ def test_has_long_number_is_the_digit_run_test(raw: bytes, want: bool) -> None:
 ])
 def test_loads_answers_as_the_standard_library(raw: bytes) -> None:
     assert api_client._loads(raw) == json.loads(raw)
+
+
+class OrderStream(FakeStream):
+    """Records, when cancel() comes, whether the request iterator had already ended (a
+    returned iterator is grpc's half-close, which must not reach the server first)."""
+
+    def __init__(self, session_box: list[nc.ExecSession]) -> None:
+        super().__init__([])
+        self.box = session_box
+        self.closed_before_cancel: bool | None = None
+
+    def cancel(self) -> None:
+        if self.closed_before_cancel is None:
+            queued = list(self.box[0]._inputs.queue)
+            self.closed_before_cancel = any(item is nc._CLOSE for item in queued)
+        super().cancel()
+
+
+def test_exec_cancel_cancels_the_call_before_the_requests_end() -> None:
+    box: list[nc.ExecSession] = []
+    stream = OrderStream(box)
+    session = proxy(FakeStub(stream=stream)).pod_exec("web", ["cat"], namespace="ns",
+                                                      stdin=True)
+    box.append(session)
+    session.send_stdin(b"x")
+    session.cancel()
+    assert stream.cancelled and stream.closed_before_cancel is False
+    stub_requests = list(session._requests())  # the request thread's iterator now ends
+    assert [m.WhichOneof("input") for m in stub_requests] == ["start", "stdin"]
