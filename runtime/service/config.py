@@ -5,7 +5,9 @@
     root = "/var/lib/corral/runtime"        # content, snapshots, images, metadata
     state = "/run/corral/runtime"           # tasks (shims, bundles), sandboxes' netns
     socket = "/run/corral/runtime.sock"
-    sandbox_image = "127.0.0.1:5000/corral/pause:1"
+    sandbox_image = "127.0.0.1:5000/corral/pause:1"   # pulled only when a pod needs a pause
+    drop_infra_container = true             # pods without a pause container unless they
+                                            # share a PID namespace; false: always one
     default_registry = "docker.io"
     default_runtime = "corral-runc"
     stream_address = "127.0.0.1:0"          # CRI streaming (exec/attach/port-forward); 0: any
@@ -49,7 +51,7 @@ DEFAULT_STREAM_ADDRESS = "127.0.0.1:0"
 DEFAULT_STREAM_TOKEN_TTL = 60.0
 KNOWN_KEYS = {"root", "state", "socket", "cgroup_parent", "sandbox_image", "default_registry",
               "default_runtime", "runtimes", "registries", "cni", "stream_address",
-              "stream_token_ttl"}
+              "stream_token_ttl", "drop_infra_container"}
 CNI_KEYS = {"bin_dirs", "conf_dir", "cache_dir", "netns_dir"}
 REGISTRY_KEYS = {"username", "password", "plain_http", "mirrors"}
 
@@ -92,6 +94,7 @@ class DaemonConfig:
     cni: CNIConfig = field(default_factory=CNIConfig)
     stream_address: str = DEFAULT_STREAM_ADDRESS
     stream_token_ttl: float = DEFAULT_STREAM_TOKEN_TTL
+    drop_infra_container: bool = True  # sandboxes.SandboxManager(drop_infra=...)
     source: str = "<defaults>"
 
     def runtime_commands(self) -> dict[str, list[str]]:
@@ -192,6 +195,12 @@ def parse(data: dict[str, Any], *, source: str) -> DaemonConfig:
             kw[key] = _str(source, key, data[key])
     if "stream_address" in data:
         kw["stream_address"] = _stream_address(source, data["stream_address"])
+    if "drop_infra_container" in data:
+        drop = data["drop_infra_container"]
+        if not isinstance(drop, bool):
+            raise ConfigError(source, "drop_infra_container",
+                              f"must be true or false, got {drop!r}")
+        kw["drop_infra_container"] = drop
     if "stream_token_ttl" in data:
         ttl = data["stream_token_ttl"]
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 3600:

@@ -3,20 +3,27 @@
 ::
 
     run(ns, spec)                                    stop(ns, id)           remove(ns, id)
-      ├ reserve the name (name, uid, namespace,        ├ pause.stop           ├ stop first
+      ├ reserve the name (name, uid, namespace,        ├ pause.stop (if any)  ├ stop first
       │   attempt) per tenancy namespace               ├ network.teardown     ├ pause.remove
-      ├ record CREATED (root/sandboxes/<ns>/<id>.json)  │   (CNI DEL, netns)   └ record gone
-      ├ network.setup -> netns path + IPs (CNI ADD)    └ -> NOTREADY
-      ├ pause.start -> pid (the sandbox container:
-      │   new ipc + uts, joins the netns)
+      ├ record CREATED (root/sandboxes/<ns>/<id>.json)  │   (CNI DEL, netns)   ├ holder.remove
+      ├ network.setup -> netns path + IPs (CNI ADD)    ├ holder.unpin         │   (the files)
+      ├ holder.pin -> the pod's /dev/shm, and unless   └ -> NOTREADY          └ record gone
+      │   a pause is needed, new ipc + uts (hostname)
+      │   pinned by bind mounts (nsholder.py)
+      ├ pause.start -> pid, only when needed (see below)
       └ -> READY          any failure: undo what was done, record gone
 
-The pod's containers join the sandbox's network namespace by its path and its IPC and UTS
-namespaces through /proc/<pause pid>/ns. What setup does is behind two small interfaces,
-``NetworkPlugin`` and ``PauseRunner``, so the lifecycle is unit-tested with fakes and run
-for real by the daemon (CNINetwork here, the pause runner in cri/service.py).
-State lives in files, so a restarted daemon lists every sandbox; its READY/NOTREADY is
-re-read from the pause container (a sandbox whose pause died is NOTREADY).
+Without a pause container (CRI-O's ``drop_infra_ctr``, our default) the pod's containers
+join its namespaces by path: the netns file and the pinned ipc and uts files; the sandbox
+is READY while every pinned file still holds its namespace. A pause container runs only
+when the pod shares one PID namespace (it needs an init) or the daemon is configured with
+``drop_infra_container = false``; then containers join ipc and uts (and pid) through
+/proc/<pause pid>/ns and the pod is READY while the pause runs. ``needs_pause`` decides.
+What setup does is behind small interfaces (``NetworkPlugin``, ``NamespaceHolder``,
+``PauseRunner``), so the lifecycle is unit-tested with fakes and run for real by the daemon
+(CNINetwork here, nsholder.PinnedNamespaces, the pause runner in cri/service.py).
+State lives in files, so a restarted daemon lists every sandbox and re-reads READY/NOTREADY
+from the pins (or the pause container).
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
-from runtime.service import cni
+from runtime.service import cni, nsholder
 from runtime.service.cni import netns as netns_mod
+from runtime.service.nsholder import Pinned
 
 
 class SandboxError(Exception):
@@ -97,6 +105,9 @@ class SandboxSpec:
     # No pause container and no pod network: each container gets namespaces of its own
     # (what `ctr run` does; corral-ctr run asks for it).
     standalone: bool = False
+    # namespace_options.pid == POD: the containers share one PID namespace, whose init is
+    # the pause container (the only case that needs one when pause containers are dropped)
+    share_pid: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,25 +120,50 @@ class Sandbox:
     netns: str = ""
     ips: tuple[str, ...] = ()
     pause_pid: int = 0
+    # (kind, file) of the ipc and uts namespaces pinned for the pod when it has no pause
+    namespaces: tuple[tuple[str, str], ...] = ()
+    shm: str = ""  # the pod's /dev/shm (a tmpfs), bind-mounted into each container
 
     @property
     def key(self) -> str:
         return name_key(self.spec)
 
+    @property
+    def has_pause(self) -> bool:
+        return not self.spec.standalone and not self.namespaces
+
+    def pinned(self) -> Pinned:
+        """Everything that must stay mounted for the pod to be READY (pause-less pods)."""
+        net = (("network", self.netns),) if self.netns else ()
+        return Pinned(namespaces=net + self.namespaces, shm=self.shm)
+
     def join_namespaces(self) -> tuple[tuple[str, str], ...]:
         """(kind, path) for bundle.ContainerConfig.namespaces of a container of this pod.
-        The pod network is joined through the pause process, which holds it: its pinned
-        file may have been unmounted (by a cleanup that swept /run) while the pod lives."""
+        Without a pause: the pinned files. With one, the pod network is joined through the
+        pause process, which holds it: its pinned file may have been unmounted (by a
+        cleanup that swept /run) while the pod lives."""
         if self.spec.standalone:
             return ()
         net = self.netns or "/proc/1/ns/net"
+        if self.namespaces:
+            return (("network", net), *self.namespaces)
         if self.netns and self.pause_pid:
             net = f"/proc/{self.pause_pid}/ns/net"
         out = [("network", net)]
         if self.pause_pid:
             out += [("ipc", f"/proc/{self.pause_pid}/ns/ipc"),
                     ("uts", f"/proc/{self.pause_pid}/ns/uts")]
+            if self.spec.share_pid:
+                out.append(("pid", f"/proc/{self.pause_pid}/ns/pid"))
         return tuple(out)
+
+
+def needs_pause(spec: SandboxSpec, *, drop_infra: bool) -> bool:
+    """A pause container for SPEC: never standalone; always for a shared PID namespace
+    (it is that namespace's init); otherwise only if the daemon keeps them."""
+    if spec.standalone:
+        return False
+    return spec.share_pid or not drop_infra
 
 
 def name_key(spec: SandboxSpec) -> str:
@@ -146,6 +182,10 @@ def validate(spec: SandboxSpec) -> None:
     if spec.cgroup_parent and not spec.cgroup_parent.startswith("/"):
         raise InvalidArgument(f"Sandbox {spec.namespace}/{spec.name}: linux.cgroup_parent: "
                               f"must start with '/', got {spec.cgroup_parent!r}")
+    try:
+        nsholder.check_hostname(f"{spec.namespace}/{spec.name}", spec.hostname)
+    except nsholder.PinError as e:
+        raise InvalidArgument(str(e)) from None
 
 
 class NetworkPlugin(Protocol):
@@ -179,11 +219,34 @@ class PauseRunner(Protocol):
         ...
 
 
+class NamespaceHolder(Protocol):
+    def pin(self, sandbox_id: str, *, hostname: str, kinds: tuple[str, ...]) -> Pinned:
+        """New namespaces of KINDS ("ipc", "uts"; HOSTNAME set in a new uts) and a shm
+        tmpfs for the pod, each pinned by a mount; all undone if any fails."""
+        ...
+
+    def alive(self, pinned: Pinned) -> bool:
+        """Every file of PINNED still holds its namespace (and the shm is mounted)."""
+        ...
+
+    def unpin(self, sandbox_id: str) -> None:
+        """Unmount the pins (the files stay); a second call does nothing."""
+        ...
+
+    def remove(self, sandbox_id: str) -> None:
+        """Unpin and delete the files; a missing sandbox is fine."""
+        ...
+
+
 class SandboxManager:
-    def __init__(self, root: str, *, network: NetworkPlugin, pause: PauseRunner) -> None:
+    def __init__(self, root: str, *, network: NetworkPlugin, pause: PauseRunner,
+                 holder: NamespaceHolder | None = None, drop_infra: bool = True) -> None:
         self.root = os.path.join(root, "sandboxes")
         self.network = network
         self.pause = pause
+        self.holder: NamespaceHolder = holder or nsholder.PinnedNamespaces(
+            os.path.join(root, "sandbox-ns"))
+        self.drop_infra = drop_infra
         self._lock = threading.RLock()
         self._reserved: set[tuple[str, str]] = set()  # names of sandboxes being set up
         # the records, read from disk once per tenant, then kept in step with every write
@@ -216,7 +279,8 @@ class SandboxManager:
         spec = raw.pop("spec")
         spec["port_mappings"] = tuple(spec.get("port_mappings") or ())
         return Sandbox(**{**raw, "spec": SandboxSpec(**spec), "state": SandboxState(
-            raw["state"]), "ips": tuple(raw["ips"])})
+            raw["state"]), "ips": tuple(raw["ips"]), "namespaces": tuple(
+            (k, p) for k, p in raw.get("namespaces") or ())})
 
     def _record(self, tenant: str, sid: str) -> Sandbox:
         self._path(tenant, sid)  # validates SID
@@ -299,7 +363,13 @@ class SandboxManager:
                     path, ips = self.network.setup(sb.id, port_mappings=spec.port_mappings)
                     sb = replace(sb, netns=path, ips=tuple(ips))
                     self._save(sb)
-                pid = self.pause.start(sb)
+                pause = needs_pause(spec, drop_infra=self.drop_infra)
+                pinned = self.holder.pin(
+                    sb.id, hostname="" if spec.host_network else spec.hostname,
+                    kinds=() if pause else nsholder.KINDS)
+                sb = replace(sb, namespaces=pinned.namespaces, shm=pinned.shm)
+                self._save(sb)
+                pid = self.pause.start(sb) if pause else 0
             except BaseException:
                 self._undo(sb)
                 raise
@@ -310,42 +380,55 @@ class SandboxManager:
 
     def _undo(self, sb: Sandbox) -> None:
         try:
-            if not sb.spec.standalone:
+            if sb.has_pause:
                 self.pause.remove(sb)
         finally:
             try:
-                if not sb.spec.host_network and not sb.spec.standalone:
-                    self.network.teardown(sb.id, sb.netns)
+                if not sb.spec.standalone:
+                    self.holder.remove(sb.id)
             finally:
-                self._set(sb, SandboxState.REMOVED)
+                try:
+                    if not sb.spec.host_network and not sb.spec.standalone:
+                        self.network.teardown(sb.id, sb.netns)
+                finally:
+                    self._set(sb, SandboxState.REMOVED)
+
+    def _ready(self, sb: Sandbox) -> bool:
+        """READY as recorded, and what holds its namespaces still does."""
+        if sb.state is not SandboxState.READY or sb.spec.standalone:
+            return sb.state is SandboxState.READY
+        if sb.namespaces:
+            return self.holder.alive(sb.pinned())
+        return self.pause.pid(sb) != 0
 
     def get(self, tenant: str, sid: str) -> Sandbox:
-        """The sandbox, READY only while its pause container runs."""
+        """The sandbox, READY only while its namespaces are held (pins or pause)."""
         sb = self._record(tenant, self._resolve(tenant, sid))
-        if sb.state is SandboxState.READY and not sb.spec.standalone and \
-                self.pause.pid(sb) == 0:
+        if sb.state is SandboxState.READY and not self._ready(sb):
             return replace(sb, state=SandboxState.NOTREADY)
         return sb
 
     def list(self, tenant: str) -> builtins.list[Sandbox]:
         out = []
         for sb in self._records(tenant):
-            if sb.state is SandboxState.READY and not sb.spec.standalone and \
-                    self.pause.pid(sb) == 0:
+            if sb.state is SandboxState.READY and not self._ready(sb):
                 sb = replace(sb, state=SandboxState.NOTREADY)
             out.append(sb)
         return out
 
     def stop(self, tenant: str, sid: str) -> Sandbox:
-        """Stop the pause container and take the network down; idempotent."""
+        """Stop the pause container (if any), take the network down (CNI DEL), then unpin
+        the pod's namespaces and shm; idempotent."""
         with self._lock:
             sb = self._record(tenant, self._resolve(tenant, sid))
             if sb.state is SandboxState.NOTREADY and not sb.netns:
                 return sb
-            if not sb.spec.standalone:
+            if sb.has_pause:
                 self.pause.stop(sb)
             if not sb.spec.host_network and not sb.spec.standalone:
                 self.network.teardown(sb.id, sb.netns)
+            if not sb.spec.standalone:
+                self.holder.unpin(sb.id)
             new = replace(sb, netns="")
             if sb.state is SandboxState.NOTREADY:
                 self._save(new)
@@ -356,8 +439,10 @@ class SandboxManager:
         """Stop (if it is not) and remove the sandbox; a missing one is NotFound."""
         sb = self.stop(tenant, sid)
         with self._lock:
-            if not sb.spec.standalone:
+            if sb.has_pause:
                 self.pause.remove(sb)
+            if not sb.spec.standalone:
+                self.holder.remove(sb.id)
             return self._set(sb, SandboxState.REMOVED)
 
 

@@ -6,7 +6,9 @@
       ├ name (name, attempt) unique in the sandbox   └ tasks.py (the shim) + events
       ├ image (tenant's) -> config + chain ID
       ├ snapshot "<id>" on the chain, mounted at STATE/rootfs/<tenant>/<id>
-      ├ bundle.build_spec (joins the sandbox's net/ipc/uts)   ── any failure: undo all
+      ├ bundle.build_spec (joins the sandbox's net/ipc/uts by the paths the sandbox
+      │   gives: pinned files, or its pause's /proc/<pid>/ns; binds the pod's /dev/shm)
+      │                                                      ── any failure: undo all
       ├ tasks.create (shim, `runtime create`)
       └ containers.db record (CRI metadata under spec["cri"])
 
@@ -293,7 +295,8 @@ class Service:
                 log_path = os.path.join(sandbox.spec.log_directory, req.log_path)
         parent = sandbox.spec.cgroup_parent or f"{self.cgroup_parent}/{tenant}"
         cfg = B.ContainerConfig(**{**_fields(req.config), "namespaces":
-                                   sandbox.join_namespaces(), "cgroups_path": f"{parent}/{cid}"})
+                                   sandbox.join_namespaces(), "cgroups_path": f"{parent}/{cid}",
+                                   "mounts": pod_mounts(sandbox, req.config.mounts)})
         runtime = sandbox.spec.runtime_handler or self.default_runtime
         info = self.run_task(tenant=tenant, cid=cid, image=image, config=cfg, runtime=runtime,
                              log_path=log_path or None, start=start)
@@ -454,6 +457,15 @@ class Service:
 
     def close(self) -> None:
         self.containers.close()
+
+
+def pod_mounts(sandbox: S.Sandbox, mounts: tuple[B.MountSpec, ...]
+               ) -> tuple[B.MountSpec, ...]:
+    """MOUNTS plus the pod's shared /dev/shm (as containerd: one tmpfs per sandbox, bound
+    into each container), unless the container mounts something there itself."""
+    if not sandbox.shm or any(m.container_path.rstrip("/") == "/dev/shm" for m in mounts):
+        return mounts
+    return (*mounts, B.MountSpec(container_path="/dev/shm", host_path=sandbox.shm))
 
 
 def _fields(cfg: B.ContainerConfig) -> dict[str, Any]:

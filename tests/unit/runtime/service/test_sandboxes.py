@@ -1,5 +1,6 @@
-"""The sandbox lifecycle with fake network and pause runners: the state table, undo on
-failure, name reservation, restart from the records, tenancy."""
+"""The sandbox lifecycle with fake network, namespace holder and pause runners: the state
+table, undo on failure, name reservation, restart from the records, tenancy, and when a
+pause container is run (only for a shared PID namespace, or if the daemon keeps them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from runtime.service import sandboxes as S
+from runtime.service.nsholder import PinError, Pinned
 from runtime.service.sandboxes import TRANSITIONS, SandboxManager, SandboxSpec, SandboxState
 
 
@@ -58,13 +60,50 @@ class FakePause:
         self.made.discard(sandbox.id)
 
 
+class FakeHolder:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.live: set[str] = set()  # shm paths still mounted
+        self.files: set[str] = set()  # sandboxes with files
+        self.pins: list[tuple[tuple[str, ...], str]] = []  # (kinds, hostname) per pin
+
+    def pin(self, sandbox_id: str, *, hostname: str, kinds: tuple[str, ...]) -> Pinned:
+        self.pins.append((kinds, hostname))
+        if self.fail:
+            raise PinError(f"Sandbox {sandbox_id}: namespaces: Operation not permitted")
+        d = f"/pins/{sandbox_id}"
+        self.files.add(sandbox_id)
+        self.live.add(d + "/shm")
+        return Pinned(tuple((k, f"{d}/{k}") for k in kinds), d + "/shm")
+
+    def alive(self, pinned: Pinned) -> bool:
+        return pinned.shm in self.live
+
+    def unpin(self, sandbox_id: str) -> None:
+        self.live.discard(f"/pins/{sandbox_id}/shm")
+
+    def remove(self, sandbox_id: str) -> None:
+        self.unpin(sandbox_id)
+        self.files.discard(sandbox_id)
+
+
 def spec(name: str = "web", **kw: Any) -> SandboxSpec:
     return SandboxSpec(name=name, uid="u1", namespace="default", **kw)
 
 
 def manager(tmp_path: Any, **kw: Any) -> tuple[SandboxManager, FakeNetwork, FakePause]:
+    m, net, pause, _ = manager4(tmp_path, **kw)
+    return m, net, pause
+
+
+def manager4(tmp_path: Any, **kw: Any
+             ) -> tuple[SandboxManager, FakeNetwork, FakePause, FakeHolder]:
+    """A manager on fakes; pause containers kept (drop_infra=False) unless DROP_INFRA."""
     net, pause = FakeNetwork(kw.pop("net_fail", False)), FakePause(kw.pop("pause_fail", False))
-    return SandboxManager(str(tmp_path), network=net, pause=pause), net, pause
+    holder = FakeHolder(kw.pop("pin_fail", False))
+    m = SandboxManager(str(tmp_path), network=net, pause=pause, holder=holder,
+                       drop_infra=kw.pop("drop_infra", False))
+    return m, net, pause, holder
 
 
 @pytest.mark.parametrize(("old", "new"), [
@@ -100,7 +139,8 @@ def test_run_stop_remove(tmp_path: Any) -> None:
 def test_records_survive_a_restart(tmp_path: Any) -> None:
     m, net, pause = manager(tmp_path)
     sb = m.run("k8s.io", spec())
-    again = SandboxManager(str(tmp_path), network=net, pause=pause)
+    again = SandboxManager(str(tmp_path), network=net, pause=pause, holder=m.holder,
+                           drop_infra=False)
     assert again.get("k8s.io", sb.id).state is SandboxState.READY
     pause.running.clear()  # the pause container died while the daemon was away
     assert again.get("k8s.io", sb.id).state is SandboxState.NOTREADY
@@ -149,3 +189,80 @@ def test_standalone_has_no_network_or_pause(tmp_path: Any) -> None:
     assert sb.state is SandboxState.READY and sb.join_namespaces() == ()
     assert net.calls == [] and not pause.made
     m.remove("default", sb.id)
+
+
+@pytest.mark.parametrize(("drop_infra", "kw", "pause_wanted"), [
+    pytest.param(True, {}, False, id="dropped-by-default"),
+    pytest.param(True, {"share_pid": True}, True, id="shared-pid-needs-an-init"),
+    pytest.param(False, {}, True, id="kept-by-config"),
+    pytest.param(False, {"standalone": True}, False, id="standalone-never"),
+    pytest.param(True, {"standalone": True}, False, id="standalone-never-dropped"),
+])
+def test_needs_pause(drop_infra: bool, kw: dict[str, bool], pause_wanted: bool) -> None:
+    assert S.needs_pause(spec("web", **kw), drop_infra=drop_infra) is pause_wanted
+
+
+def test_without_pause_namespaces_are_pinned(tmp_path: Any) -> None:
+    m, net, pause, holder = manager4(tmp_path, drop_infra=True)
+    sb = m.run("k8s.io", spec(hostname="web-0"))
+    assert sb.state is SandboxState.READY and sb.pause_pid == 0 and not pause.made
+    assert holder.pins == [(("ipc", "uts"), "web-0")]
+    assert dict(sb.join_namespaces()) == {
+        "network": f"/run/netns/{sb.id[:8]}", "ipc": f"/pins/{sb.id}/ipc",
+        "uts": f"/pins/{sb.id}/uts"}
+    assert sb.shm == f"/pins/{sb.id}/shm"
+    # a restarted daemon reads the pins from the record, and READY from them
+    again = SandboxManager(str(tmp_path), network=net, pause=pause, holder=holder)
+    assert again.get("k8s.io", sb.id).namespaces == sb.namespaces
+    assert [s.state for s in again.list("k8s.io")] == [SandboxState.READY]
+    holder.live.clear()  # a pin went (someone unmounted it)
+    assert again.get("k8s.io", sb.id).state is SandboxState.NOTREADY
+    assert [s.state for s in again.list("k8s.io")] == [SandboxState.NOTREADY]
+    stopped = again.stop("k8s.io", sb.id)
+    assert stopped.state is SandboxState.NOTREADY and not net.attached
+    assert net.calls == ["setup", "teardown"] and holder.files == {sb.id}  # stop keeps files
+    again.remove("k8s.io", sb.id)
+    assert holder.files == set() and again.list("k8s.io") == [] and not pause.made
+
+
+def test_kept_pause_still_gets_a_pod_shm(tmp_path: Any) -> None:
+    m, _, pause, holder = manager4(tmp_path, drop_infra=True)
+    sb = m.run("k8s.io", spec(share_pid=True))
+    assert sb.pause_pid == 4242 and holder.pins == [((), "")]
+    assert dict(sb.join_namespaces())["pid"] == "/proc/4242/ns/pid"
+    assert sb.shm and sb.namespaces == ()
+    pause.running.clear()
+    assert m.get("k8s.io", sb.id).state is SandboxState.NOTREADY  # READY from the pause
+    m.remove("k8s.io", sb.id)
+    assert holder.files == set() and not pause.made
+
+
+def test_host_network_pins_keep_the_daemons_hostname(tmp_path: Any) -> None:
+    m, net, _, holder = manager4(tmp_path, drop_infra=True)
+    sb = m.run("k8s.io", spec(hostname="web-0", host_network=True))
+    assert holder.pins == [(("ipc", "uts"), "")] and net.calls == []
+    assert dict(sb.join_namespaces())["network"] == "/proc/1/ns/net"
+
+
+@pytest.mark.parametrize(("kw", "error", "net_calls"), [
+    pytest.param({"pin_fail": True}, PinError, ["setup", "teardown"], id="pin-fails"),
+    pytest.param({"net_fail": True}, S.FailedPrecondition, ["setup", "teardown"],
+                 id="network-fails"),
+])
+def test_pause_less_failure_undoes_everything(tmp_path: Any, kw: dict[str, bool],
+                                              error: type[Exception],
+                                              net_calls: list[str]) -> None:
+    m, net, pause, holder = manager4(tmp_path, drop_infra=True, **kw)
+    with pytest.raises(error):
+        m.run("k8s.io", spec())
+    assert net.calls == net_calls and not net.attached and not pause.made
+    assert holder.files == set() and holder.live == set()
+    assert m.list("k8s.io") == []
+    assert sorted(p.name for p in (tmp_path / "sandboxes" / "k8s.io").iterdir()) == []
+
+
+def test_hostname_too_long_is_invalid(tmp_path: Any) -> None:
+    m, net, _, holder = manager4(tmp_path, drop_infra=True)
+    with pytest.raises(S.InvalidArgument, match="Sandbox default/web: hostname: longer than 64"):
+        m.run("k8s.io", spec(hostname="h" * 65))
+    assert net.calls == [] and holder.pins == []
