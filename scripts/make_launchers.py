@@ -5,7 +5,7 @@ line). The OCI runtime sits on every container start, so its launcher starts Pyt
 -I -S and puts only the directory that holds our packages on sys.path: the runtime
 imports nothing from outside the standard library.
 
-It also compiles the shim's holder (runtime/service/shim/holder.c, runcall.c) into
+It also compiles the shim's holder (runtime/service/shim/holder*.c, runcall.c) into
 corral-shim-holder with the system C compiler (Debian: gcc, libc6-dev). Without a
 compiler it says so and goes on: shims then keep serving in Python.
 """
@@ -52,12 +52,13 @@ os._exit(rc)
 # all it costs (a dynamic libc adds its relocations and data per process).
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-static"]
 HOLDER = "corral-shim-holder"
-# the loop, and its client of the fork server's runtime socket (runcall.h)
-HOLDER_SOURCES = ("holder.c", "runcall.c")
+# the loop (holder.c, holder.h), its log writer, runtime calls and execs, protocol, and
+# its client of the fork server's runtime socket (runcall.h)
+HOLDER_SOURCES = ("holder.c", "holder_log.c", "holder_exec.c", "holder_req.c", "runcall.c")
 
 
 def build_holder(bindir: str, root: str) -> str | None:
-    """Compile holder.c into BINDIR; the binary's path, or None without a compiler."""
+    """Compile holder*.c into BINDIR; the binary's path, or None without a compiler."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         print(f"make_launchers: no C compiler (cc): {HOLDER} not built; shims stay in Python",

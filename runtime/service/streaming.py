@@ -11,7 +11,10 @@
                     the pty master received over S; frames 0 -> stdin, 4 -> TIOCSWINSZ,
                     255 -> stdin EOF (v5); stdout/stderr -> 1/2; the exit -> 3 (Status)
       attach        follows the container's CRI log file from its end: stdout/stderr lines
-                    -> 1/2, until the container stops (Success on 3) or the client leaves
+                    -> 1/2, until the container stops (Success on 3) or the client leaves;
+                    with stdin, the shim hands over the container's stdin fd (its pipe, or
+                    its pty master: tasks.attach): frames 0 -> it, 4 -> TIOCSWINSZ
+                    (attach.py)
       port-forward  per port: a TCP socket made on a thread that entered the sandbox's
                     network namespace, connected to 127.0.0.1:PORT; bytes both ways on
                     channels 2i (data) and 2i+1 (error), first frame = the port (LE16):
@@ -51,13 +54,13 @@ if TYPE_CHECKING:
     from websockets.http11 import Request, Response
     from websockets.typing import Subprotocol
 
+from runtime.service.attach import LogFollower, attach, parse_log_line
 from runtime.service.cri import stream as W
 
 log = logging.getLogger("corral.runtimed.streaming")
 TOKEN_TTL = 60.0  # seconds, as Kubernetes' streaming server
 MAX_TOKENS = 1000
 EXIT_GRACE = 5.0  # seconds an exec may outlive its client before it is terminated
-LOG_POLL = 0.05
 
 
 # ---- what a session runs (resolved by the servicer) ---------------------------------------
@@ -83,6 +86,10 @@ class AttachSpec:
     tty: bool = False
     stdout: bool = True
     stderr: bool = True
+    # stdin: blocking; (fd, is a tty) of the container's stdin, from its shim, when the
+    # session opens: a pipe's write end or the pty master, closed when the session ends
+    open_stdin: Callable[[], tuple[int, bool]] | None = None
+    stdin_once: bool = False  # on a tty the session's end sends ^D (a pty cannot close)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ class PortForwardSpec:
 
 
 Spec = ExecSpec | AttachSpec | PortForwardSpec
+__all__ = ["AttachSpec", "ExecSpec", "LogFollower", "PortForwardSpec", "StreamServer",
+           "parse_log_line"]
 KINDS: dict[type[Any], str] = {ExecSpec: "exec", AttachSpec: "attach",
                                PortForwardSpec: "portforward"}
 
@@ -415,81 +424,3 @@ class ExecSession:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
-
-
-# ---- attach -------------------------------------------------------------------------------
-
-
-def parse_log_line(line: bytes) -> tuple[str, bytes] | None:
-    """(stream, content) of one CRI log line ("TIME STREAM P|F CONTENT"); content of an F
-    line ends with a newline, of a P line (part of a longer one) without. None if garbled."""
-    parts = line.rstrip(b"\n").split(b" ", 3)
-    if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr") or parts[2] not in (b"P", b"F"):
-        return None
-    content = parts[3] if len(parts) == 4 else b""
-    return parts[1].decode(), content + (b"\n" if parts[2] == b"F" else b"")
-
-
-class LogFollower:
-    """New whole lines of a log file the shim appends to and rotates (rename, then a new
-    file): a changed inode or a smaller file starts over from the new file's beginning."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.f = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.f.seek(0, os.SEEK_END)
-        self.partial = b""
-
-    def lines(self) -> list[bytes]:
-        data = self.f.read()
-        if not data:
-            try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
-                return []
-            if st.st_ino != os.fstat(self.f.fileno()).st_ino or st.st_size < self.f.tell():
-                self.f.close()
-                self.f = open(self.path, "rb")  # noqa: SIM115
-                self.partial = b""
-                data = self.f.read()
-        data = self.partial + data
-        *whole, self.partial = data.split(b"\n")
-        return [w + b"\n" for w in whole]
-
-    def close(self) -> None:
-        self.f.close()
-
-
-async def attach(conn: ServerConnection, spec: AttachSpec) -> None:
-    follower = await asyncio.to_thread(LogFollower, spec.log_path)
-    channels = {"stdout": W.STDOUT if spec.stdout else -1,
-                "stderr": (W.STDOUT if spec.tty else W.STDERR) if spec.stderr else -1}
-    await conn.send(W.encode(W.STDOUT if spec.stdout else W.STDERR, b""))
-    inbound = asyncio.create_task(_drain(conn))
-    try:
-        last_check, stopped = 0.0, False
-        while not inbound.done():
-            for line in follower.lines():
-                parsed = parse_log_line(line)
-                if parsed and channels[parsed[0]] >= 0:
-                    await conn.send(W.encode(channels[parsed[0]], parsed[1]))
-            if stopped:
-                await conn.send(W.encode(W.ERROR, W.status_success()))
-                return
-            if time.monotonic() - last_check > 0.25:
-                last_check = time.monotonic()
-                stopped = not await asyncio.to_thread(spec.running)
-                continue  # one more read after the stop: the last lines
-            await asyncio.sleep(LOG_POLL)
-    finally:
-        inbound.cancel()
-        follower.close()
-
-
-async def _drain(conn: ServerConnection) -> None:
-    """Read (and drop: attach has no stdin) the client's frames until it closes."""
-    from websockets.exceptions import ConnectionClosed
-
-    with contextlib.suppress(ConnectionClosed):
-        async for _ in conn:
-            pass

@@ -8,6 +8,7 @@
         wait                          the shim answers when init exits (or exit.json)
         exec(args, timeout)           shim: `runtime exec -d`, output and exit code
         reopen_log                    shim: close the log, open log_path anew (rotation)
+        attach                        shim: a copy of the container's stdin (pipe or pty)
         stats                         cgroup files: CPU ns, memory working set, pids
         delete                        shim: `runtime delete`, shutdown; the dir removed
 
@@ -46,6 +47,7 @@ from typing import Any
 
 from runtime.oci.cgroups.host import cgroup_dirs, read_host
 from runtime.service.shim import protocol as P
+from runtime.service.shim import stdio
 from runtime.service.shim.client import ForkServer, ShimClient, ShimError, ShimGone, launch
 
 TASK = "task.json"
@@ -279,6 +281,9 @@ class TaskManager:
             raise AlreadyExists(f"Task {name}: already exists") from None
         try:
             spec = json.loads(json.dumps(spec))
+            io = stdio.flags_of(spec)  # CRI's stdin, stdin_once, tty (shim/stdio.py)
+            if io["tty"]:
+                spec.setdefault("process", {})["terminal"] = True
             linux = spec.setdefault("linux", {})
             linux.setdefault("cgroupsPath",
                              f"{self.cgroup_parent}/{namespace}/{container_id}")
@@ -290,7 +295,8 @@ class TaskManager:
                                          cgroups_path=linux["cgroupsPath"])
             log_path = os.path.abspath(log_path or os.path.join(tdir, "container.log"))
             rec = {"namespace": namespace, "id": container_id, "runtime": runtime,
-                   "log_path": log_path, "cgroups": ctl, "created_at_ns": time.time_ns()}
+                   "log_path": log_path, "cgroups": ctl, "created_at_ns": time.time_ns(),
+                   "stdio": io}
             with open(os.path.join(tdir, TASK), "w") as f:
                 json.dump(rec, f)
             runtime_root = os.path.join(self.state_dir, "runtime", runtime)
@@ -301,7 +307,7 @@ class TaskManager:
                 "runtime_root": runtime_root, "log_path": log_path,
                 "log_max_bytes": log_max_bytes, "memory_cgroup": ctl.get("memory"),
                 "start": start, "inproc": runtime in self.inproc, "holder": self.holder,
-                "runtime_server": self._runtime_server(runtime)})
+                "runtime_server": self._runtime_server(runtime), **io})
         except ShimError as e:
             shutil.rmtree(tdir, ignore_errors=True)
             raise TaskError(f"Task {name}: create: {e}") from None
@@ -426,6 +432,22 @@ class TaskManager:
         except ShimError as e:
             raise TaskError(f"Task {namespace}/{cid}: exec: {e}") from None
         return ExecResult(exit_code=code, stdout=out, stderr=err, timed_out=timed_out)
+
+    def stdio(self, namespace: str, cid: str) -> dict[str, bool]:
+        """Whether the task has a stdin (and stdin_once) and a tty: shim/stdio.FLAGS."""
+        io = self._record(namespace, cid).get("stdio") or {}
+        return {f: bool(io.get(f)) for f in stdio.FLAGS}
+
+    def attach(self, namespace: str, cid: str) -> tuple[int, bool]:
+        """(fd, is a tty) of the task's stdin, from its shim: the caller writes to it and
+        closes it (with stdin_once, the container sees EOF then)."""
+        if not self.stdio(namespace, cid)["stdin"]:
+            raise FailedPrecondition(f"Task {namespace}/{cid}: stdin: the container was "
+                                     "created without stdin")
+        try:
+            return self._shim(namespace, cid).attach()
+        except ShimError as e:
+            raise FailedPrecondition(f"Task {namespace}/{cid}: attach: {e}") from None
 
     def reopen_log(self, namespace: str, cid: str) -> None:
         """CRI's ReopenContainerLog: after the caller renamed the log file away, the shim

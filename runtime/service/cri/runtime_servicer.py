@@ -31,6 +31,7 @@ from runtime.service.cri.service import (
     Service,
 )
 from runtime.service.events import EventBus
+from runtime.service.shim import stdio
 from runtime.service.streaming import AttachSpec, ExecSpec, PortForwardSpec, StreamServer
 from runtime.service.tasks import TaskState
 
@@ -53,7 +54,7 @@ def sandbox_spec(cfg: pb.PodSandboxConfig, runtime_handler: str) -> S.SandboxSpe
         attempt=cfg.metadata.attempt, hostname=cfg.hostname, log_directory=cfg.log_directory,
         labels=dict(cfg.labels), annotations=dict(cfg.annotations),
         cgroup_parent=cfg.linux.cgroup_parent, host_network=ns.network == pb.NODE,
-        port_mappings=ports, runtime_handler=runtime_handler,
+        port_mappings=ports, runtime_handler=runtime_handler, share_pid=ns.pid == pb.POD,
         standalone=cfg.annotations.get(STANDALONE) == "true")
 
 
@@ -81,10 +82,21 @@ def container_request(cfg: pb.ContainerConfig) -> ContainerRequest:
         mounts=tuple(B.MountSpec(container_path=m.container_path, host_path=m.host_path,
                                  readonly=m.readonly) for m in cfg.mounts),
         resources=resources(cfg.linux.resources), security=security,
-        annotations=tuple(sorted(cfg.annotations.items())))
+        annotations=tuple(sorted(_with_stdio(cfg).items())))
     return ContainerRequest(name=cfg.metadata.name, attempt=cfg.metadata.attempt,
                             image=cfg.image.image, config=config, labels=dict(cfg.labels),
                             annotations=dict(cfg.annotations), log_path=cfg.log_path)
+
+
+def _with_stdio(cfg: pb.ContainerConfig) -> dict[str, str]:
+    """The annotations of the OCI spec: CFG's, and its stdin/stdin_once/tty for the task
+    (shim/stdio.py); the container's CRI annotations stay CFG's alone."""
+    out = dict(cfg.annotations)
+    out.pop(stdio.ANNOTATION, None)
+    flags = stdio.annotation(stdin=cfg.stdin, stdin_once=cfg.stdin_once, tty=cfg.tty)
+    if flags:
+        out[stdio.ANNOTATION] = flags
+    return out
 
 
 def sandbox_status(sb: S.Sandbox) -> pb.PodSandboxStatus:
@@ -97,7 +109,8 @@ def sandbox_status(sb: S.Sandbox) -> pb.PodSandboxStatus:
         network=net, labels=dict(sb.spec.labels), annotations=dict(sb.spec.annotations),
         runtime_handler=sb.spec.runtime_handler,
         linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=pb.NamespaceOption(
-            network=mode, pid=pb.CONTAINER, ipc=pb.POD))))
+            network=mode, pid=pb.POD if sb.spec.share_pid else pb.CONTAINER,
+            ipc=pb.POD))))
 
 
 def _sandbox_meta(sb: S.Sandbox) -> pb.PodSandboxMetadata:
@@ -338,12 +351,16 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
         v = self._running(tenant, req.container_id)
         cid = v.record.id
         where = f"Container {cid[:13]}"
-        if req.stdin:
-            raise NotImplementedError(f"{where}: stdin: attaching to a container's stdin is "
-                                      "not supported (its shim gives it none); use Exec")
-        if not (req.stdout or req.stderr):
-            raise InvalidArgument(f"{where}: stdout, stderr: at least one must be set")
+        if not (req.stdin or req.stdout or req.stderr):
+            raise InvalidArgument(f"{where}: stdin, stdout, stderr: at least one must be set")
+        io = self.svc.tasks.stdio(tenant, cid)
+        if req.stdin and not io["stdin"]:
+            raise FailedPrecondition(f"{where}: stdin: the container was created without "
+                                     "stdin (ContainerConfig.stdin false): attach without it")
         assert v.task is not None
+
+        def open_stdin() -> tuple[int, bool]:
+            return self.svc.tasks.attach(tenant, cid)
 
         def running() -> bool:
             try:
@@ -351,7 +368,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
             except Exception:
                 return False
         return AttachSpec(what=where, log_path=v.task.log_path, running=running, tty=req.tty,
-                          stdout=req.stdout, stderr=req.stderr)
+                          stdout=req.stdout, stderr=req.stderr,
+                          open_stdin=open_stdin if req.stdin else None,
+                          stdin_once=io["stdin_once"])
 
     def port_forward_spec(self, tenant: str, req: pb.PortForwardRequest) -> PortForwardSpec:
         sb = self.sandboxes.get(tenant, req.pod_sandbox_id)

@@ -92,6 +92,8 @@ def _run_fast(socket_path: str | None, namespace: str, args: list[str]) -> int |
     except UsageError as e:
         print(f"corral-ctr run: {e}", file=sys.stderr)
         return 2
+    if a.interactive or a.tty:
+        return None  # stdin and terminals go over CRI Attach (ctr/attach_io.py)
     path = socket_path or os.environ.get("CORRAL_RUNTIME_SOCKET") or DEFAULT_SOCKET
     try:
         client = fast.Client(path)

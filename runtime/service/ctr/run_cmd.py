@@ -1,6 +1,10 @@
-"""corral-ctr run [--rm] [-d] IMAGE ID [CMD...]: a standalone sandbox and one container.
+"""corral-ctr run [--rm] [-d] [-i] [-t] IMAGE ID [CMD...]: a standalone sandbox and one
+container.
 
 Without -d: wait for the exit, print the container's output, exit with its code.
+-i: our stdin is the container's (created with stdin and stdin_once: our EOF is its EOF);
+-t: it gets a terminal, ours in raw mode, resized with ours. Both go over CRI Attach
+(ctr/attach_io.py), never the private socket.
 
 Over the daemon's private socket (ctr/fast.py) when it serves one: one call creates and
 starts, the exit is pushed when the shim reports it, and no gRPC is imported. Otherwise
@@ -23,27 +27,35 @@ STANDALONE = "io.corral.sandbox/standalone"
 
 
 class Args:
-    __slots__ = ("cmd", "detach", "image", "name", "rm")
+    __slots__ = ("cmd", "detach", "image", "interactive", "name", "rm", "tty")
 
     def __init__(self, *, image: str, name: str, cmd: list[str], rm: bool,
-                 detach: bool) -> None:
+                 detach: bool, interactive: bool = False, tty: bool = False) -> None:
         self.image, self.name, self.cmd, self.rm, self.detach = image, name, cmd, rm, detach
+        self.interactive, self.tty = interactive, tty
+
+
+SHORT = {"d": "detach", "i": "interactive", "t": "tty"}
+LONG = {"--rm": "rm", "--detach": "detach", "--interactive": "interactive", "--tty": "tty"}
 
 
 def parse(args: list[str]) -> Args:
     args = list(args)
-    rm = detach = False
+    on = {"rm": False, "detach": False, "interactive": False, "tty": False}
     while args and args[0].startswith("-"):
         flag = args.pop(0)
-        if flag == "--rm":
-            rm = True
-        elif flag in ("-d", "--detach"):
-            detach = True
+        if flag in LONG:
+            on[LONG[flag]] = True
+        elif flag[1:] and not flag.startswith("--") and all(c in SHORT for c in flag[1:]):
+            for c in flag[1:]:  # -d, -i, -t, -it
+                on[SHORT[c]] = True
         else:
             raise UsageError(f"{flag}: unknown flag")
     if len(args) < 2:
-        raise UsageError("usage: run [--rm] [-d] IMAGE ID [CMD...]")
-    return Args(image=args[0], name=args[1], cmd=args[2:], rm=rm, detach=detach)
+        raise UsageError("usage: run [--rm] [-d] [-i] [-t] IMAGE ID [CMD...]")
+    if on["detach"] and (on["interactive"] or on["tty"]):
+        raise UsageError("-d: cannot be used with -i or -t (they attach this terminal)")
+    return Args(image=args[0], name=args[1], cmd=args[2:], **on)
 
 
 def run_fast(client: Any, namespace: str, a: Args) -> int:
@@ -77,7 +89,9 @@ def run(conn: Any, args: list[str]) -> int:
     pod = conn.rt("RunPodSandbox", pb.RunPodSandboxRequest(config=sandbox)).pod_sandbox_id
     try:
         config = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=a.name),
-                                    image=pb.ImageSpec(image=a.image), command=a.cmd)
+                                    image=pb.ImageSpec(image=a.image), command=a.cmd,
+                                    stdin=a.interactive, stdin_once=a.interactive,
+                                    tty=a.tty)
         cid = conn.rt("CreateContainer", pb.CreateContainerRequest(
             pod_sandbox_id=pod, config=config, sandbox_config=sandbox)).container_id
         conn.rt("StartContainer", pb.StartContainerRequest(container_id=cid))
@@ -88,9 +102,17 @@ def run(conn: Any, args: list[str]) -> int:
         print(cid)
         return 0
     offset, delay = 0, 0.002
-    while True:
+    if a.interactive or a.tty:  # what it wrote before the session, then the session
+        from runtime.service.ctr.attach_io import attach
+
         st = conn.rt("ContainerStatus", pb.ContainerStatusRequest(container_id=cid)).status
         offset = print_log(st.log_path, offset)
+        attach(conn, cid, stdin=a.interactive, tty=a.tty)
+        offset = -1  # printed by the session: not again from the log
+    while True:
+        st = conn.rt("ContainerStatus", pb.ContainerStatusRequest(container_id=cid)).status
+        if offset >= 0:
+            offset = print_log(st.log_path, offset)
         if st.state == pb.CONTAINER_EXITED:
             break
         time.sleep(delay)

@@ -6,11 +6,14 @@
           └──────────── protocol.py (length-prefixed JSON) ───────┘
                                                                   │ init exit -> exit.json
                                                                   │ stdio -> CRI log file
+                                                                  │ stdin held, "attach"
 
     forkserver.py  forks every shim from one small process that imported the shim and
                    (inproc.py) corral-runc's modules once, so shims share those pages
     inproc.py      corral-runc run in a forked child of the shim instead of exec'd: no
                    interpreter start per runtime call; runc and crun are exec'd
+    stdio.py       the container's stdin (a pipe) or terminal (the pty master from
+                   --console-socket), held by the shim, a copy handed to each "attach"
     holder.py      once the container runs, main.py execs corral-shim-holder (holder.c,
                    built by scripts/make_launchers.py): same pid and fds, same protocol,
                    ~60 kB PSS instead of a forked interpreter's ~1.5 MB

@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 from runtime.service.shim import protocol as P
+from runtime.service.shim import stdio
 
 MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
 FORKSERVER = os.path.join(os.path.dirname(MAIN), "forkserver.py")
@@ -245,6 +246,41 @@ class ShimClient:
                     if not reply.get("ok"):
                         raise ShimError(str(reply.get("error")))
                     return reply
+
+    def attach(self, timeout: float = 30.0) -> tuple[int, bool]:
+        """(fd, is a tty) of the container's stdin, received from the shim (SCM_RIGHTS):
+        a pipe's write end or the pty master; the caller closes it."""
+        fds: list[int] = []
+        with self._connect(timeout) as sock:
+            try:
+                sock.sendall(P.encode({"op": P.OP_ATTACH}))
+                decoder = P.Decoder()
+                while True:
+                    data, anc, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16),
+                                                   socket.MSG_CMSG_CLOEXEC)
+                    fds += stdio.fds_of(anc)
+                    if not data:
+                        raise ShimGone(f"shim {self.state_dir}: attach: connection closed")
+                    msgs = decoder.feed(data)
+                    if msgs:
+                        break
+            except BaseException as e:
+                for fd in fds:
+                    os.close(fd)
+                if isinstance(e, TimeoutError):
+                    raise TimeoutError(f"shim {self.state_dir}: attach: no answer in "
+                                       f"{timeout}s") from None
+                if isinstance(e, ConnectionError):
+                    raise ShimGone(f"shim {self.state_dir}: {e.strerror}") from None
+                raise
+        reply = msgs[0]
+        if not reply.get("ok") or not fds:
+            for fd in fds:
+                os.close(fd)
+            raise ShimError(str(reply.get("error") or "attach: no stdin in the reply"))
+        for extra in fds[1:]:
+            os.close(extra)
+        return fds[0], bool(reply.get("tty"))
 
     def reopen_log(self) -> None:
         """Make the shim close the container's log file and open its path again."""

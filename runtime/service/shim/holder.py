@@ -5,8 +5,9 @@
         ▼
     hand_over(shim): execve(holder, command(shim))   same pid, session and subreaper role;
         the listening socket, the container's stdout/stderr pipes (with a line not yet
-        ended), the log file and every open connection ("wait" callers too) are passed by
-        fd number; the holder serves the same protocol from there on, in a few pages.
+        ended), its stdin (pipe or pty master: stdio.py), the log file and every open
+        connection ("wait" callers too) are passed by fd number; the holder serves the
+        same protocol from there on, in a few pages.
         For corral-runc it gets the fork server's runtime socket (spec "runtime_server"):
         its runtime calls run there in a forked, preloaded interpreter (runcall.c).
 
@@ -47,6 +48,12 @@ def command(shim: Shim) -> tuple[list[str], list[int]]:
         argv += ["--memory-cgroup", shim.spec["memory_cgroup"]]
     if shim.inproc and shim.spec.get("runtime_server"):  # corral-runc in the fork server
         argv += ["--runtime-server", shim.spec["runtime_server"]]
+    if shim.stdin_fd >= 0:  # the container's stdin: a pipe's write end, or the pty master
+        argv += ["--stdin", str(shim.stdin_fd), "--stdin-once", str(int(shim.stdin_once)),
+                 "--tty", str(int(shim.tty))]
+        fds.append(shim.stdin_fd)
+    elif shim.spec.get("stdin"):  # stdin_once, and the one session has it
+        argv += ["--stdin-closed", "1"]
     for fd, log in shim.streams.items():
         name = log.stream.decode()
         argv += [f"--{name}", str(fd)]

@@ -5,13 +5,15 @@
     fork; parent exits (the daemon reaps it)  ── child: setsid, chdir STATE_DIR,
     prctl(PR_SET_CHILD_SUBREAPER) so the container's init, orphaned when `runtime create`
     returns, becomes our child ──► `runtime create --bundle B --pid-file init.pid ID` with
-    stdout/stderr pipes ──► listen on shim.sock ──► "ok <pid>" on READY_FD ──► loop:
+    stdout/stderr pipes (stdin, tty: stdio.py) ──► listen on shim.sock ──► "ok <pid>" on
+    READY_FD ──► loop:
 
         poll(listener, connections, container pipes, exec pipes, SIGCHLD wakeup pipe)
           pipes      -> CRI log lines appended to the log file (rotated by size)
           SIGCHLD    -> reap; init's exit (code, time, OOMKilled from the memory cgroup)
                         is written to exit.json atomically, then "wait" callers answered
-          requests   -> state / start / kill / exec / wait / delete / shutdown / reopen
+          requests   -> state / start / kill / exec / wait / delete / shutdown / reopen /
+                        attach (a copy of the container's stdin: stdio.py)
         once the container runs: execve corral-shim-holder (holder.py, holder.c), which
         keeps the pid, fds and subreaper role and serves the same protocol in C
 
@@ -37,7 +39,7 @@ import select
 import signal
 import time
 
-from runtime.service.shim import holder
+from runtime.service.shim import holder, stdio
 from runtime.service.shim import protocol as P
 from runtime.service.shim.files import oom_kills, read_file, report, tail, write_atomic
 
@@ -116,6 +118,10 @@ class Shim:
         # corral-shim-holder (holder.c): exec'd once the container runs (holder.py)
         self.holder: str | None = spec.get("holder") or None
         self.status = P.CREATED
+        # the container's stdin (stdio.py): the pipe's write end we hold, or the pty master
+        self.tty = bool(spec.get("tty"))
+        self.stdin_once = bool(spec.get("stdin_once"))
+        self.stdin_fd = -1
         self.init_pid = 0
         self.exit: dict[str, Any] | None = None
         self.waiters: list[Conn] = []
@@ -171,21 +177,43 @@ class Shim:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        in_r = -1
+        if self.spec.get("stdin") and not self.tty:
+            in_r, self.stdin_fd = os.pipe()
         start = bool(self.spec.get("start"))
         verb = ["run", "--detach"] if start else ["create"]
+        console = stdio.Console(P.CONSOLE) if self.tty else None
         try:
+            if console is not None:  # the container's stdio is the pty; ours stay empty
+                verb += ["--console-socket", console.path]
             self.run_runtime([*verb, "--bundle", self.spec["bundle"], "--pid-file",
-                              "init.pid", self.id], stdio=(null, out_w, err_w))
+                              "init.pid", self.id],
+                             stdio=(null if in_r < 0 else in_r, out_w, err_w))
+            if console is not None:
+                self.stdin_fd = console.receive(what=f"container {self.id}")
+        except BaseException:
+            for fd in (out_r, err_r, self.stdin_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self.stdin_fd = -1
+            raise
         finally:
-            for fd in (null, out_w, err_w):
-                os.close(fd)
+            for fd in (null, out_w, err_w, in_r):
+                if fd >= 0:
+                    os.close(fd)
+            if console is not None:
+                console.close()
         if start:
             self.status = P.RUNNING
         self.init_pid = int(read_file("init.pid").strip())
         self.open_log()
-        for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
+        pipes = ((out_r, "stdout"), (err_r, "stderr"))
+        if self.tty:  # the terminal's output is the container's stdout (as containerd)
+            os.close(out_r)
+            pipes = ((err_r, "stderr"), (os.dup(self.stdin_fd), "stdout"))
+        for fd, name in pipes:
             os.set_blocking(fd, False)
-            self.streams[fd] = P.CriLog(name)
+            self.streams[fd] = P.CriLog(name, eager=self.tty and name == "stdout")
             self.poll.register(fd, select.POLLIN)
 
     # ---- container logs -----------------------------------------------------------------
@@ -226,6 +254,8 @@ class Shim:
                 data = os.read(fd, 65536)
             except BlockingIOError:
                 return
+            except OSError:  # EIO: a pty whose other side is gone
+                data = b""
             if not data:
                 self.write_log(log.close(time.time_ns()))
                 self.poll.unregister(fd)
@@ -380,6 +410,8 @@ class Shim:
             if req.get("shutdown"):  # and exit, as "shutdown" would: one call, not two
                 self.running = False
             conn.send({"ok": True, "exit": self.exit, "shutdown": not self.running})
+        elif op == P.OP_ATTACH:
+            stdio.attach(self, conn.sock)
         elif op == P.OP_REOPEN:
             self.reopen_log()
             conn.send({"ok": True})

@@ -29,7 +29,11 @@ OP_WAIT = "wait"
 OP_DELETE = "delete"
 OP_SHUTDOWN = "shutdown"
 OP_REOPEN = "reopen"  # close the container's log file and open log_path again (rotation)
-OPS = (OP_STATE, OP_START, OP_KILL, OP_EXEC, OP_WAIT, OP_DELETE, OP_SHUTDOWN, OP_REOPEN)
+# the reply carries (SCM_RIGHTS) the container's stdin: its pipe's write end, or the pty
+# master of a tty container; with stdin_once the shim closes its own copy on the first
+OP_ATTACH = "attach"
+OPS = (OP_STATE, OP_START, OP_KILL, OP_EXEC, OP_WAIT, OP_DELETE, OP_SHUTDOWN, OP_REOPEN,
+       OP_ATTACH)
 
 # Files in a task's state directory.
 SOCKET = "shim.sock"
@@ -37,6 +41,7 @@ SPEC = "shim.json"  # what the daemon asks of the shim (written before it starts
 EXIT = "exit.json"  # the init process's exit, written atomically, kept until delete
 PID = "shim.pid"
 LOG = "shim.log"  # the shim's own stderr
+CONSOLE = "console.sock"  # tty: where the runtime sends the pty master (during create)
 
 # Task status as the shim reports it.
 CREATED = "created"
@@ -164,11 +169,16 @@ class CriLog:
     """Turns a stream's bytes into CRI log lines: `<time> <stream> <F|P> <line>`.
 
     A whole line is tagged F; a line longer than `max_line` is cut into P pieces ending
-    with an F piece; what is left when the stream ends is written as F (as containerd)."""
+    with an F piece; what is left when the stream ends is written as F (as containerd).
+    `eager` (a terminal's output): what is read of a line not yet ended is written at once
+    as a P piece, so a shell's prompt reaches the log, and attach sessions, before its
+    line ends."""
 
-    def __init__(self, stream: str, max_line: int = 16 * 1024) -> None:
+    def __init__(self, stream: str, max_line: int = 16 * 1024, *, eager: bool = False
+                 ) -> None:
         self.stream = stream.encode()
         self.max_line = max_line
+        self.eager = eager
         self.pending = b""
 
     def _line(self, now_ns: int, tag: bytes, text: bytes) -> bytes:
@@ -186,6 +196,9 @@ class CriLog:
                 out.append(self._line(now_ns, b"P", self.pending[:self.max_line]))
                 self.pending = self.pending[self.max_line:]
             else:
+                if self.eager and self.pending:
+                    out.append(self._line(now_ns, b"P", self.pending))
+                    self.pending = b""
                 return b"".join(out)
 
     def close(self, now_ns: int) -> bytes:

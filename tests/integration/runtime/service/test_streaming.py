@@ -22,7 +22,6 @@ from runtime.service.cri import stream as W
 from runtime.service.cri.client import (
     CRIClient,
     InvalidArgument,
-    Unimplemented,
 )
 from tests.integration.runtime.service.test_cri_compat import subnet_of
 from tests.integration.runtime.service.test_cri_containerd import (
@@ -145,7 +144,8 @@ async def test_bad_requests_name_the_field(cri: CRIClient, rtd: Runtimed,
         await cri.exec(cid, [])
     with pytest.raises(InvalidArgument, match="stdin, stdout, stderr: at least one"):
         await cri.exec(cid, ["true"], stdout=False, stderr=False)
-    with pytest.raises(Unimplemented, match=f"Container {cid[:13]}: stdin"):
+    with pytest.raises(InvalidArgument,
+                       match=f"Container {cid[:13]}: stdin: the container was created without"):
         await cri.attach(cid, stdin=True)
     with pytest.raises(InvalidArgument, match=r"port\[1\]: must be 1..65535, got 0"):
         await cri.port_forward(pod, [80, 0])
