@@ -205,15 +205,12 @@ MAX_BODY = 16 * 1024 * 1024 - 4096
 
 
 def _encode(obj: Any) -> bytes:
-    """Compact JSON: orjson, or the standard library for what orjson refuses (ints over
-    64 bits, non-string keys). Non-ASCII is sent as UTF-8, which the server reads alike.
-    orjson is imported on first use: clusterctl's start-up pays for it only when it calls."""
-    import orjson
+    """Compact JSON (api/jsoncodec.py: orjson, or the standard library for what orjson
+    refuses). The codec, and with it orjson, is imported on first use: clusterctl's
+    start-up pays for it only when it calls."""
+    from api import jsoncodec
 
-    try:
-        return orjson.dumps(obj)
-    except TypeError:
-        return json.dumps(obj, separators=(",", ":")).encode()
+    return jsoncodec.dumps(obj)
 
 
 def _dump(obj: Any) -> bytes:
@@ -228,29 +225,12 @@ def _dump(obj: Any) -> bytes:
     return data
 
 
-# byte -> b"0" for an ASCII digit, b" " for any other: nineteen zeros after translate()
-# are a 19-digit run, found in two C passes (the regex \d{19} restarts at every byte)
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_RUN = b"0" * 19
-
-
-def has_long_number(raw: bytes) -> bool:
-    """Whether RAW holds 19 or more ASCII digits in a row (an integer orjson may not keep)."""
-    return _LONG_RUN in raw.translate(_DIGITS)
-
-
 def _loads(data: bytes) -> dict[str, Any]:
-    """json.loads' answer: orjson, unless an integer may exceed 64 bits (orjson would
-    make it a float) or orjson refuses the text."""
-    import orjson
+    """json.loads' answer (api/jsoncodec.py: orjson, unless an integer may exceed 64 bits
+    or orjson refuses the text), the codec imported on first use as in _encode."""
+    from api import jsoncodec
 
-    if not has_long_number(data):
-        try:
-            fast: dict[str, Any] = orjson.loads(data)
-            return fast
-        except orjson.JSONDecodeError:
-            pass
-    out: dict[str, Any] = json.loads(data)
+    out: dict[str, Any] = jsoncodec.loads(data)
     return out
 
 

@@ -6,7 +6,8 @@
     parse_targets(["po,deploy", "a"])     -> [("po", "a"), ("deploy", "a")]
 
 Discovery is asked once per process (Session.resolver). `offline()` builds the same table
-from api.kinds for the commands that need no server (explain, completion).
+from api.kinds and api.names (the short names the server's discovery gives too) for the
+commands that need no server (explain, completion).
 """
 
 from __future__ import annotations
@@ -15,14 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from clusterctl.session import CLIError
-
-# Kubernetes' well-known short names, for the offline table (the server's discovery
-# carries its own, and wins whenever a server is asked).
-OFFLINE_SHORT_NAMES: dict[str, tuple[str, ...]] = {
-    "namespaces": ("ns",), "configmaps": ("cm",), "pods": ("po",), "services": ("svc",),
-    "nodes": ("no",), "events": ("ev",), "deployments": ("deploy",),
-    "replicasets": ("rs",), "daemonsets": ("ds",), "cronjobs": ("cj",),
-}
 
 
 @dataclass(frozen=True)
@@ -96,10 +89,9 @@ class Resolver:
 
 def offline() -> Resolver:
     """The resource table from api.kinds: for commands that must not need a server."""
-    from api import kinds
+    from api import kinds, names
     return Resolver([Resource(name=k.resource, kind=k.kind, api_version=k.api_version,
-                              namespaced=k.namespaced,
-                              short_names=OFFLINE_SHORT_NAMES.get(k.resource, ()))
+                              namespaced=k.namespaced, short_names=names.short_names(k.resource))
                      for k in kinds.KINDS.values()])
 
 

@@ -1,5 +1,6 @@
 """Fixtures shared by every test: the busybox rootfs, corral-runc as a command, and the
-leak check that fails a test which leaves a mount, cgroup, namespace or process behind."""
+leak check that fails a test which leaves a mount, cgroup, namespace or process behind
+(tests/support/leaks.py: only what carries the test's tag or sits under its tmp dir)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -20,6 +20,7 @@ import pytest
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from tests.support import busybox
+from tests.support.leaks import Leaks
 
 MakeBundle = Callable[..., str]
 # test folders whose tests use grpc in the pytest process: they run after the forking ones
@@ -43,115 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> str:
     return busybox.build_rootfs(str(tmp_path_factory.mktemp("busybox") / "rootfs"))
-
-
-def _mounts() -> set[str]:
-    with open("/proc/self/mountinfo") as f:
-        return {line.split()[4] for line in f}
-
-
-def _cgroups() -> set[str]:
-    found = set()
-    for top in os.listdir("/sys/fs/cgroup"):
-        base = os.path.join("/sys/fs/cgroup", top)
-        for dirpath, dirnames, _ in os.walk(base):
-            for d in dirnames:
-                # a test's own cgroups carry its tag; a daemon's defaults are /corral*
-                if "corral-test" in d or (dirpath == base and d.startswith("corral")):
-                    found.add(os.path.join(dirpath, d))
-            if dirpath.count("/") > 6:
-                dirnames[:] = []
-    return found
-
-
-NETNS_DIRS = ("/run/netns", "/run/corral/netns")  # ip netns's, and the runtime service's
-
-
-def _netns() -> set[str]:
-    found = set()
-    for d in NETNS_DIRS:
-        try:
-            found |= {os.path.join(d, n) for n in os.listdir(d)}
-        except FileNotFoundError:
-            pass
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
-    except OSError:
-        return "gone"
-
-
-def _tagged_processes(tag: str) -> set[int]:
-    """Live processes whose command line or cgroup mentions TAG."""
-    pids = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{name}/cgroup", "rb") as f:
-                cg = f.read()
-            with open(f"/proc/{name}/stat", "rb") as f:
-                st = f.read()
-        except OSError:
-            continue
-        if st[st.rindex(b")") + 2:][:1] == b"Z":
-            continue
-        if tag.encode() in cmd or tag.encode() in cg:
-            pids.add(int(name))
-    return pids
-
-
-class Leaks:
-    """What a test made that must be gone when it ends."""
-
-    def __init__(self, tag: str, tmp: str) -> None:
-        self.tag = tag
-        self.tmp = tmp
-        self.mounts = _mounts()
-        self.cgroups = _cgroups()
-        self.netns = _netns()
-
-    def check(self) -> list[str]:
-        problems = []
-        deadline = time.monotonic() + 5
-        while True:
-            procs = _tagged_processes(self.tag)
-            mounts = {m for m in _mounts() - self.mounts
-                      if self.tmp in m or "corral" in m}
-            cgroups = _cgroups() - self.cgroups
-            netns = {n for n in _netns() - self.netns if "corral" in n}
-            if not (procs or mounts or cgroups or netns) or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        if procs:
-            problems.append("processes left running: " + ", ".join(
-                f"{pid} ({_cmdline(pid)})" for pid in sorted(procs)))
-            for pid in procs:  # clean up so one leak does not fail every later test
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-        if mounts:
-            problems.append(f"mounts left: {sorted(mounts)}")
-            for m in sorted(mounts, key=len, reverse=True):
-                subprocess.run(["umount", "-l", m], check=False)
-        if cgroups:
-            problems.append(f"cgroups left: {sorted(cgroups)}")
-            for c in sorted(cgroups, key=len, reverse=True):
-                for dirpath, _, _ in sorted(os.walk(c), key=lambda w: -len(w[0])):
-                    try:
-                        os.rmdir(dirpath)  # children first
-                    except OSError:
-                        pass
-        if netns:
-            problems.append(f"network namespaces left: {sorted(netns)}")
-        return problems
 
 
 @pytest.fixture

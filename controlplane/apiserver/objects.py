@@ -34,6 +34,7 @@ from api import errors as e
 from api import kinds
 from api import selectors as sel
 from controlplane.apiserver import admission, deletion, jsoncodec, subresources, watchcache
+from controlplane.apiserver.nsview import NamespaceView
 from controlplane.apiserver.resources import Resource
 from controlplane.apiserver.stored import UPDATE_RETRIES, Obj, parse_rv, same
 from controlplane.apiserver.stored import decode as decode  # re-exported: the scheduler
@@ -46,7 +47,7 @@ from controlplane.storage import keys, pagination
 from controlplane.storage.interface import Store
 
 WRITTEN_CACHE = 4096  # objects whose last write this process remembers
-NAMESPACE_CACHE_SECONDS = 2.0
+_NS_PREFIX = keys.list_prefix("namespaces")
 
 
 class ObjectService:
@@ -56,8 +57,9 @@ class ObjectService:
                  watch_cache: bool = True) -> None:
         self.store = store
         self.clock = clock
-        self._namespaces_seen: dict[str, float] = {}
         self._watch_cache = watch_cache
+        self._ns_view: NamespaceView | None = None  # namespace_usable's, on the watch cache
+        self._ns_written = 0  # the revision of this process's last namespace write
         self._caches: dict[str, WatchCache] = {}
         # key -> (mod revision, stored bytes) of the objects this process wrote last: an
         # update at exactly that resourceVersion needs no read (a key's value at one mod
@@ -68,10 +70,15 @@ class ObjectService:
     def _remember(self, key: str, revision: int, value: bytes) -> None:
         self._written[key] = (revision, value)
         self._written.move_to_end(key)
+        if key.startswith(_NS_PREFIX):
+            self._ns_written = max(self._ns_written, revision)
         if len(self._written) > WRITTEN_CACHE:
             self._written.popitem(last=False)
 
     async def close(self) -> None:
+        if self._ns_view is not None:
+            await self._ns_view.stop()
+            self._ns_view = None
         for cache in self._caches.values():
             await cache.stop()
         self._caches.clear()
@@ -112,23 +119,28 @@ class ObjectService:
         return decode(value, rev), rev
 
     async def namespace_usable(self, namespace: str) -> None:
-        """NotFound unless the namespace exists; Forbidden while it is being deleted."""
-        seen = self._namespaces_seen.get(namespace)
-        if seen is not None and self.clock() - seen < NAMESPACE_CACHE_SECONDS:
-            return
-        try:
-            value, _ = await self.store.get(keys.object_key("namespaces", namespace))
-        except se.NotFound:
-            raise e.APIError(e.Reason.NOT_FOUND, f"namespaces {namespace!r} not found",
-                             kind="Namespace", name=namespace) from None
-        except se.StorageError as err:
-            raise storage_error(err, _NS, namespace) from None
-        ns = jsoncodec.loads(value)
+        """NotFound unless the namespace exists; Forbidden while it is being deleted. Asks
+        the watch cache's view (nsview.py), and the store when the view does not know."""
+        ns: Obj | None = None
+        if self._watch_cache:
+            if self._ns_view is None:
+                cache = await self._cache(_NS)
+                assert cache is not None
+                self._ns_view = NamespaceView(self.store, cache)
+            await self._ns_view.start()
+            ns = await self._ns_view.lookup(namespace, written=self._ns_written)
+        if ns is None:
+            try:
+                value, _ = await self.store.get(keys.object_key("namespaces", namespace))
+            except se.NotFound:
+                raise e.APIError(e.Reason.NOT_FOUND, f"namespaces {namespace!r} not found",
+                                 kind="Namespace", name=namespace) from None
+            except se.StorageError as err:
+                raise storage_error(err, _NS, namespace) from None
+            ns = jsoncodec.loads(value)
         if (ns.get("metadata") or {}).get("deletionTimestamp"):
-            self._namespaces_seen.pop(namespace, None)
             raise e.forbidden(f"unable to create new content in namespace {namespace} "
                               "because it is being terminated")
-        self._namespaces_seen[namespace] = self.clock()
 
     def _admit(self, res: Resource, obj: Any, *, namespace: str) -> Obj:
         """Defaults then validation; the object's kind and namespace must match the path."""

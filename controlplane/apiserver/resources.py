@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from api import kinds
+from api import kinds, names
 
 
 @dataclass(frozen=True)
@@ -37,30 +37,25 @@ class Resource:
         return frozenset(base) | self.fields
 
 
-# What Kubernetes gives each kind beyond its schema: short names, subresources, fields.
+# What Kubernetes gives each kind beyond its schema: subresources and field selectors (its
+# short names are api/names.py's, which clusterctl reads too).
 _EXTRAS: Mapping[str, dict[str, object]] = {
-    "namespaces": {"short_names": ("ns",), "status": True,
-                   "fields": frozenset({"status.phase"})},
-    "configmaps": {"short_names": ("cm",)},
+    "namespaces": {"status": True, "fields": frozenset({"status.phase"})},
     "secrets": {"fields": frozenset({"type"})},
-    "pods": {"short_names": ("po",), "status": True,
+    "pods": {"status": True,
              "fields": frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                                   "spec.serviceAccountName", "status.phase", "status.podIP",
                                   "status.nominatedNodeName"})},
-    "services": {"short_names": ("svc",), "status": True},
-    "endpoints": {"short_names": ("ep",)},
-    "nodes": {"short_names": ("no",), "status": True,
-              "fields": frozenset({"spec.unschedulable"})},
-    "events": {"short_names": ("ev",),
-               "fields": frozenset({"involvedObject.kind", "involvedObject.name",
+    "services": {"status": True},
+    "nodes": {"status": True, "fields": frozenset({"spec.unschedulable"})},
+    "events": {"fields": frozenset({"involvedObject.kind", "involvedObject.name",
                                     "involvedObject.namespace", "involvedObject.uid",
                                     "reason", "type", "source"})},
-    "leases": {},
-    "deployments": {"short_names": ("deploy",), "status": True, "scale": True},
-    "replicasets": {"short_names": ("rs",), "status": True, "scale": True},
-    "daemonsets": {"short_names": ("ds",), "status": True},
+    "deployments": {"status": True, "scale": True},
+    "replicasets": {"status": True, "scale": True},
+    "daemonsets": {"status": True},
     "jobs": {"status": True},
-    "cronjobs": {"short_names": ("cj",), "status": True},
+    "cronjobs": {"status": True},
 }
 
 
@@ -69,7 +64,9 @@ def _build() -> dict[str, Resource]:
     for k in kinds.KINDS.values():
         extra = dict(_EXTRAS.get(k.resource, {}))
         out[k.resource] = Resource(name=k.resource, kind=k.kind, api_version=k.api_version,
-                                   namespaced=k.namespaced, **extra)  # type: ignore[arg-type]
+                                   namespaced=k.namespaced,
+                                   short_names=names.short_names(k.resource),
+                                   **extra)  # type: ignore[arg-type]
     return out
 
 

@@ -49,6 +49,16 @@ def test_offline_table_knows_every_kind_without_a_server() -> None:
     assert r.resolve("cm").name == "configmaps"
 
 
+def test_offline_short_names_are_the_servers() -> None:
+    """One table (api/names.py): what explain and completion accept offline is what the
+    server's discovery gives (the offline copy once lacked "ep")."""
+    from controlplane.apiserver import resources as server
+
+    offline_names = {r.name: r.short_names for r in offline().resources}
+    assert offline_names == {name: r.short_names for name, r in server.RESOURCES.items()}
+    assert offline().resolve("ep").name == "endpoints"
+
+
 @pytest.mark.parametrize(("args", "want"), [
     pytest.param(["pods"], [("pods", None)], id="type"),
     pytest.param(["pods", "a", "b"], [("pods", "a"), ("pods", "b")], id="type-names"),

@@ -1,10 +1,12 @@
 """corral-runtimed as a real process: CRI over its socket, real shims, corral-runc, CNI.
 
-``Runtimed`` (also used by test_ctr.py and test_cri_compat.py) runs one daemon in a temp
-dir named after the test's tag (root, state, socket, CNI conf and IPAM data), with a bridge
-network of its own; ``cleanup()`` removes every sandbox through CRI, stops the daemon by
-PID, then removes what a killed daemon may have left (tasks, mounts, cgroups, netns, the
-bridge) and the dir.
+``Runtimed`` (also used by test_ctr.py, test_cri_compat.py and the agent's tests) runs one
+daemon in a temp dir named after the test's tag (root, state, socket, CNI conf, IPAM data
+and the sandboxes' netns_dir), with a bridge network and cgroup parent of its own and the
+tag in its environment (tests/support/leaks.py: the leak check finds what it left by the
+tag alone); ``cleanup()`` removes every sandbox through CRI, stops the daemon by PID, then
+removes what a killed daemon may have left (tasks, mounts, cgroups, netns, the bridge) and
+the dir.
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import api_pb2_grpc as pb_grpc
 from runtime.service.cri.client import AlreadyExists, CRIClient, InvalidArgument, NotFound
 from runtime.service.tasks import TaskManager
-from tests.support import containerd, process
+from tests.support import containerd, leaks, process
 from tests.support.registry import Registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 CGROUP_ROOT = "/sys/fs/cgroup"
-NETNS_ROOT = "/run/corral/netns"
 
 
 def subnet(tag: str) -> str:
@@ -55,6 +56,7 @@ class Runtimed:
         self.socket = os.path.join(self.dir, "cri.sock")
         self.cni_conf_dir = os.path.join(self.dir, "cni")
         self.log_dir = os.path.join(self.dir, "pods")
+        self.netns_dir = os.path.join(self.dir, "netns")  # not /run/corral/netns
         self.cgroup_parent = f"/{tag}"
         self.bridge = "cr" + tag.replace("-", "")[-10:]
         self.config_path = os.path.join(self.dir, "runtimed.toml")
@@ -65,9 +67,11 @@ class Runtimed:
         with open(self.config_path, "w") as f:
             # every cgroup of this daemon under the test's tag, also for `corral-ctr run`
             # (no pod cgroup parent): the leak check sees whatever is left
+            # and its sandboxes' network namespaces in a dir of its own, under self.dir
             f.write(f'sandbox_image = "{sandbox_image}"\n'
                     f'cgroup_parent = "{self.cgroup_parent}"\n{regs}\n[cni]\n'
-                    f'bin_dirs = ["{containerd.CNI_BIN}"]\nconf_dir = "{self.cni_conf_dir}"\n')
+                    f'bin_dirs = ["{containerd.CNI_BIN}"]\nconf_dir = "{self.cni_conf_dir}"\n'
+                    f'netns_dir = "{self.netns_dir}"\n')
         self.proc: subprocess.Popen[bytes] | None = None
 
     def write_cni_conflist(self) -> None:
@@ -83,10 +87,15 @@ class Runtimed:
         self.proc = process.start(
             [PYTHON, "-m", "runtime.service.daemon", "--root", self.root, "--state",
              self.state, "--socket", self.socket, "--config", self.config_path, *extra],
-            log_path=self.log_path, cwd=ROOT, new_session=True)
+            log_path=self.log_path, cwd=ROOT, new_session=True, env=self.env())
         process.wait_until_ready(self.proc, name="corral-runtimed", condition="serving",
                                  ready=self._serving, timeout=timeout, tail=self.log_tail)
         return self
+
+    def env(self) -> dict[str, str]:
+        """The daemon's environment: ours with the test's tag, which its fork server, shims
+        and holders inherit, so the leak check knows them after the daemon is gone."""
+        return {**os.environ, leaks.TAG_ENV: self.tag}
 
     def _serving(self) -> bool:
         with socket.socket(socket.AF_UNIX) as s:
@@ -138,16 +147,10 @@ class Runtimed:
                 self.drain()
         self.stop()
         with contextlib.suppress(Exception):
-            tm = TaskManager(self.state)
+            tm = TaskManager(self.state, forkserver=False)  # no fork server left behind
             for info in tm.list():
                 with contextlib.suppress(Exception):
                     tm.delete(info.namespace, info.id, force=True)
-        for sid in self.sandbox_ids():
-            path = os.path.join(NETNS_ROOT, sid[:32])
-            if os.path.exists(path):
-                subprocess.run(["umount", "-l", path], check=False, stderr=subprocess.DEVNULL)
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
         with open("/proc/self/mountinfo") as f:
             mounts = [line.split()[4] for line in f]
         for m in sorted((m for m in mounts if m.startswith(self.dir)), key=len, reverse=True):
@@ -182,7 +185,12 @@ class Runtimed:
         return pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="default"),
             hostname=name, log_directory=log_dir, labels={"corral.test": self.tag},
-            linux=pb.LinuxPodSandboxConfig(cgroup_parent=self.cgroup_parent))
+            # pid CONTAINER as kubelet asks unless shareProcessNamespace (unset is POD: a
+            # shared PID namespace, which takes a pause container)
+            linux=pb.LinuxPodSandboxConfig(
+                cgroup_parent=self.cgroup_parent,
+                security_context=pb.LinuxSandboxSecurityContext(
+                    namespace_options=pb.NamespaceOption(pid=pb.CONTAINER))))
 
 
 def container_config(image: str, name: str, command: list[str], *,

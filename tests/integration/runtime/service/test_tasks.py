@@ -33,9 +33,12 @@ Spec = Callable[..., dict[str, Any]]
 @pytest.fixture
 def manager(tmp_path: Any, leak_check: None) -> Iterator[TaskManager]:
     tm = TaskManager(str(tmp_path / "state"))
-    yield tm
-    for info in TaskManager(tm.state_dir).list():
-        tm.delete(info.namespace, info.id, force=True)
+    try:
+        yield tm
+        for info in TaskManager(tm.state_dir, forkserver=False).list():
+            tm.delete(info.namespace, info.id, force=True)
+    finally:
+        tm.close()  # its fork server: a child of pytest, which the leak check counts
 
 
 @pytest.fixture
