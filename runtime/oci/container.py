@@ -2,7 +2,8 @@
 update. Each loads state, checks the lifecycle table in state.py, acts, and leaves
 nothing behind when it fails.
 
-    create:  validate everything -> reserve the ID -> cgroup -> fork init (init.py)
+    create:  validate everything -> reserve the ID -> seccomp program (cached BPF) -> cgroup
+             -> fork init (init.py)
              -> id maps / hooks on request -> "ready" -> state.json, --pid-file
     start:   open exec.fifo for reading: the init unblocks and execs; poststart hooks
     delete:  kill what is left, remove the cgroup, poststop hooks, remove the state dir
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import hooks, mounts, spec, state
+from . import hooks, mounts, seccomp_bpf, spec, state
 from .channel import Channel
 from .errors import ConfigError, OCIError, SetupError
 from .namespaces import Plan, fork_into_pid_namespace, write_id_maps
@@ -76,6 +77,10 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
     undo: list[Any] = [lambda: _rmtree(sdir)]
     pid = init_pid = 0
     try:
+        seccomp_program = None
+        if linux.get("seccomp") is not None:
+            # compiled here, once per profile (seccomp_bpf.py); the init only loads it
+            seccomp_program = seccomp_bpf.for_root(linux["seccomp"], store.root)
         from . import cgroups
         from .devices import cgroup_rules
         cg = cgroups.open_manager(container_id=cid, cgroups_path=linux.get("cgroupsPath"),
@@ -127,7 +132,7 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
                     fifo_fd=fifo_fd, console_fd=console_fd, mounts=specs,
                     preserve_fds=opts.preserve_fds, no_pivot=opts.no_pivot,
                     no_new_keyring=opts.no_new_keyring, cid=cid, bundle=bundle, cgroup=cg,
-                    pidns_ready=pidns_here)
+                    pidns_ready=pidns_here, seccomp_program=seccomp_program)
         pid = fork_into_pid_namespace(join_fds.get("pid")) if pidns_here else os.fork()
         if pid == 0:
             parent.close()

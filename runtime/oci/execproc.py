@@ -1,7 +1,8 @@
 """`exec`: a new process inside a running container.
 
     parent                                  child (forked)
-      open the init's namespaces              non-dumpable, join the cgroup
+      open the init's namespaces, the         non-dumpable, join the cgroup
+      seccomp program (seccomp_bpf.py)
       fork                                    setsid; setns user, then the rest
                                               fork (pid namespace applies to children)
                                      <---     "pid" N       (grandchild)
@@ -87,7 +88,11 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
                 raise SetupError("exec --tty needs --console-socket")
             from . import console
             console_fd = console.connect(console_socket)
-        preload_for_finalize({"linux": linux})
+        program = None
+        if linux.get("seccomp"):
+            from . import seccomp_bpf  # compiled once per profile, as for create
+            program = seccomp_bpf.for_root(linux["seccomp"], c.store.root)
+        preload_for_finalize({"linux": linux}, compiled=program is not None)
         if proc.get("terminal"):
             from . import console
         # Always: the process in the container becomes our child when the intermediate one
@@ -104,7 +109,8 @@ def exec_in(c: state.Container, proc: dict[str, Any], *, detach: bool, pid_file:
             parent.close()
             if pidns_here:
                 os.close(fds.pop("pid"))
-            _child(child, cg, fds, proc, linux, console_fd, preserve_fds)
+            _child(child, cg, fds, proc, linux, console_fd, preserve_fds,
+                   seccomp_program=program)
         child.close()
         target = pid
         if "pid" in fds and not pidns_here:
@@ -142,7 +148,8 @@ def _reap(pid: int) -> None:
 
 
 def _child(chan: Channel, cg: Any, fds: dict[str, int], proc: dict[str, Any],
-           linux: dict[str, Any], console_fd: int, preserve_fds: int) -> NoReturn:
+           linux: dict[str, Any], console_fd: int, preserve_fds: int, *,
+           seccomp_program: Any) -> NoReturn:
     try:
         SYS.prctl(PR_SET_DUMPABLE, 0)
         close_inherited_fds(preserve_fds)
@@ -165,7 +172,7 @@ def _child(chan: Channel, cg: Any, fds: dict[str, int], proc: dict[str, Any],
             console.setup(console_fd, proc, mount_console=False)
         exe = lookup(proc)
         chan.send("ready")
-        finalize(proc, linux, exe, preserve_fds)
+        finalize(proc, linux, exe, preserve_fds, seccomp_program=seccomp_program)
     except BaseException as e:
         chan.send_error(e)
         os._exit(1)

@@ -11,7 +11,8 @@
         rootfs: propagation, mounts, devices, sysctls; hooks (createRuntime by the
         parent, createContainer here); pivot_root; console; hostname; read-only root;
         masked and read-only paths; keyring; look up the program
-    drop_privileges()   rlimits, user, capabilities, no_new_privs, seccomp, fds, cwd
+    drop_privileges()   rlimits, user, capabilities, no_new_privs, seccomp (the program
+                        create compiled: seccomp_bpf.py), fds, cwd
         -> "ready": create returns
     exec the sealed helper (exechelper.py), which waits for `start` (blocks opening
     exec.fifo) and execs the user's process; with startContainer hooks, Python waits
@@ -29,8 +30,10 @@ import resource
 import stat
 
 # Everything used after pivot_root must be imported before it: the host's files (these
-# modules, libseccomp) are out of reach once the container's root is /.
-from . import capabilities, exechelper, hooks, mounts, rlimits, signals
+# modules, libseccomp) are out of reach once the container's root is /. (cgroupfs is used
+# before it, but imported here too: a fork of the shim, which preloads this module, then
+# has it, instead of importing it again in each container's init.)
+from . import capabilities, cgroupfs, exechelper, hooks, mounts, rlimits, signals  # noqa: F401
 from .channel import Channel
 from .errors import ConfigError, SetupError
 from .linux import (
@@ -61,7 +64,7 @@ class Init:
                  join_fds: dict[str, int], fifo_fd: int, console_fd: int,
                  mounts: list[mounts.MountSpec], preserve_fds: int, no_pivot: bool,
                  no_new_keyring: bool, cid: str, bundle: str, cgroup: Any,
-                 pidns_ready: bool) -> None:
+                 pidns_ready: bool, seccomp_program: Any = None) -> None:
         self.config = config
         self.cid = cid
         self.bundle = bundle
@@ -79,6 +82,7 @@ class Init:
         self.no_new_keyring = no_new_keyring
         self.cgroup = cgroup
         self.pidns_ready = pidns_ready
+        self.seccomp_program = seccomp_program  # seccomp_bpf.Program, compiled by create
         self.exe_path = ""
 
     # -- stage 1: namespaces ------------------------------------------------------------
@@ -125,7 +129,8 @@ class Init:
                 os.setsid()
             self.setup()
             env, helper = drop_privileges(self.process, self.linux, self.preserve_fds,
-                                          keep_fd=self.fifo_fd)
+                                          keep_fd=self.fifo_fd,
+                                          seccomp_program=self.seccomp_program)
             self.chan.send("ready")
             if (self.config.get("hooks") or {}).get("startContainer"):
                 if self.fifo_fd >= 0:
@@ -174,7 +179,7 @@ class Init:
             self.chan.expect("ok")
         hooks.run("createContainer", cfg, self._state("creating"))
 
-        preload_for_finalize(cfg)
+        preload_for_finalize(cfg, compiled=self.seccomp_program is not None)
         if self.process.get("terminal"):
             from . import console
         if self.no_pivot:
@@ -240,18 +245,21 @@ class Init:
 
 
 def finalize(process: dict[str, Any], linux: dict[str, Any], exe: str,
-             preserve_fds: int) -> NoReturn:
+             preserve_fds: int, *, seccomp_program: Any = None) -> NoReturn:
     """Drop to the configured identity and privileges, then exec (for `exec`)."""
-    env, helper = drop_privileges(process, linux, preserve_fds)
+    env, helper = drop_privileges(process, linux, preserve_fds,
+                                  seccomp_program=seccomp_program)
     exechelper.exec_process(helper, exe, process["args"], env)
 
 
 def drop_privileges(process: dict[str, Any], linux: dict[str, Any], preserve_fds: int,
-                    *, keep_fd: int = -1) -> tuple[list[str], int | None]:
+                    *, keep_fd: int = -1, seccomp_program: Any = None
+                    ) -> tuple[list[str], int | None]:
     """Become the configured user with the configured capabilities, rlimits, umask,
     no_new_privs, cwd and seccomp filter, ready to exec. Returns the environment and the
     exec helper's memfd (made while the seccomp filter cannot refuse memfd_create).
-    KEEP_FD survives the exec into the helper (the exec fifo)."""
+    KEEP_FD survives the exec into the helper (the exec fifo). SECCOMP_PROGRAM is
+    linux.seccomp compiled (seccomp_bpf.Program); without it, libseccomp compiles here."""
     rlimits.apply(process.get("rlimits") or [])
     caps = process.get("capabilities") or {}
     nnp = bool(process.get("noNewPrivileges"))
@@ -263,8 +271,7 @@ def drop_privileges(process: dict[str, Any], linux: dict[str, Any], preserve_fds
     helper = exechelper.sealed_memfd()
     if seccomp and not nnp:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it.
-        from . import seccomp as sc
-        sc.load(seccomp)
+        _load_seccomp(seccomp, seccomp_program)
     capabilities.drop_bounding(caps)
     SYS.prctl(PR_SET_KEEPCAPS, 1)
     os.setgroups(user.get("additionalGids") or [])
@@ -286,9 +293,17 @@ def drop_privileges(process: dict[str, Any], linux: dict[str, Any], preserve_fds
     except OSError as e:
         raise SetupError(f"process.cwd: chdir {cwd}: {e.strerror}") from None
     if seccomp and nnp:
+        _load_seccomp(seccomp, seccomp_program)
+    return env, helper
+
+
+def _load_seccomp(seccomp: dict[str, Any], program: Any) -> None:
+    if program is not None:
+        from . import seccomp_bpf
+        seccomp_bpf.install(program)
+    else:
         from . import seccomp as sc
         sc.load(seccomp)
-    return env, helper
 
 
 def join_cgroup(cg: Any, linux: dict[str, Any]) -> None:
@@ -306,12 +321,14 @@ def has_runtime_hooks(config: dict[str, Any]) -> bool:
     return bool(h.get("prestart") or h.get("createRuntime"))
 
 
-def preload_for_finalize(config: dict[str, Any]) -> None:
+def preload_for_finalize(config: dict[str, Any], *, compiled: bool = False) -> None:
     """Import what finalize() and the startContainer hooks will need, and load
-    libseccomp, while the host's files are still reachable."""
+    libseccomp (unless the filter is COMPILED already), while the host's files are
+    still reachable."""
     if (config.get("linux") or {}).get("seccomp"):
-        from . import seccomp
-        seccomp.preload()
+        from . import seccomp, seccomp_bpf  # noqa: F401
+        if not compiled:
+            seccomp.preload()
     if (config.get("hooks") or {}).get("startContainer"):
         import subprocess  # noqa: F401
 

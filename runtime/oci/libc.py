@@ -4,7 +4,8 @@ The `ctypes` package is a Python layer over the `_ctypes` extension; importing i
 ~3.5 ms, a tenth of a whole container start, for conveniences this runtime does not use.
 These few lines give the same calls: libc functions looked up in the running program
 (libc is already loaded), errno saved after each call, C ints, longs and structures.
-(seccomp.py and cgroups/bpf.py, off the common start path, use `ctypes` itself.)
+(seccomp.py and cgroups/bpf.py, off the common start path, use `ctypes` itself; a
+container start asks libseccomp only its version, through Library here.)
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class c_ulong(_ctypes._SimpleCData):  # type: ignore[type-arg]
     _type_ = "L"
 
 
+class c_ushort(_ctypes._SimpleCData):  # type: ignore[type-arg]
+    _type_ = "H"
+
+
+class c_void_p(_ctypes._SimpleCData):  # type: ignore[type-arg]
+    _type_ = "P"
+
+
 class c_uint32(_ctypes._SimpleCData):  # type: ignore[type-arg]
     _type_ = "I"
 
@@ -43,6 +52,7 @@ class c_char(_ctypes._SimpleCData):  # type: ignore[type-arg]
 
 Structure = _ctypes.Structure
 byref = _ctypes.byref
+addressof = _ctypes.addressof
 sizeof = _ctypes.sizeof
 get_errno = _ctypes.get_errno
 
@@ -74,6 +84,23 @@ def function(name: str, *, returns_long: bool = False) -> Callable[..., int]:
     cls = _LongFunction if returns_long else _IntFunction
     fn: Callable[..., int] = cls((name, _PROGRAM))  # type: ignore[arg-type]  # duck-typed
     return fn
+
+
+class _PointerFunction(_ctypes.CFuncPtr):
+    _flags_ = _FLAGS
+    _restype_ = c_void_p
+
+
+class Library:
+    """A shared library, dlopen()ed by name (OSError if the loader cannot find it)."""
+
+    def __init__(self, name: str) -> None:
+        self._handle = _ctypes.dlopen(name, 2)  # RTLD_NOW
+
+    def pointer_function(self, name: str) -> Callable[..., int | None]:
+        """NAME in this library, as a function returning a pointer (an int, None for NULL)."""
+        fn: Callable[..., int | None] = _PointerFunction((name, self))  # type: ignore[arg-type]
+        return fn
 
 
 def array(ctype: Any, length: int) -> Any:

@@ -7,6 +7,7 @@ unit-tested without root. Failures raise OSError with errno, like `os` functions
 
 from __future__ import annotations
 
+import errno
 import os
 
 from . import libc
@@ -77,14 +78,23 @@ TMPFS_MAGIC = 0x01021994
 _MACHINE = os.uname().machine
 # System call numbers glibc has no wrapper for (generic table on arm64/riscv64).
 _NR = {
-    "x86_64": {"pivot_root": 155, "keyctl": 250, "openat2": 437},
-    "aarch64": {"pivot_root": 41, "keyctl": 219, "openat2": 437},
-    "riscv64": {"pivot_root": 41, "keyctl": 219, "openat2": 437},
-    "ppc64le": {"pivot_root": 203, "keyctl": 288, "openat2": 437},
-    "s390x": {"pivot_root": 217, "keyctl": 280, "openat2": 437},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "openat2": 437, "seccomp": 317},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "openat2": 437, "seccomp": 277},
+    "riscv64": {"pivot_root": 41, "keyctl": 219, "openat2": 437, "seccomp": 277},
+    "ppc64le": {"pivot_root": 203, "keyctl": 288, "openat2": 437, "seccomp": 358},
+    "s390x": {"pivot_root": 217, "keyctl": 280, "openat2": 437, "seccomp": 348},
 }.get(_MACHINE, {})
 
+
+def has_syscall(name: str) -> bool:
+    """Whether Syscalls knows NAME's number on this machine (for those glibc lacks)."""
+    return name in _NR
+
+
 KEYCTL_JOIN_SESSION_KEYRING = 1
+SECCOMP_SET_MODE_FILTER = 1
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
@@ -105,6 +115,10 @@ class _CapData(libc.Structure):
 
 
 _CAP_DATA_PAIR = libc.array(_CapData, 2)  # _LINUX_CAPABILITY_U32S_3
+
+
+class _SockFprog(libc.Structure):  # struct sock_fprog
+    _fields_ = [("len", libc.c_ushort), ("filter", libc.c_void_p)]
 
 
 class _Libc:
@@ -186,6 +200,18 @@ class Syscalls:
     def join_session_keyring(self, name: str | None) -> None:
         ret = _LIBC.syscall(_NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, _b(name))
         _check(ret, "keyctl(JOIN_SESSION_KEYRING)")
+
+
+    def seccomp_filter(self, flags: int, code: bytes) -> int:
+        """seccomp(SECCOMP_SET_MODE_FILTER, FLAGS, CODE: a struct sock_filter array), or
+        prctl(PR_SET_SECCOMP) on a kernel without seccomp(2) when there are no flags."""
+        buf = libc.array(libc.c_char, len(code)).from_buffer_copy(code)
+        prog = _SockFprog(len(code) // 8, libc.addressof(buf))
+        ret = _LIBC.syscall(_NR["seccomp"], SECCOMP_SET_MODE_FILTER, libc.c_ulong(flags),
+                            libc.byref(prog))
+        if ret < 0 and libc.get_errno() == errno.ENOSYS and not flags:
+            ret = _LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, libc.byref(prog), 0, 0)
+        return _check(ret, "seccomp(SECCOMP_SET_MODE_FILTER)", f"flags {flags:#x}")
 
 
 class RecordingSyscalls(Syscalls):

@@ -7,6 +7,8 @@
          |                    rules equal to the default action are dropped)
     load(seccomp)          thin executor: seccomp_init, arch_add, attr_set, rule_add_array,
                            seccomp_load on the calling process (libseccomp.so.2 via ctypes)
+    compile_bpf(seccomp)   the same filter exported (seccomp_export_bpf) with the seccomp(2)
+                           flags seccomp_load would pass, for seccomp_bpf.py to cache and load
 
 Syscall names libseccomp does not know are skipped, as runc and Docker do: profiles list
 syscalls of every architecture and kernel generation. libseccomp is loaded on first use;
@@ -74,6 +76,8 @@ _FLAGS = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB,
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": _ATTR_CTL_WAITKILL,
 }
+# The seccomp(2) flag each attribute turns on when libseccomp loads a filter (<linux/seccomp.h>)
+_KERNEL_FLAGS = {_ATTR_CTL_TSYNC: 1, _ATTR_CTL_LOG: 2, _ATTR_CTL_SSB: 4, _ATTR_CTL_WAITKILL: 32}
 
 # OCI architecture names; libseccomp's token is the suffix in lower case ("SCMP_ARCH_X86_64"
 # -> "x86_64"). The set is libseccomp's; whether this host's libseccomp knows one is features().
@@ -306,6 +310,8 @@ def _lib() -> Any:
              [ctx, u32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]),
             ("seccomp_attr_set", ctypes.c_int, [ctx, ctypes.c_int, u32]),
             ("seccomp_load", ctypes.c_int, [ctx]),
+            ("seccomp_attr_get", ctypes.c_int, [ctx, ctypes.c_int, ctypes.POINTER(u32)]),
+            ("seccomp_export_bpf", ctypes.c_int, [ctx, ctypes.c_int]),
             ("seccomp_api_get", ctypes.c_uint, []),
             ("seccomp_version", ctypes.POINTER(_Version), []),
         ):
@@ -333,7 +339,8 @@ def _strerror(rc: int) -> str:
     return os.strerror(-rc) if rc < 0 else f"error {rc}"
 
 
-def _install(p: Plan, lib: Any) -> None:
+def _build(p: Plan, lib: Any) -> Any:
+    """A libseccomp filter context holding plan P (the caller releases it)."""
     ctx = lib.seccomp_init(p.default_action)
     if not ctx:
         raise SetupError(f"seccomp: seccomp_init failed for default action {p.default_action:#x}")
@@ -369,12 +376,56 @@ def _install(p: Plan, lib: Any) -> None:
                 raise SetupError(f"seccomp: adding the rule for syscall {r.name} "
                                  f"(action {r.action:#x}, conditions {list(r.conditions)}): "
                                  f"{_strerror(rc)}")
+    except BaseException:
+        lib.seccomp_release(ctx)
+        raise
+    return ctx
+
+
+def _install(p: Plan, lib: Any) -> None:
+    ctx = _build(p, lib)
+    try:
         rc = lib.seccomp_load(ctx)
         if rc < 0:
-            hint = " (set no_new_privs or hold CAP_SYS_ADMIN first)" if rc == -errno.EACCES else ""
-            raise SetupError(f"seccomp: loading the filter: {_strerror(rc)}{hint}")
+            raise SetupError(f"seccomp: {load_error(-rc)}")
     finally:
         lib.seccomp_release(ctx)
+
+
+def load_error(err: int) -> str:
+    """What loading a filter failed with, for errno ERR (libseccomp's or the kernel's)."""
+    hint = " (set no_new_privs or hold CAP_SYS_ADMIN first)" if err == errno.EACCES else ""
+    return f"loading the filter: {os.strerror(err)}{hint}"
+
+
+def _export(p: Plan, lib: Any) -> tuple[int, bytes]:
+    """The kernel flags and the BPF program seccomp_load would give the kernel for P."""
+    ctx = _build(p, lib)
+    try:
+        flags = 0
+        value = ctypes.c_uint32(0)
+        for attr, flag in _KERNEL_FLAGS.items():
+            if lib.seccomp_attr_get(ctx, attr, ctypes.byref(value)) == 0 and value.value:
+                flags |= flag
+        fd = os.memfd_create("corral-seccomp", os.MFD_CLOEXEC)
+        try:
+            rc = lib.seccomp_export_bpf(ctx, fd)
+            if rc < 0:
+                raise SetupError(f"seccomp: exporting the filter: {_strerror(rc)}")
+            size = os.fstat(fd).st_size
+            code = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+    finally:
+        lib.seccomp_release(ctx)
+    return flags, code
+
+
+def compile_bpf(seccomp: dict[str, Any]) -> tuple[int, bytes]:
+    """Compile a validated OCI LinuxSeccomp dict with libseccomp, without loading it: the
+    seccomp(2) flags and the BPF program (struct sock_filter array) seccomp_load would use
+    on this host (seccomp_bpf.py caches them)."""
+    return _export(plan(seccomp), _lib())
 
 
 def load(seccomp: dict[str, Any]) -> None:

@@ -310,6 +310,57 @@ def test_install_ignores_arch_already_present() -> None:
     assert ("load",) in lib.calls
 
 
+class ExportingLib(FakeLib):
+    """FakeLib that also exports: `attrs` are the attribute values libseccomp reports."""
+
+    def __init__(self, attrs: dict[int, int], code: bytes = b"\x06" * 16, **fail: int) -> None:
+        super().__init__(**fail)
+        self.attrs = attrs
+        self.code = code
+
+    def seccomp_attr_get(self, ctx: int, attr: int, value: Any) -> int:
+        if attr not in self.attrs:
+            return -errno.EINVAL  # an attribute this libseccomp does not know
+        value._obj.value = self.attrs[attr]
+        return 0
+
+    def seccomp_export_bpf(self, ctx: int, fd: int) -> int:
+        self.calls.append(("export",))
+        if "seccomp_export_bpf" in self.fail:
+            return self.fail["seccomp_export_bpf"]
+        os.write(fd, self.code)
+        return 0
+
+
+@pytest.mark.parametrize("attrs, flags", [
+    pytest.param({4: 1, 6: 0, 7: 0}, 1, id="tsync"),
+    pytest.param({4: 1, 6: 1, 7: 1}, 1 | 2 | 4, id="tsync-log-spec-allow"),
+    pytest.param({4: 0, 6: 0, 7: 0, 10: 1}, 32, id="wait-killable-recv"),
+    pytest.param({}, 0, id="none-known"),
+])
+def test_export_flags_and_program(attrs: dict[int, int], flags: int) -> None:
+    lib = ExportingLib(attrs)
+    got = seccomp._export(seccomp.plan(cfg(syscalls=[rule(["getpid"])])), lib)
+    assert got == (flags, b"\x06" * 16)
+    assert ("load",) not in lib.calls  # compiled, never loaded here
+    assert lib.calls[-2:] == [("export",), ("release", 1234)]
+
+
+def test_export_failure_is_reported_and_releases() -> None:
+    lib = ExportingLib({}, seccomp_export_bpf=-errno.ENOMEM)
+    with pytest.raises(SetupError, match="exporting the filter: Cannot allocate memory"):
+        seccomp._export(seccomp.plan(cfg()), lib)
+    assert lib.calls[-1] == ("release", 1234)
+
+
+def test_build_failure_releases_the_context() -> None:
+    lib = ExportingLib({}, seccomp_rule_add_array=-errno.EINVAL)
+    with pytest.raises(SetupError, match="adding the rule for syscall getpid"):
+        seccomp._export(seccomp.plan(cfg(syscalls=[rule(["getpid"])])), lib)
+    assert lib.calls[-1] == ("release", 1234)
+    assert ("export",) not in lib.calls
+
+
 def test_load_validates_first() -> None:
     with pytest.raises(ConfigError, match="defaultAction"):
         seccomp.load({"defaultAction": "SCMP_ACT_NOPE"})
