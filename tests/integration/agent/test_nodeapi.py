@@ -6,6 +6,10 @@ CRI log files; and its plain-HTTP /healthz and /metrics.
         restart), Stats (a busy loop's CPU, working sets), Exec (echo, exit code, stdin),
         refusals (wrong group, unknown pod or container)
     urllib ──► corral-agent --http-listen 127.0.0.1:Q   /healthz, /metrics (cAdvisor names)
+    Client.pod_exec ──► corral-controlplane NodeProxy ──► the agent's Exec ──► runtimed's
+        streaming session ──► the process in the container; the caller cancels: the
+        process leaves the container's cgroup within the websocket close timeout +
+        EXIT_GRACE + a margin (with stdin, without, with output backed up)
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from api.client import Client
 from api.v1 import node_pb2 as npb
 from api.v1 import node_pb2_grpc as npb_grpc
 from controlplane.apiserver.pki import ClusterPKI, KeyPair, issue, load_ca
+from runtime.service.streaming import EXIT_GRACE
 from tests.integration.agent import test_agent as base
 from tests.integration.agent.test_agent import Agent, make_pod, running_ready, status_of, until
 from tests.integration.runtime.service.test_runtimed import Runtimed
@@ -90,7 +97,7 @@ def ref(pod: str, container: str = "") -> npb.ContainerRef:
     return npb.ContainerRef(namespace="default", pod=pod, container=container)
 
 
-def logs(stub: npb_grpc.NodeStub, pod: str, timeout: float = 20, **kw: object) -> bytes:
+def logs(stub: npb_grpc.NodeStub, pod: str, timeout: float = 20, **kw: Any) -> bytes:
     return b"".join(c.data for c in stub.Logs(npb.LogsRequest(ref=ref(pod), **kw),
                                               timeout=timeout))
 
@@ -104,7 +111,8 @@ def exec_(stub: npb_grpc.NodeStub, pod: str, command: list[str], *, stdin: bytes
             yield npb.ExecInput(stdin=stdin)
             yield npb.ExecInput(stdin_close=True)
 
-    out, err, exits = b"", b"", []
+    out, err = b"", b""
+    exits: list[npb.ExecExit] = []
     for msg in stub.Exec(inputs(), timeout=30):
         assert not exits, "ExecExit must be the last message"
         kind = msg.WhichOneof("output")
@@ -129,7 +137,7 @@ def test_node_api_logs_exec_stats_metrics(cp: ControlPlane, rtd: Runtimed,
              namespace="default")
     until("talker Running", lambda: running_ready(c, "talker"), agent, timeout=60)
     ok = agent.channel(groups=["system:masters"])
-    stub = npb_grpc.NodeStub(ok)
+    stub = npb_grpc.NodeStub(ok)  # type: ignore[no-untyped-call]
     try:
         # ---- logs: all, tail + timestamps, limit, since
         until("talker's four lines", lambda: logs(stub, "talker").count(b"\n") == 4, agent)
@@ -172,7 +180,8 @@ def test_node_api_logs_exec_stats_metrics(cp: ControlPlane, rtd: Runtimed,
         assert "tail_lines: must be >= 0, got -1" in err.value.details()
         with agent.channel(groups=["system:nodes"], user="system:node:other") as bad:
             with pytest.raises(grpc.RpcError) as err:
-                npb_grpc.NodeStub(bad).Stats(npb.StatsRequest(), timeout=10)
+                npb_grpc.NodeStub(bad).Stats(  # type: ignore[no-untyped-call]
+                    npb.StatsRequest(), timeout=10)
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "system:node:other" in err.value.details()
             assert "system:masters" in err.value.details()
@@ -218,3 +227,112 @@ def test_node_api_logs_exec_stats_metrics(cp: ControlPlane, rtd: Runtimed,
             c.delete("pods", name, namespace="default", grace_period=0)
         until("the pods to go", lambda: not c.list("pods", namespace="default")["items"],
               agent, timeout=30)
+
+
+# ---- a cancelled exec ends on the node ---------------------------------------------------
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+# After the caller's cancel the process ends within: the agent's websocket close (at most
+# WS_CLOSE_TIMEOUT, cri/stream.py's close_timeout, when the runtime is stuck in a send to it:
+# the output-backlog case) + EXIT_GRACE (runtimed: stdin EOF, then SIGTERM) + a margin for
+# a loaded machine. Measured: 5.1 s, 5.1 s and 7.1 s at a load average of 10 on 2 cores.
+WS_CLOSE_TIMEOUT = 2.0
+CANCEL_MARGIN = 5.0
+
+
+def container_pids(rtd: Runtimed, container_id: str, argv: list[str]) -> list[int]:
+    """PIDs in the container's cgroup (any hierarchy under the runtime's cgroup parent, v1
+    or v2) whose command line is ARGV."""
+    want = b"".join(a.encode() + b"\0" for a in argv)
+    found: set[int] = set()
+    for top in os.listdir(CGROUP_ROOT):
+        base = os.path.join(CGROUP_ROOT, top) + rtd.cgroup_parent
+        for d, _, _ in os.walk(base):
+            if container_id not in os.path.relpath(d, base):
+                continue
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if f.read() == want:
+                            found.add(pid)
+                except OSError:
+                    continue
+    return sorted(found)
+
+
+def node_api_port(c: Client, node: str) -> object:
+    """The node's kubelet endpoint port once its agent has reported it (the controlplane
+    dials the agent there)."""
+    status = c.get("nodes", node).get("status") or {}
+    return ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+
+
+@pytest.mark.parametrize(("script", "process", "stdin"), [
+    pytest.param("echo started; exec sleep 300", ["sleep", "300"], True, id="stdin"),
+    pytest.param("echo started; exec sleep 300", ["sleep", "300"], False, id="no-stdin"),
+    # the caller reads no more: flow control holds the agent in a write when the cancel
+    # comes, where grpc drops its Exec generator at a yield instead of cancelling it
+    pytest.param("echo started; exec sh -c 'while :; do echo flood; done'",
+                 ["sh", "-c", "while :; do echo flood; done"], False, id="output-backlog"),
+])
+def test_a_cancelled_exec_ends_in_the_container(cp: ControlPlane, rtd: Runtimed,
+                                                agent: NodeAPIAgent, busybox: str,
+                                                script: str, process: list[str],
+                                                stdin: bool) -> None:
+    """The whole path: api.client's pod_exec -> controlplane NodeProxy -> the agent's
+    Exec -> runtimed's streaming session. The caller cancels after "started"; the agent
+    must end its session, and the runtime then ends the process (stdin EOF, then SIGTERM
+    after EXIT_GRACE): PROCESS leaves the container's cgroup in time, while the container
+    itself runs on."""
+    c = cp.client()
+    c.create("pods", make_pod("sleeper", agent.node, busybox, ["sleep", "3600"], grace=1),
+             namespace="default")
+    session = None
+    try:
+        st = until("sleeper Running", lambda: running_ready(c, "sleeper"), agent, timeout=60)
+        until("the node's API port", lambda: node_api_port(c, agent.node) == agent.port,
+              agent)
+        cid = str(st["containerStatuses"][0]["containerID"]).rpartition("://")[2]
+        assert cid, st
+        main = container_pids(rtd, cid, ["sleep", "3600"])
+        assert len(main) == 1, f"container {cid}: its main process not in its cgroup: {main}"
+
+        session = c.pod_exec("sleeper", ["sh", "-c", script], namespace="default",
+                             stdin=stdin)
+        if stdin:
+            session.send_stdin(b"not read\n")  # stdin open and in use, never closed
+        out = b""
+        events = iter(session)
+        while b"started\n" not in out:
+            ev = next(events)
+            assert ev.kind == "stdout", f"the exec ended early: {ev}"
+            out += ev.data
+        assert out.startswith(b"started\n"), out[:100]
+        running = until(f"{' '.join(process)} in the container's cgroup",
+                        lambda: container_pids(rtd, cid, process), agent, timeout=10)
+        assert len(running) == 1, running
+
+        session.cancel()  # Ctrl-C: the caller goes away
+        cancelled = time.monotonic()
+        bound = WS_CLOSE_TIMEOUT + EXIT_GRACE + CANCEL_MARGIN
+        while container_pids(rtd, cid, process):
+            waited = time.monotonic() - cancelled
+            assert waited <= bound, (
+                f"container {cid}: `{' '.join(process)}` (pid {running[0]}) still runs "
+                f"{waited:.1f}s after the exec was cancelled (bound: {bound:g}s)\n"
+                f"agent log:\n{agent.log_tail()}")
+            time.sleep(0.1)
+        assert session.exit_code is None, "a cancelled exec reports no exit code"
+        assert container_pids(rtd, cid, ["sleep", "3600"]) == main, "the container runs on"
+    finally:
+        if session is not None:
+            session.cancel()
+        c.delete("pods", "sleeper", namespace="default", grace_period=0)
+        until("the pod to go", lambda: not c.list("pods", namespace="default")["items"],
+              agent, timeout=30)
+        c.close()
