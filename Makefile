@@ -19,7 +19,7 @@ up: deps
 	@scripts/up.sh
 
 # mypy strict for the library packages (pyproject.toml sets strict per package)
-PACKAGES := runtime controlplane api clusterctl agent
+PACKAGES := runtime controlplane api clusterctl agent nodehost
 
 lint: deps
 	$(VENV)/bin/ruff check $(PACKAGES) tests bench scripts

@@ -130,6 +130,12 @@ def sandbox_config(pod: Mapping[str, Any], *, log_root: str, cgroup_parent: str 
                     container_port=int(p["containerPort"]), host_port=int(p["hostPort"]),
                     host_ip=str(p.get("hostIP") or "")))
     network = pb.NODE if spec.get("hostNetwork") else pb.POD
+    # as kubelet: each container its own PID namespace unless the pod asks to share one
+    # (left unset, pid is POD, proto3's zero: a shared one, whose init is a pause
+    # container the runtime then has to run for every pod)
+    pid = pb.NODE if spec.get("hostPID") else \
+        pb.POD if spec.get("shareProcessNamespace") else pb.CONTAINER
+    ipc = pb.NODE if spec.get("hostIPC") else pb.POD
     return pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name=str(meta["name"]), uid=str(meta["uid"]),
                                        namespace=str(meta.get("namespace") or "default"),
@@ -142,7 +148,7 @@ def sandbox_config(pod: Mapping[str, Any], *, log_root: str, cgroup_parent: str 
         linux=pb.LinuxPodSandboxConfig(
             cgroup_parent=cgroup_parent,
             security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(network=network))))
+                namespace_options=pb.NamespaceOption(network=network, pid=pid, ipc=ipc))))
 
 
 def container_log_path(name: str, attempt: int) -> str:

@@ -8,8 +8,9 @@
 node's credentials; --http-listen serves /healthz and /metrics (metrics/) in plain HTTP.
 
 Footprint: what an idle node does not use is not imported. prometheus_client loads only
-with --http-listen, websockets with the first exec/attach/port-forward, httpx with the first
-httpGet probe; the node API reads certificates without `cryptography`.
+with the first scrape of /metrics (--http-listen), websockets with the first
+exec/attach/port-forward, httpx with the first httpGet probe; the node API reads
+certificates without `cryptography`.
 tests/unit/agent/test_footprint.py holds the line; bench/node_footprint.py measures it.
 """
 
@@ -44,12 +45,14 @@ from runtime.service.cri import stream
 log = logging.getLogger("corral.agent")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="corral-agent", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser, *, runtime_socket: bool = True) -> None:
+    """The agent's flags; without --runtime-socket when RUNTIME_SOCKET is False (corral-node
+    serves the runtime itself and gives the agent the socket it serves)."""
     p.add_argument("--config", required=True, help="kubeconfig-style file with the node's "
                    "credentials")
     p.add_argument("--node-name", required=True, help="name of this node")
-    p.add_argument("--runtime-socket", required=True, help="CRI socket of the runtime")
+    if runtime_socket:
+        p.add_argument("--runtime-socket", required=True, help="CRI socket of the runtime")
     p.add_argument("--root", default="/var/lib/corral-agent", help="agent state and logs")
     p.add_argument("--listen", default="", help="HOST:PORT of the node API (logs, exec, "
                    "stats; mutual TLS)")
@@ -63,6 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-ip", default="", help="InternalIP (default: the address that "
                    "reaches the controlplane)")
     p.add_argument("--log-level", default="INFO")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="corral-agent", description=__doc__.splitlines()[0])
+    add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -165,6 +173,20 @@ def env_hook(api: api_client.AsyncClient, node_ip: str) -> W.EnvResolver:
     return resolve
 
 
+def metrics_registry(inventory: ST.Inventory, reader: CgroupReader,
+                     machine: Any) -> Callable[[], Any]:
+    """What makes the /metrics registry on the first scrape: prometheus_client (2.7 MB
+    of RSS) stays unloaded on a node that nobody scrapes; /healthz does without it."""
+    def make() -> Any:
+        from agent.metrics import agent as agent_metrics
+        from agent.metrics.cadvisor import CadvisorCollector
+
+        agent_metrics.REGISTRY.register(CadvisorCollector(inventory, reader=reader,
+                                                          machine=machine))
+        return agent_metrics.REGISTRY
+    return make
+
+
 async def run(args: argparse.Namespace) -> None:
     config = api_client.load_config(args.config)
     tls = tls_for(args, config) if args.listen else None
@@ -207,13 +229,10 @@ async def run(args: argparse.Namespace) -> None:
             log.info("node %s: node API on %s (port %d, mutual TLS)", args.node_name,
                      args.listen, bound)
         if http is not None:
-            from agent.metrics import agent as agent_metrics  # prometheus_client: only here
-            from agent.metrics.cadvisor import CadvisorCollector
             from agent.metrics.server import MetricsServer
 
-            agent_metrics.REGISTRY.register(CadvisorCollector(inventory, reader=reader,
-                                                              machine=machine))
-            metrics_server = MetricsServer(agent_metrics.REGISTRY, host=http[0], port=http[1])
+            metrics_server = MetricsServer(metrics_registry(inventory, reader, machine),
+                                           host=http[0], port=http[1])
             await metrics_server.start()
             closers.append(metrics_server.close)
             log.info("node %s: /metrics and /healthz on %s:%d", args.node_name, http[0],

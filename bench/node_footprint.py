@@ -1,7 +1,9 @@
-"""Memory of an idle node: corral-agent + corral-runtimed, against containerd, same run.
+"""Memory of an idle node: corral-node (or, --split, corral-agent + corral-runtimed),
+against containerd, same run.
 
     etcd + corral-controlplane, a registry holding busybox             (the cluster side)
-    node "ours":  corral-runtimed (+ its shim fork server) + corral-agent, registered Ready
+    node "ours":  corral-node, the runtime service and the agent in one process (--split:
+                  corral-runtimed + corral-agent), registered Ready (tests/support/node.py)
     node "peer":  containerd 1.6 with its CRI plugin, started the same way by the bench
     both idle (no pods) for --settle seconds, then RSS and PSS summed over each side's
     processes, sampled --samples times; the median is the figure
@@ -11,10 +13,10 @@ about 275 MB, kubelet plus containerd well over 100 MB). kubelet is not installa
 the peer measured side by side is containerd alone, the runtime half of a kubelet node: the
 ratio compares our whole node against their runtime only.
 
-Usage: bench/node_footprint.py [--settle S] [--samples N] [--detail]
+Usage: bench/node_footprint.py [--settle S] [--samples N] [--detail] [--split]
 PSS divides shared pages among every process on the machine that maps them (other Pythons
 with grpc included); "pages counted once" is the node's own figure: the distinct physical
-pages the two hold (/proc/PID/pagemap, as root).
+pages its processes hold (/proc/PID/pagemap, as root).
 --detail prints, per process, RSS/PSS split into anonymous and file-backed pages, its thread
 count and its largest mappings: where each megabyte goes.
 The last line is JSON: {"bench", "ours", "peer", "ratio", "unit"} (MB RSS).
@@ -34,12 +36,8 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._support import _tree
-from tests.integration.agent.test_agent import Agent
-from tests.integration.runtime.service.test_runtimed import Runtimed
 from tests.support import containerd
-from tests.support.controlplane import ControlPlane
-from tests.support.etcd import EtcdServer
-from tests.support.registry import Registry
+from tests.support.node import idle_node
 
 MB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -141,57 +139,37 @@ def sample(pids: list[int], *, samples: int) -> tuple[float, float]:
     return (statistics.median(r for r, _ in got) / MB, statistics.median(p for _, p in got) / MB)
 
 
-def node_ready(cp: ControlPlane, name: str, timeout: float = 60) -> None:
-    c = cp.client()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conds = c.get("nodes", name).get("status", {}).get("conditions") or []
-            if any(x["type"] == "Ready" and x["status"] == "True" for x in conds):
-                return
-        except Exception:  # not registered yet
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"node {name}: not Ready after {timeout}s")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settle", type=float, default=15, help="idle seconds before sampling")
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--detail", action="store_true", help="per-process breakdown")
+    ap.add_argument("--split", action="store_true", help="ours is the two-process node "
+                    "(corral-runtimed + corral-agent) instead of corral-node")
     args = ap.parse_args()
     tag = f"corral-bench-{uuid.uuid4().hex[:6]}"
-    etcd = EtcdServer().start()
-    try:
-        with Registry() as reg, ControlPlane(etcd.endpoint, leader=True) as cp:
-            image = containerd.push_busybox(reg)
-            with Runtimed(tag=tag, sandbox_image=image, registries=[reg.host]) as rtd:
-                rtd.write_cni_conflist()
-                rtd.start()
-                agent = Agent(cp, rtd, f"fp-{uuid.uuid4().hex[:4]}").start()
-                try:
-                    node_ready(cp, agent.node)
-                    time.sleep(args.settle)
-                    assert rtd.proc is not None and agent.proc is not None
-                    ours_rss, ours_pss = sample([rtd.proc.pid, agent.proc.pid],
-                                                samples=args.samples)
-                    agent_rss, _ = sample([agent.proc.pid], samples=1)
-                    unique = node_unique([rtd.proc.pid, agent.proc.pid]) / MB
-                    if args.detail:
-                        print("\n".join(detail([agent.proc.pid, rtd.proc.pid])))
-                finally:
-                    agent.stop()
-            with containerd.Containerd(tag=tag + "c", sandbox_image=image,
-                                       registries=[reg.host]) as ctd:
-                time.sleep(args.settle)
-                assert ctd.proc is not None
-                peer_rss, peer_pss = sample([ctd.proc.pid], samples=args.samples)
-    finally:
-        etcd.cleanup()
-    print(f"idle node, RSS: corral-agent + corral-runtimed {ours_rss:.1f} MB "
-          f"(agent {agent_rss:.1f}, runtimed {ours_rss - agent_rss:.1f}); PSS {ours_pss:.1f} MB; "
-          f"pages counted once across the two {unique:.1f} MB")
+    what = "corral-runtimed + corral-agent" if args.split else "corral-node"
+    with idle_node(tag, name=f"fp-{uuid.uuid4().hex[:4]}", split=args.split,
+                   settle=args.settle) as idle:
+        pids = idle.node.pids()
+        ours_rss, ours_pss = sample(pids, samples=args.samples)
+        unique = node_unique(pids) / MB
+        parts = ""
+        if args.split:
+            assert idle.node.proc is not None
+            agent_rss, _ = sample([idle.node.proc.pid], samples=1)
+            parts = f" (agent {agent_rss:.1f}, runtimed {ours_rss - agent_rss:.1f})"
+        if args.detail:
+            print("\n".join(detail(pids)))
+        reg, image = idle.cluster.registry, idle.cluster.image
+        idle.node.stop()
+        with containerd.Containerd(tag=tag + "c", sandbox_image=image,
+                                   registries=[reg.host]) as ctd:
+            time.sleep(args.settle)
+            assert ctd.proc is not None
+            peer_rss, peer_pss = sample([ctd.proc.pid], samples=args.samples)
+    print(f"idle node, RSS: {what} {ours_rss:.1f} MB{parts}; PSS {ours_pss:.1f} MB; "
+          f"pages counted once {unique:.1f} MB")
     print(f"idle containerd 1.6 (CRI plugin), RSS: {peer_rss:.1f} MB; PSS {peer_pss:.1f} MB")
     print(json.dumps({"bench": "node_footprint_idle_rss", "ours": round(ours_rss, 1),
                       "peer": round(peer_rss, 1), "ratio": round(ours_rss / peer_rss, 2),

@@ -1,13 +1,14 @@
 """100 replicas of busybox `sleep` on one node: corral against Docker Swarm, same machine.
 
-    ours:  etcd + corral-controlplane + one node (corral-runtimed + corral-agent), image
-           present; a Deployment of --replicas is created -> every pod Running
+    ours:  etcd + corral-controlplane + one node (tests/support/node.py: corral-node, or
+           --split-node corral-runtimed + corral-agent), image present; a Deployment of
+           --replicas is created -> every pod Running
     peer:  a dockerd the bench starts (own data root, exec root and socket; Debian's
            docker.io), a one-node swarm on 127.0.0.1, the same busybox rootfs imported;
            `docker service create --replicas N` -> N tasks running (`docker service ls`)
     rounds alternate ours/peer; the figure is the median of each side's times
 
-Usage: bench/replicas_vs_swarm.py [--replicas N] [--rounds R]
+Usage: bench/replicas_vs_swarm.py [--replicas N] [--rounds R] [--split-node]
 The last line is JSON: {"bench", "ours", "peer", "ratio", "unit"} (seconds; the issue's
 target is ratio <= 0.1).
 """
@@ -21,23 +22,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.pod_startup import node_runtime, pull, wait_ready
-from tests.integration.agent.test_agent import Agent
+from clusterctl.cluster.up import free_port
 from tests.support import containerd
 from tests.support.controlplane import ControlPlane
-from tests.support.etcd import EtcdServer
-from tests.support.registry import Registry
+from tests.support.node import cluster, corral_node, wait_ready
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"  # Debian's client, the same version as the daemon
@@ -106,9 +103,7 @@ class Swarm:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"dockerd did not start; see {self.dir}/dockerd.log")
             time.sleep(0.3)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.docker("swarm", "init", "--advertise-addr", "127.0.0.1",
                     "--listen-addr", f"127.0.0.1:{port}")
         return self
@@ -160,43 +155,28 @@ class Swarm:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def our_node(reg: Registry, image: str) -> Iterator[ControlPlane]:
-    etcd = EtcdServer().start()
-    try:
-        with ControlPlane(etcd.endpoint, leader=True) as cp, \
-                node_runtime("corral", f"corral-bench-{uuid.uuid4().hex[:5]}", reg,
-                             image) as rtd:
-            pull(rtd.socket, image)
-            agent = Agent(cp, rtd, "swarm-peer-0").start()
-            try:
-                wait_ready(cp, [agent.node])
-                yield cp
-            finally:
-                agent.stop()
-    finally:
-        etcd.cleanup()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--split-node", action="store_true", help="our node as corral-runtimed "
+                    "+ corral-agent (default: one corral-node process)")
     args = ap.parse_args()
     if not (os.path.exists(DOCKERD) and os.path.exists(DOCKER)):
         raise SystemExit("dockerd is missing: `scripts/install-deps.sh --bench` installs "
                          "Debian's docker.io")
     ours: list[float] = []
     peer: list[float] = []
-    with Registry() as reg:
-        image = containerd.push_busybox(reg)
+    with cluster() as cl:
         swarm = Swarm()
         try:
             swarm.start()
             swarm_image = swarm.import_busybox()
-            with our_node(reg, image) as cp:
+            with corral_node(cl, tag=f"corral-bench-{uuid.uuid4().hex[:5]}",
+                             name="swarm-peer-0", split=args.split_node):
+                wait_ready(cl.cp, ["swarm-peer-0"])
                 for i in range(args.rounds):
-                    ours.append(ours_round(cp, args.replicas, image))
+                    ours.append(ours_round(cl.cp, args.replicas, cl.image))
                     peer.append(swarm.round(args.replicas, swarm_image))
                     print(f"round {i + 1}: corral {ours[-1]:.2f} s, swarm {peer[-1]:.2f} s",
                           flush=True)

@@ -25,6 +25,7 @@ SITE_LAUNCHERS = {
     "clusterctl": "clusterctl.main",
     "corral-runtimed": "runtime.service.daemon",
     "corral-agent": "agent.main",
+    "corral-node": "nodehost.main",
 }
 # The venv's interpreter with -I -S: site-packages only when the command asks for them
 # (corral-ctr's `run` imports nothing third-party; its gRPC verbs call site.main()).

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+if TYPE_CHECKING:  # prometheus_client loads with the first scrape (MetricsServer)
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +75,30 @@ def parse_request(raw: bytes) -> Request | None:
     return Request(method=parts[0], path=parts[1].split("?", 1)[0], headers=headers)
 
 
+def _registry_type() -> type[CollectorRegistry]:
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry
+
+
 def _text(status: int, message: str) -> Response:
     return Response(status, "text/plain; charset=utf-8", (message + "\n").encode())
 
 
-def respond(registry: CollectorRegistry, request: Request, *,
+def respond(registry: CollectorRegistry | None, request: Request, *,
             healthy: Callable[[], bool] | None = None) -> Response:
-    """Route one request. Blocking: /metrics runs every collector."""
+    """Route one request. Blocking: /metrics runs every collector (REGISTRY: None only for
+    requests that are not GET /metrics)."""
     if request.method not in ("GET", "HEAD"):
         return Response(405, "text/plain; charset=utf-8", b"method not allowed\n",
                         {"Allow": "GET, HEAD"})
     if request.path == "/healthz":
         ok = healthy() if healthy is not None else True
         return _text(200, "ok") if ok else _text(503, "unhealthy")
-    if request.path != "/metrics":
+    if request.path != "/metrics" or registry is None:
         return _text(404, f"no such path: {request.path}")
+    from prometheus_client.exposition import choose_encoder
+
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
     try:
         body = encoder(registry)
@@ -102,15 +113,30 @@ def respond(registry: CollectorRegistry, request: Request, *,
 
 
 class MetricsServer:
-    """Serves `registry` on host:port (port 0: any free port; see .port once started)."""
+    """Serves `registry` on host:port (port 0: any free port; see .port once started).
 
-    def __init__(self, registry: CollectorRegistry, *, host: str = "127.0.0.1", port: int = 0,
+    REGISTRY may be a function that makes it: called on the first GET /metrics, so that
+    prometheus_client stays unloaded until something scrapes (/healthz never needs it)."""
+
+    def __init__(self, registry: CollectorRegistry | Callable[[], CollectorRegistry], *,
+                 host: str = "127.0.0.1", port: int = 0,
                  healthy: Callable[[], bool] | None = None) -> None:
-        self.registry = registry
+        self._registry = registry
+        self._made: CollectorRegistry | None = None
+        self._lock = threading.Lock()
         self.host = host
         self.requested_port = port
         self.healthy = healthy
         self._server: asyncio.Server | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        with self._lock:  # one first scrape makes it, however many arrive at once
+            if self._made is None:
+                src = self._registry
+                self._made = src if isinstance(src, _registry_type()) else cast(
+                    "Callable[[], CollectorRegistry]", src)()
+            return self._made
 
     @property
     def port(self) -> int:
@@ -147,7 +173,9 @@ class MetricsServer:
                 response = _text(400, "malformed request")
                 head = False
             else:
-                response = await asyncio.to_thread(respond, self.registry, request,
+                registry = (await asyncio.to_thread(lambda: self.registry)
+                            if request.path == "/metrics" else None)
+                response = await asyncio.to_thread(respond, registry, request,
                                                    healthy=self.healthy)
                 head = request.method == "HEAD"
             writer.write(response.encode(head=head))

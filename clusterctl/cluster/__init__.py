@@ -7,10 +7,12 @@
         │  start_etcd       /usr/bin/etcd on 127.0.0.1
         │  start_registry   docker-registry on the bridge address; image.push_busybox()
         │  start_controlplane   corral-controlplane on the bridge address (TLS, leader)
-        │  start_runtimed   corral-runtimed in the node's netns (nsenter --net): own root,
-        │                   state, socket, CNI bridge and pod subnet, default registry
-        │  start_agent      node certificate (corral-controlplane issue-node-cert),
-        │                   corral-agent in the node's netns (--node-ip)
+        │  start_node       node certificate (corral-controlplane issue-node-cert),
+        │                   corral-node in the node's netns (nsenter --net): the runtime
+        │                   service (own root, state, socket, CNI bridge and pod subnet,
+        │                   default registry) and the agent (--node-ip) in one process;
+        │                   then the pause image pulled through its socket
+        │    (split_node: start_runtimed, then start_agent: two processes per node)
         │  write_context    DIR/config, merged into ~/.corral/config (context.merge)
         │  wait_ready       N nodes Ready
         ▼  any error: down.teardown(state), then the error

@@ -51,7 +51,7 @@ def pids_in_netns(inodes: set[int]) -> list[int]:
 def teardown(st: State, *, out: TextIO) -> list[str]:
     """Remove everything ST records; returns what could not be removed."""
     problems: list[str] = []
-    for role in ("agent", "runtimed"):
+    for role in ("node", "agent", "runtimed"):
         for proc in st.pids(role):
             system.stop(proc, grace=10)
     inodes = {i for i in (_netns_inode(n) for n in st.netns) if i is not None}

@@ -7,6 +7,7 @@ that, whether `up` finished or failed half-way).
         listen on 10.99.0.1
         node-1: netns corral-local-node-1, veth crl<h>v1 <-> eth0 10.99.0.11/24,
                 pods 10.244.1.0/24 on bridge crlpod1, cgroups /corral-local-node-1
+        each node one corral-node process (split_node: corral-runtimed + corral-agent)
         the controlplane's node lifecycle options (--node-monitor-grace-period,
         --node-eviction-rate) pass through as given ("": its defaults, 40s and 0.1/s)
     State(plan): processes (role, pid, start time), links, netns, context entries
@@ -69,6 +70,7 @@ class Plan:
     nodes: tuple[NodePlan, ...]
     node_monitor_grace_period: str = ""  # a duration for corral-controlplane ("40s")
     node_eviction_rate: str = ""  # nodes per second ("0.1")
+    split_node: bool = False  # corral-runtimed + corral-agent per node, not corral-node
 
     @property
     def controlplane_flags(self) -> list[str]:
@@ -97,7 +99,8 @@ _DURATION = re.compile(r"(\d+(\.\d+)?(h|ms|m|s))+|\d+(\.\d+)?")
 
 
 def plan(*, name: str, nodes: int, subnet: str, directory: str,
-         node_monitor_grace_period: str = "", node_eviction_rate: str = "") -> Plan:
+         node_monitor_grace_period: str = "", node_eviction_rate: str = "",
+         split_node: bool = False) -> Plan:
     """The names and addresses of a cluster; raises PlanError naming the flag."""
     if node_monitor_grace_period and not _DURATION.fullmatch(node_monitor_grace_period):
         raise PlanError(f"--node-monitor-grace-period {node_monitor_grace_period!r}: not a "
@@ -142,7 +145,7 @@ def plan(*, name: str, nodes: int, subnet: str, directory: str,
     return Plan(name=name, dir=directory, subnet=str(net), gateway=str(hosts[0]),
                 prefix_len=net.prefixlen, bridge=bridge, nodes=tuple(made),
                 node_monitor_grace_period=node_monitor_grace_period,
-                node_eviction_rate=node_eviction_rate)
+                node_eviction_rate=node_eviction_rate, split_node=split_node)
 
 
 def overlapping(subnet: str, addresses: list[tuple[str, str]]) -> list[str]:
@@ -161,7 +164,7 @@ def overlapping(subnet: str, addresses: list[tuple[str, str]]) -> list[str]:
 
 @dataclass
 class Proc:
-    role: str  # etcd, registry, controlplane, runtimed, agent
+    role: str  # etcd, registry, controlplane, node (corral-node); split: runtimed, agent
     node: str  # "" for cluster-wide processes
     pid: int
     start_time: int  # /proc/PID/stat field 22: tells a reused PID from ours

@@ -20,6 +20,7 @@ from clusterctl.cluster.state import (
     AGENT_PORT,
     NodePlan,
     Plan,
+    Proc,
     State,
     overlapping,
 )
@@ -192,7 +193,8 @@ def pod_network(p: Plan, n: NodePlan) -> dict[str, Any]:
         {"type": "loopback"}]}
 
 
-def start_runtimed(p: Plan, st: State, *, n: NodePlan) -> None:
+def write_node_files(p: Plan, n: NodePlan) -> str:
+    """The node's dirs, its runtime config and CNI network; the config's path."""
     for d in ("cni", "run", "root", "agent"):
         os.makedirs(os.path.join(n.dir, d), exist_ok=True)
     config = os.path.join(n.dir, "runtimed.toml")
@@ -200,6 +202,11 @@ def start_runtimed(p: Plan, st: State, *, n: NodePlan) -> None:
         f.write(runtimed_config(p, n))
     with open(os.path.join(n.dir, "cni", "10-pods.conflist"), "w") as f:
         json.dump(pod_network(p, n), f, indent=1)
+    return config
+
+
+def start_runtimed(p: Plan, st: State, *, n: NodePlan) -> None:
+    config = write_node_files(p, n)
     st.cgroups.append(n.cgroup_parent)
     proc = spawn(in_netns(n.netns, [_bin("corral-runtimed"), "--config", config]),
                  log=os.path.join(n.dir, "runtimed.log"), role="runtimed", node=n.name)
@@ -216,25 +223,58 @@ def _serving(path: str) -> bool:
             return False
 
 
-def start_agent(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str) -> None:
-    runtimed = next(x for x in st.pids("runtimed") if x.node == n.name)
-    wait_for(f"node {n.name}: corral-runtimed to serve {n.socket}",
-             lambda: _serving(n.socket), timeout=60, proc=runtimed)
-    # corral-runtimed does not pull its sandbox image on demand
+def pull_sandbox_image(p: Plan, n: NodePlan, *, proc: Proc) -> None:
+    """Once the node's runtime serves its socket: the pause image, which corral's runtime
+    does not pull on demand."""
+    wait_for(f"node {n.name}: the runtime service to serve {n.socket}",
+             lambda: _serving(n.socket), timeout=60, proc=proc)
     sh(_bin("corral-ctr"), "--socket", n.socket, "-n", "k8s.io", "pull",
        f"{p.registry}/{PAUSE[0]}:{PAUSE[1]}")
+
+
+def node_credentials(n: NodePlan, *, controlplane_dir: str) -> str:
     kubeconfig = os.path.join(n.dir, "node.conf")
     sh(_bin("corral-controlplane"), "issue-node-cert", "--data-dir", controlplane_dir,
        "--node", n.name, "--out", kubeconfig)
+    return kubeconfig
+
+
+def agent_flags(n: NodePlan, *, kubeconfig: str) -> list[str]:
+    return ["--config", kubeconfig, "--node-name", n.name,
+            "--root", os.path.join(n.dir, "agent"),
+            "--listen", f"{n.ip}:{AGENT_PORT}", "--http-listen", f"{n.ip}:{AGENT_HTTP_PORT}",
+            "--node-ip", n.ip, "--cgroup-parent", n.cgroup_parent]
+
+
+def start_agent(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str) -> None:
+    runtimed = next(x for x in st.pids("runtimed") if x.node == n.name)
+    pull_sandbox_image(p, n, proc=runtimed)
+    kubeconfig = node_credentials(n, controlplane_dir=controlplane_dir)
     proc = spawn(in_netns(n.netns, [
-        _bin("corral-agent"), "--config", kubeconfig, "--node-name", n.name,
-        "--runtime-socket", n.socket, "--root", os.path.join(n.dir, "agent"),
-        "--listen", f"{n.ip}:{AGENT_PORT}", "--http-listen", f"{n.ip}:{AGENT_HTTP_PORT}",
-        "--node-ip", n.ip,
-        "--cgroup-parent", n.cgroup_parent]),
+        _bin("corral-agent"), *agent_flags(n, kubeconfig=kubeconfig),
+        "--runtime-socket", n.socket]),
         log=os.path.join(n.dir, "agent.log"), role="agent", node=n.name)
     st.processes.append(proc)
     st.save()
+
+
+def start_node(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str,
+               pull: bool = True) -> None:
+    """corral-node in the node's netns: the runtime service and the agent in one process
+    (the runtime's config as corral-runtimed has it; --runtime-socket the node's socket).
+    PULL: the sandbox image, once it serves (a restarted node has it already)."""
+    config = write_node_files(p, n)
+    if n.cgroup_parent not in st.cgroups:
+        st.cgroups.append(n.cgroup_parent)
+    kubeconfig = node_credentials(n, controlplane_dir=controlplane_dir)
+    proc = spawn(in_netns(n.netns, [
+        _bin("corral-node"), *agent_flags(n, kubeconfig=kubeconfig),
+        "--runtime-config", config, "--runtime-socket", n.socket]),
+        log=os.path.join(n.dir, "node.log"), role="node", node=n.name)
+    st.processes.append(proc)
+    st.save()
+    if pull:
+        pull_sandbox_image(p, n, proc=proc)
 
 
 def write_context(p: Plan, st: State, *, admin_conf: str, config_path: str | None) -> str:
@@ -272,11 +312,14 @@ def ready_nodes(client: Any) -> list[str]:
     return sorted(names)
 
 
-def wait_ready(p: Plan, st: State, *, config: str, timeout: float) -> None:
+def wait_ready(p: Plan, st: State, *, config: str, timeout: float,
+               since: float | None = None) -> None:
+    """Every node Ready within TIMEOUT seconds of SINCE (time.monotonic() when the nodes
+    were started; default now): a node seen Ready only after that is too late."""
     from api import client as api_client
     c = api_client.Client(api_client.load_config(config))
     try:
-        deadline = time.monotonic() + timeout
+        deadline = (time.monotonic() if since is None else since) + timeout
         want = sorted(n.name for n in p.nodes)
         ready: list[str] = []
         while True:
@@ -284,7 +327,7 @@ def wait_ready(p: Plan, st: State, *, config: str, timeout: float) -> None:
                 ready = ready_nodes(c)
             except Exception:  # the API may not answer yet: asked again
                 pass
-            if ready == want:
+            if ready == want and time.monotonic() <= deadline:
                 return
             for proc in st.processes:
                 if not system.alive(proc):
@@ -317,13 +360,23 @@ def up(p: Plan, *, config_path: str | None, timeout: float, out: TextIO) -> Stat
         etcd_url = start_etcd(p, st)
         start_registry(p, st)
         admin = start_controlplane(p, st, etcd_url=etcd_url)
-        out.write(f"Starting {len(p.nodes)} nodes (corral-runtimed + corral-agent)\n")
-        for n in p.nodes:
-            start_runtimed(p, st, n=n)
-        for n in p.nodes:
-            start_agent(p, st, n=n, controlplane_dir=os.path.dirname(admin))
+        cp_dir = os.path.dirname(admin)
+        nodes_started = time.monotonic()  # --timeout counts from here
+        if p.split_node:
+            out.write(f"Starting {len(p.nodes)} nodes (corral-runtimed + corral-agent)\n")
+            for n in p.nodes:
+                start_runtimed(p, st, n=n)
+            for n in p.nodes:
+                start_agent(p, st, n=n, controlplane_dir=cp_dir)
+        else:
+            out.write(f"Starting {len(p.nodes)} nodes (corral-node)\n")
+            for n in p.nodes:
+                start_node(p, st, n=n, controlplane_dir=cp_dir, pull=False)
+            for n in p.nodes:  # all started, each pulls once it serves
+                proc = next(x for x in st.pids("node") if x.node == n.name)
+                pull_sandbox_image(p, n, proc=proc)
         own = write_context(p, st, admin_conf=admin, config_path=config_path)
-        wait_ready(p, st, config=own, timeout=timeout)
+        wait_ready(p, st, config=own, timeout=timeout, since=nodes_started)
         st.ready = True
         st.save()
     except BaseException:

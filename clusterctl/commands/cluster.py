@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser, verb: str) -> None:
                     "default: 40s)")
     up.add_argument("--node-eviction-rate", default="", metavar="PER_SECOND",
                     help="nodes whose pods are evicted per second (default: 0.1)")
+    up.add_argument("--split-node", action="store_true",
+                    help="two processes per node, corral-runtimed and corral-agent "
+                    "(default: one corral-node)")
     up.add_argument("--timeout", type=float, default=120,
                     help="seconds to wait for the nodes to be Ready (default 120)")
     down = sub.add_parser("down", help="stop and remove everything `up` made")
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         plan = state.plan(name=args.name, nodes=args.nodes, subnet=args.subnet,
                           directory=directory,
                           node_monitor_grace_period=args.node_monitor_grace_period,
-                          node_eviction_rate=args.node_eviction_rate)
+                          node_eviction_rate=args.node_eviction_rate,
+                          split_node=args.split_node)
         up(plan, config_path=None if args.no_context else config_path(args.config),
            timeout=args.timeout, out=sys.stdout)
         return 0

@@ -11,6 +11,10 @@
         SOCKET.ctr: corral-ctr's `run` in one call (ctrsock.py)
         shims forked by a single-threaded helper (shim/forkserver.py)
 
+start(cfg) -> Serving is all of it but the signals: corral-node (nodehost/) calls it to host
+this daemon in one process with the agent, under the flags --runtime-root/-state/-socket/
+-config (add_arguments(prefix=), configure(prefix=)).
+
 Several daemons run side by side when each has its own root, state and socket. The
 containers are children of their shims, so stopping (or kill -9 of) the daemon leaves them
 running; the next daemon on the same state dir finds them again.
@@ -28,6 +32,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
+from grpc import aio  # type: ignore[import-untyped]
+
 from runtime.service import sandboxes as S
 from runtime.service.cni.netns import DEFAULT_ROOT as NETNS_ROOT
 from runtime.service.config import ConfigError, DaemonConfig, load, with_flags
@@ -39,6 +45,7 @@ from runtime.service.cri.service import SNAPSHOTTER, PauseContainers, Service
 from runtime.service.ctrsock import PrivateServer, Runner
 from runtime.service.events import EventBus
 from runtime.service.images.service import ImageService
+from runtime.service.nsholder import PinnedNamespaces
 from runtime.service.snapshots import OverlaySnapshotter
 from runtime.service.streaming import StreamServer
 from runtime.service.tasks import TaskManager
@@ -70,8 +77,13 @@ class Node:
         network = S.CNINetwork(conf_dir=cfg.cni.conf_dir, bin_dirs=cfg.cni.bin_dirs,
                                cache_dir=cfg.cni.cache_dir or os.path.join(cfg.state, "cni"),
                                netns_dir=cfg.cni.netns_dir or NETNS_ROOT)
-        self.sandboxes = S.SandboxManager(cfg.root, network=network, pause=PauseContainers(
-            self.service, sandbox_image=cfg.sandbox_image))
+        # the pinned namespaces and shm of pods without a pause are runtime state (beside
+        # the tasks), the sandbox records persistent (under root)
+        self.sandboxes = S.SandboxManager(
+            cfg.root, network=network,
+            pause=PauseContainers(self.service, sandbox_image=cfg.sandbox_image),
+            holder=PinnedNamespaces(os.path.join(cfg.state, "sandboxes")),
+            drop_infra=cfg.drop_infra_container)
         self.service.recover()
         info = asdict(cfg)
         for r in info["registries"].values():
@@ -92,25 +104,59 @@ class Node:
         self.tasks.close()
 
 
+def add_arguments(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """The daemon's flags (--root --state --socket --config), named --PREFIXroot etc.
+    (corral-node, which hosts the daemon next to the agent, uses prefix "runtime-")."""
+    p.add_argument(f"--{prefix}root", help="persistent data (images, snapshots, metadata)")
+    p.add_argument(f"--{prefix}state", help="runtime state (tasks, shims)")
+    p.add_argument(f"--{prefix}socket",
+                   help="the CRI socket (default /run/corral/runtime.sock)")
+    p.add_argument(f"--{prefix}config", help="TOML config file; flags override it")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="corral-runtimed", description=__doc__.split("\n")[0])
-    p.add_argument("--root", help="persistent data (images, snapshots, metadata)")
-    p.add_argument("--state", help="runtime state (tasks, shims)")
-    p.add_argument("--socket", help="the CRI socket (default /run/corral/runtime.sock)")
-    p.add_argument("--config", help="TOML config file; flags override it")
+    add_arguments(p)
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
 
-def configure(args: argparse.Namespace) -> DaemonConfig:
-    cfg = load(args.config) if args.config else DaemonConfig()
-    return with_flags(cfg, root=args.root, state=args.state, socket=args.socket)
+def configure(args: argparse.Namespace, *, prefix: str = "") -> DaemonConfig:
+    """The config file named by --PREFIXconfig, with --PREFIXroot/state/socket over it."""
+    flags = {k: getattr(args, f"{prefix}{k}".replace("-", "_"))
+             for k in ("config", "root", "state", "socket")}
+    cfg = load(flags["config"]) if flags["config"] else DaemonConfig()
+    return with_flags(cfg, root=flags["root"], state=flags["state"], socket=flags["socket"])
 
 
-async def serve(cfg: DaemonConfig) -> None:
+class Serving:
+    """A started daemon: CRI on its socket, streaming, the private corral-ctr socket.
+    stop() ends them all and leaves the containers to their shims."""
+
+    def __init__(self, cfg: DaemonConfig, node: Node, server: aio.Server,
+                 private: PrivateServer | None) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.server = server
+        self.private = private
+
+    async def stop(self) -> None:
+        self.node.bus.close()
+        if self.private is not None:
+            self.private.close()
+        await self.server.stop(grace=2)
+        await self.node.streams.close()
+        await asyncio.to_thread(self.node.close)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.cfg.socket)
+
+
+async def start(cfg: DaemonConfig) -> Serving:
+    """Build the Node and serve CRI on cfg.socket; returns once the socket accepts."""
     loop = asyncio.get_running_loop()
     # Blocking CRI work runs in these threads; a container start holds one for its shim's
     # start-up, so the default (cores + 4) would queue parallel starts behind each other.
+    # Threads start on demand: an idle daemon holds none of them.
     loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="cri"))
     node = await asyncio.to_thread(Node, cfg, loop=loop)
     os.makedirs(os.path.dirname(cfg.socket), exist_ok=True)
@@ -127,18 +173,17 @@ async def serve(cfg: DaemonConfig) -> None:
         log.warning("no private corral-ctr socket next to %s: %s", cfg.socket, e)
     log.info("serving CRI on %s (root %s, state %s), streaming on %s:%d", cfg.socket,
              cfg.root, cfg.state, node.streams.host, node.streams.port)
+    return Serving(cfg, node, server, private)
+
+
+async def serve(cfg: DaemonConfig) -> None:
+    serving = await start(cfg)
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    node.bus.close()
-    if private is not None:
-        private.close()
-    await server.stop(grace=2)
-    await node.streams.close()
-    node.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(cfg.socket)
+    await serving.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

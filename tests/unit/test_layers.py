@@ -1,7 +1,9 @@
 """Import contracts (ARCHITECTURE.md): a lower layer never imports a higher one.
 
     clusterctl -> api;  controlplane -> api;  agent -> api (runtime only over CRI);
-    runtime imports nothing above it; api imports none of the components.
+    runtime imports nothing above it; api imports none of the components;
+    nodehost (corral-node) -> agent, runtime, api: the one package that may import both
+    the agent and the runtime service, to host them in one process.
 
 "Only over CRI": the agent may import the CRI wire package (`runtime.service.cri`'s
 client and generated stubs, which import nothing else of runtime: checked below), as
@@ -16,7 +18,7 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PACKAGES = ("runtime", "api", "controlplane", "agent", "clusterctl")
+PACKAGES = ("runtime", "api", "controlplane", "agent", "clusterctl", "nodehost")
 
 # package -> the other top-level packages it may import
 ALLOWED = {
@@ -25,6 +27,7 @@ ALLOWED = {
     "controlplane": {"api"},
     "agent": {"api"},
     "clusterctl": {"api"},
+    "nodehost": {"agent", "runtime", "api"},
 }
 
 
@@ -81,6 +84,16 @@ def test_the_contract_check_sees_a_violation(tmp_path: object) -> None:
     with open(path, "w") as f:
         f.write("import os\nfrom controlplane.storage import keys\nfrom . import x\n")
     assert imports_of(path) == {"os", "controlplane"}
+
+
+def test_only_nodehost_may_import_both_the_agent_and_the_runtime() -> None:
+    both = {p for p, allowed in ALLOWED.items() if {"agent", "runtime"} <= allowed}
+    assert both == {"nodehost"}
+    assert not (ALLOWED["agent"] | ALLOWED["runtime"]) & {"nodehost"}
+    got = set()
+    for path in modules("nodehost"):
+        got |= imports_of(path) & set(PACKAGES)
+    assert {"agent", "runtime"} <= got, "nodehost no longer hosts both: drop its exception"
 
 
 def test_the_cri_wire_package_imports_nothing_else_of_runtime() -> None:

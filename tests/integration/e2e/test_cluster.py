@@ -1,6 +1,6 @@
 """`clusterctl cluster up` / `cluster down` for real: etcd, a controlplane, a registry and
-two nodes, each in its own network namespace with its own corral-runtimed and
-corral-agent; a Deployment spread over both; then `down` leaves nothing.
+two nodes, each in its own network namespace with its own corral-node (the runtime
+service and the agent in one process); a Deployment spread over both; then `down` leaves nothing.
 
 Not here yet: logs and exec through the controlplane (not wired to the agents yet).
 """
@@ -190,7 +190,7 @@ def test_cluster_up_runs_a_spread_deployment_and_down_leaves_nothing(
     state = c.state()
     assert len(state["netns"]) == 2
     for proc in state["processes"]:
-        if proc["role"] in ("agent", "runtimed"):
+        if proc["role"] in ("node", "agent", "runtimed"):
             ns = f"{c.tag}-{proc['node']}"
             assert os.stat(f"/proc/{proc['pid']}/ns/net").st_ino == netns_inode(ns), proc
 

@@ -11,9 +11,10 @@
       ├─ scale to 0 and back to 3
       ├─ a Job completes; a DaemonSet runs on every node
       ├─ logs, exec (output, exit code, stdin) and top, through the controlplane
-      ├─ kill -9 of an agent: after it comes back, no container was restarted
-      └─ a node whose agent and runtime stop: NotReady, its pods recreated elsewhere (last:
-         the node stays down)
+      ├─ kill -9 of an agent (corral-node: the node's one process, its runtime service
+      │  with it): after it comes back, no container was restarted
+      └─ a node whose agent and runtime stop (corral-node: SIGTERM): NotReady, its pods
+         recreated elsewhere (last: the node stays down)
     cluster down; nothing is left
 
 Everything a user would type goes through the CLI: `cluster up` (with
@@ -428,7 +429,9 @@ def test_kill9_of_an_agent_restarts_no_container(web: Cluster) -> None:
     c = web
     before = {p["metadata"]["uid"]: main_status(p) for p in until(
         "3 web pods Ready", lambda: ready_web(c), c)}
-    agent = c.proc("agent", "node-1")
+    # corral-node: the agent's process is the whole node (the runtime service with it)
+    one = bool(c.state().pids("node"))
+    agent = c.proc("node" if one else "agent", "node-1")
     renewed = c.api.get("leases", "node-1", namespace="corral-node-lease")["spec"][
         "renewTime"]
     os.kill(agent.pid, signal.SIGKILL)
@@ -436,8 +439,12 @@ def test_kill9_of_an_agent_restarts_no_container(web: Cluster) -> None:
     time.sleep(2)
     p = c.plan()
     st = c.state()
-    cup.start_agent(p, st, n=next(n for n in p.nodes if n.name == "node-1"),
-                    controlplane_dir=os.path.join(c.dir, "controlplane"))
+    n1 = next(n for n in p.nodes if n.name == "node-1")
+    cp_dir = os.path.join(c.dir, "controlplane")
+    if one:
+        cup.start_node(p, st, n=n1, controlplane_dir=cp_dir, pull=False)
+    else:
+        cup.start_agent(p, st, n=n1, controlplane_dir=cp_dir)
     c.children.append(st.processes[-1])
     until("the agent back (its lease renewed)", lambda: c.api.get(
         "leases", "node-1", namespace="corral-node-lease")["spec"]["renewTime"] != renewed,
@@ -461,8 +468,9 @@ def test_a_node_that_stops_goes_not_ready_and_its_pods_move(web: Cluster) -> Non
     lost = [p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == "node-3"]
     assert len(lost) == 1
     started = time.monotonic()
-    for role in ("agent", "runtimed"):
-        system.stop(c.proc(role, "node-3"), grace=5)
+    for proc in [p for p in c.state().processes if p.node == "node-3"
+                 and p.role in ("node", "agent", "runtimed") and system.alive(p)]:
+        system.stop(proc, grace=5)  # corral-node; split: corral-agent, corral-runtimed
 
     def not_ready() -> str | None:
         node = c.api.get("nodes", "node-3")
