@@ -3,6 +3,7 @@
     sandbox_config(pod, log_root=, cgroup_parent=)      -> pb.PodSandboxConfig
     container_config(pod, container, attempt=, env=, mounts=)  -> pb.ContainerConfig
     Runtime(cri).observe()  -> {pod uid: PodRuntime(sandboxes, containers)}   one relist
+    Runtime(cri).with_made(rt, made) -> rt + what a worker just made, one status call each
 
 Every sandbox and container carries kubelet's labels (io.kubernetes.pod.uid, .name,
 .namespace, io.kubernetes.container.name), so a restarted agent finds and adopts what
@@ -301,13 +302,8 @@ class Runtime:
                     st = (await self.cri.container_status(c.id)).status
                 except cric.NotFound:
                     continue
-                info = ContainerInfo(
-                    id=c.id, name=c.metadata.name, attempt=c.metadata.attempt,
-                    state=_STATES.get(st.state, "unknown"), sandbox_id=c.pod_sandbox_id,
-                    init=c.labels.get(INIT_LABEL) == "true", created_at=st.created_at,
-                    started_at=st.started_at, finished_at=st.finished_at,
-                    exit_code=st.exit_code, reason=st.reason, message=st.message,
-                    image=st.image.image, image_ref=st.image_ref)
+                info = _container_info(c.id, c.pod_sandbox_id, st,
+                                       init=c.labels.get(INIT_LABEL) == "true")
                 self._cache[c.id] = (st.state, info)
                 cached = self._cache[c.id]
             pods.setdefault(uid, PodRuntime(uid, c.labels.get(POD_NAMESPACE, ""),
@@ -319,5 +315,61 @@ class Runtime:
             del self._ips[sid]
         return pods
 
+    async def sandbox(self, sandbox_id: str, attempt: int) -> SandboxInfo | None:
+        """One sandbox, by one PodSandboxStatus call (None if it is gone): what a worker
+        that just ran it needs, without a relist (two list calls over every pod of the
+        node); its IP is kept for the next relist."""
+        try:
+            st = (await self.cri.pod_sandbox_status(sandbox_id)).status
+        except cric.NotFound:
+            return None
+        ready = st.state == pb.SANDBOX_READY
+        if ready:
+            self._ips[sandbox_id] = st.network.ip
+        return SandboxInfo(sandbox_id, attempt, ready, st.network.ip if ready else "",
+                           st.created_at)
+
+    async def container(self, container_id: str, sandbox_id: str) -> ContainerInfo | None:
+        """One container, by one ContainerStatus call (None if it is gone), as sandbox()
+        for a container the worker just started; the next relist reuses the answer."""
+        try:
+            st = (await self.cri.container_status(container_id)).status
+        except cric.NotFound:
+            return None
+        info = _container_info(container_id, sandbox_id, st,
+                               init=st.labels.get(INIT_LABEL) == "true")
+        self._cache[container_id] = (st.state, info)
+        return info
+
+    async def with_made(self, rt: PodRuntime, made: Sequence[tuple[str, str, str]]
+                        ) -> PodRuntime | None:
+        """RT plus MADE ((kind "sandbox" or "container", id, sandbox id): what a worker
+        just ran, the pod's first sandbox or containers new to it) as one status call
+        each says; None if one is gone."""
+        sandboxes, containers = list(rt.sandboxes), list(rt.containers)
+        for kind, ident, sandbox_id in made:
+            if kind == "sandbox":
+                sb = await self.sandbox(ident, attempt=0)
+                if sb is None:
+                    return None
+                sandboxes.append(sb)
+            else:
+                c = await self.container(ident, sandbox_id)
+                if c is None:
+                    return None
+                containers.append(c)
+        return PodRuntime(rt.uid, rt.namespace, rt.name, sandboxes=sandboxes,
+                          containers=containers)
+
     def forget(self, container_id: str) -> None:
         self._cache.pop(container_id, None)
+
+
+def _container_info(cid: str, sandbox_id: str, st: pb.ContainerStatus, *,
+                    init: bool) -> ContainerInfo:
+    return ContainerInfo(
+        id=cid, name=st.metadata.name, attempt=st.metadata.attempt,
+        state=_STATES.get(st.state, "unknown"), sandbox_id=sandbox_id, init=init,
+        created_at=st.created_at, started_at=st.started_at, finished_at=st.finished_at,
+        exit_code=st.exit_code, reason=st.reason, message=st.message,
+        image=st.image.image, image_ref=st.image_ref)

@@ -10,7 +10,8 @@
 Each ``sync()``: observe the runtime (a coalesced relist), ``decide()`` the next state
 (pure, guarded by TRANSITIONS, repeated to a fixed point, so a restarted agent walks an
 adopted pod straight to RUNNING without touching its containers), act for that state,
-then hand the computed status to the StatusWriter.
+then hand the computed status to the StatusWriter. What an act made new (the pod's first
+sandbox, containers new to it) is read back by one status call each, not a relist.
 
     PENDING       RunPodSandbox
     INITIALIZING  init containers one at a time, in order; a failed one is restarted
@@ -185,6 +186,12 @@ class WorkerEnv:
     node_name: str = ""
     backoff: Callable[[], Backoff] = Backoff
     resync: float = 5.0
+    runtime: C.Runtime | None = None  # default: the one behind REFRESH, a pods.Relist
+
+    def __post_init__(self) -> None:
+        if self.runtime is None:
+            behind = getattr(self.refresh, "runtime", None)
+            self.runtime = behind if isinstance(behind, C.Runtime) else None
 
 
 class PodWorker:
@@ -203,6 +210,8 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._next_at = 0.0
         self.marks: dict[str, float] = {"seen": time.monotonic()}  # start timeline
+        # (kind, id, sandbox id) new things this act() made; None: it changed others
+        self._made: list[tuple[str, str, str]] | None = []
 
     def update(self, pod: Mapping[str, Any]) -> None:
         if str(pod["metadata"]["uid"]) == self.uid:
@@ -251,6 +260,24 @@ class PodWorker:
     async def observe(self) -> C.PodRuntime:
         return (await self.env.refresh()).get(self.uid) or C.PodRuntime(self.uid)
 
+    async def observe_made(self, rt: C.PodRuntime) -> C.PodRuntime:
+        """RT after act(): RT plus a status call per thing made when that is all act() did
+        (a relist lists every pod of the node; a burst of starts kept one running), else
+        a relist."""
+        made, self._made = self._made, None
+        if made and self.env.runtime is not None:
+            seen = await self.env.runtime.with_made(rt, made)
+            if seen is not None:
+                return seen
+        return await self.observe()
+
+    def _did(self, kind: str, ident: str, *, new: bool, sandbox_id: str = "") -> None:
+        """Record what act() changed: only NEW things are observed by status calls."""
+        if self._made is not None and new:
+            self._made.append((kind, ident, sandbox_id))
+        else:
+            self._made = None
+
     async def sync(self) -> None:
         rt = await self.observe()
         self._next_at = 0.0
@@ -264,9 +291,10 @@ class PodWorker:
             if self.state is not old:
                 log.info("pod %s: %s -> %s", self.key, old.value, self.state.value)
             before = self.state
+            self._made = []
             if not await self.act(rt):
                 break
-            rt = await self.observe()
+            rt = await self.observe_made(rt)
             self.state = settle(self.state, self.pod, rt, gone=self.gone)
             if self.state is before or self.state in (P.TERMINATING, P.TERMINATED):
                 break
@@ -323,8 +351,9 @@ class PodWorker:
         config = C.sandbox_config(self.pod, log_root=self.env.log_root,
                                   cgroup_parent=self.env.cgroup_parent, attempt=attempt)
         try:
-            await self.env.cri.run_pod_sandbox(config)
+            sid = await self.env.cri.run_pod_sandbox(config)
             self.mark("sandbox")
+            self._did("sandbox", sid, new=not rt.sandboxes and not rt.containers)
         except cric.CRIError as err:
             self.waiting = {c["name"]: ("ContainerCreating", str(err))
                             for c in (self.pod.get("spec") or {}).get("containers") or []}
@@ -436,6 +465,7 @@ class PodWorker:
             log.warning("pod %s: container %s: %s", self.key, name, err)
             self.waiting[name] = ("CreateContainerError", str(err))
             self._failed(name)
+            self._did("container", "", new=False)  # it may exist all the same
             return False
         try:
             await self.env.cri.start_container(cid)
@@ -444,8 +474,11 @@ class PodWorker:
             log.warning("pod %s: container %s: %s", self.key, name, err)
             self.waiting[name] = ("RunContainerError", str(err))
             self._failed(name)
+            self._did("container", cid, new=False)
             await self._remove_container(cid)
             return True
+        self._did("container", cid, sandbox_id=sb.id, new=attempt == 0 and not any(
+            x.name == name and x.sandbox_id == sb.id for x in rt.containers))
         self.waiting.pop(name, None)
         self._create_retry.pop(name, None)
         # keep the newest dead attempt (logs --previous); remove older ones
@@ -527,18 +560,21 @@ class PodWorker:
         log.info("pod %s: removed", self.key)
 
     async def _stop(self, cid: str, grace: int) -> None:
+        self._did("container", cid, new=False)
         try:
             await self.env.cri.stop_container(cid, timeout=grace)
         except cric.NotFound:
             pass
 
     async def _remove_container(self, cid: str) -> None:
+        self._did("container", cid, new=False)
         try:
             await self.env.cri.remove_container(cid)
         except cric.NotFound:
             pass
 
     async def _remove_sandbox(self, sid: str) -> None:
+        self._did("sandbox", sid, new=False)
         try:
             await self.env.cri.stop_pod_sandbox(sid)
             await self.env.cri.remove_pod_sandbox(sid)

@@ -6,6 +6,8 @@
       ├ reserve the name (name, uid, namespace,        ├ pause.stop (if any)  ├ stop first
       │   attempt) per tenancy namespace               ├ network.teardown     ├ pause.remove
       ├ record CREATED (root/sandboxes/<ns>/<id>.json)  │   (CNI DEL, netns)   ├ holder.remove
+      │   (on disk again only as READY: what comes     │                      │
+      │   between follows from the ID after a crash)   │                      │
       ├ network.setup -> netns path + IPs (CNI ADD)    ├ holder.unpin         │   (the files)
       ├ holder.pin -> the pod's /dev/shm, and unless   └ -> NOTREADY          └ record gone
       │   a pause is needed, new ipc + uts (hostname)
@@ -40,6 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from runtime.service import cni, nsholder
+from runtime.service.cni import config as cni_config
 from runtime.service.cni import netns as netns_mod
 from runtime.service.nsholder import Pinned
 
@@ -261,7 +264,13 @@ class SandboxManager:
             raise NotFound(f"Sandbox {sid!r}: not found")
         return os.path.join(self.root, tenant, sid + ".json")
 
-    def _save(self, sb: Sandbox) -> None:
+    def _save(self, sb: Sandbox, *, durable: bool = True) -> None:
+        """Record SB; unless DURABLE, in memory only (a step of run() whose result a
+        restarted daemon can derive from the ID: the netns path, the pins' directory)."""
+        if not durable:
+            with self._lock:
+                self._tenant(sb.tenant)[sb.id] = sb
+            return
         path = self._path(sb.tenant, sb.id)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         raw = asdict(sb)
@@ -362,13 +371,13 @@ class SandboxManager:
                 if not spec.host_network:
                     path, ips = self.network.setup(sb.id, port_mappings=spec.port_mappings)
                     sb = replace(sb, netns=path, ips=tuple(ips))
-                    self._save(sb)
+                    self._save(sb, durable=False)
                 pause = needs_pause(spec, drop_infra=self.drop_infra)
                 pinned = self.holder.pin(
                     sb.id, hostname="" if spec.host_network else spec.hostname,
                     kinds=() if pause else nsholder.KINDS)
                 sb = replace(sb, namespaces=pinned.namespaces, shm=pinned.shm)
-                self._save(sb)
+                self._save(sb, durable=False)
                 pid = self.pause.start(sb) if pause else 0
             except BaseException:
                 self._undo(sb)
@@ -458,13 +467,28 @@ class CNINetwork:
         self.bin_dirs = tuple(bin_dirs)
         self.cache_dir = cache_dir
         self.netns_dir = netns_dir
+        # the network of the first conflist, parsed again only when that file changes
+        # (every RunPodSandbox and Status asked: a listdir, a read and a parse each)
+        self._loaded: tuple[tuple[Any, ...], cni.Network] | None = None
 
     def _network(self) -> cni.Network:
-        conf = cni.default_network(self.conf_dir)
-        if conf is None:
+        files = cni_config.config_files(self.conf_dir)
+        if not files:
             raise FailedPrecondition(f"network: no CNI network configuration in "
                                      f"{self.conf_dir}")
-        return cni.Network(conf, plugin_dirs=self.bin_dirs, cache_dir=self.cache_dir)
+        try:
+            st = os.stat(files[0])
+            key: tuple[Any, ...] = (files[0], st.st_ino, st.st_size, st.st_mtime_ns,
+                                    st.st_ctime_ns)
+        except FileNotFoundError:  # removed since the listing: load_file says so
+            key = ()
+        loaded = self._loaded
+        if key and loaded is not None and loaded[0] == key:
+            return loaded[1]
+        net = cni.Network(cni.load_file(files[0]), plugin_dirs=self.bin_dirs,
+                          cache_dir=self.cache_dir)
+        self._loaded = (key, net) if key else None
+        return net
 
     def ready(self) -> tuple[bool, str]:
         try:

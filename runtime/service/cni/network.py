@@ -91,6 +91,7 @@ class Network:
     def add(self, att: Attachment) -> Result:
         att.validate()
         prev: dict[str, Any] | None = None
+        result: Result | None = None
         for plugin in self._needed(att):
             try:
                 out = self._run(plugin.type, "ADD", att,
@@ -99,13 +100,13 @@ class Network:
                 if out is None:
                     raise PluginError(plugin=plugin.type, command="ADD", network=self.name,
                                       container=att.container_id, msg="printed no result")
-                parse_result(out, where=f"network {self.name}, plugin {plugin.type}: result")
+                result = parse_result(out, where=f"network {self.name}, plugin "
+                                      f"{plugin.type}: result")
             except CNIError as e:
                 self._undo(att, prev, e)
                 raise
             prev = out
-        assert prev is not None  # a list has at least one plugin
-        result = parse_result(prev, where=f"network {self.name}: result")
+        assert prev is not None and result is not None  # a list has at least one plugin
         self._write_cache(att, prev)
         return result
 

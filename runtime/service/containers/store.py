@@ -1,4 +1,11 @@
-"""Container metadata in sqlite3: one table, keyed by (namespace, id)."""
+"""Container metadata in sqlite3: one table, keyed by (namespace, id).
+
+Rows decode (labels and spec are JSON) once per version: a decoded Container is kept by
+(namespace, id) with the updated_at it was read at, so listing n containers (CRI's
+ListContainers, every relist of the agent) decodes only the rows that changed since. The
+Containers handed out are shared: callers never mutate their labels or spec (they build
+new dicts and call update()).
+"""
 
 from __future__ import annotations
 
@@ -60,6 +67,8 @@ class ContainerStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
+        # (namespace, id) -> (created_at, updated_at, decoded row)
+        self._decoded: dict[tuple[str, str], tuple[int, int, Container]] = {}
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
@@ -81,12 +90,16 @@ class ContainerStore:
             db.close()
             self._local.db = None
 
-    @staticmethod
-    def _row(row: tuple[Any, ...]) -> Container:
+    def _row(self, row: tuple[Any, ...]) -> Container:
         ns, cid, image, runtime, snapshot, labels, spec, created, updated = row
-        return Container(namespace=ns, id=cid, image=image, runtime=runtime, snapshot=snapshot,
-                         labels=json.loads(labels), spec=json.loads(spec),
-                         created_at_ns=created, updated_at_ns=updated)
+        known = self._decoded.get((ns, cid))
+        if known is not None and known[0] == created and known[1] == updated:
+            return known[2]
+        c = Container(namespace=ns, id=cid, image=image, runtime=runtime, snapshot=snapshot,
+                      labels=json.loads(labels), spec=json.loads(spec),
+                      created_at_ns=created, updated_at_ns=updated)
+        self._decoded[(ns, cid)] = (created, updated, c)
+        return c
 
     def create(self, c: Container) -> Container:
         _check_name("namespace", c.namespace)
@@ -137,5 +150,6 @@ class ContainerStore:
         with self._db() as db:
             cur = db.execute("DELETE FROM containers WHERE namespace=? AND id=?",
                              (namespace, cid))
+        self._decoded.pop((namespace, cid), None)
         if cur.rowcount == 0:
             raise NotFound(f"Container {namespace}/{cid}: not found")

@@ -67,12 +67,14 @@ class ImageServicer(pb_grpc.ImageServiceServicer):
     async def ImageStatus(self, request: pb.ImageStatusRequest, context: Any
                           ) -> pb.ImageStatusResponse:
         tenant = self.tenant_of(context)
+
+        def status() -> tuple[ImageRef, list[str]]:  # one trip to a worker thread, not two
+            ref = self.svc.image(tenant, request.image.image)
+            return ref, [r.image.name for r in self.svc.list_images(tenant) if r.id == ref.id]
         try:
-            ref = await asyncio.to_thread(self.svc.image, tenant, request.image.image)
+            ref, names = await asyncio.to_thread(status)
         except ImageNotFound:
             return pb.ImageStatusResponse()
-        names = [r.image.name for r in await asyncio.to_thread(self.svc.list_images, tenant)
-                 if r.id == ref.id]
         return pb.ImageStatusResponse(image=image_message(ref, names=sorted(names)))
 
     async def PullImage(self, request: pb.PullImageRequest, context: Any

@@ -128,6 +128,8 @@ class Service:
         # running tasks with a waiter: their state is known without asking their shim
         # (a List call asked every shim: 2 round trips per pod per relist)
         self._live: dict[tuple[str, str], TaskInfo] = {}
+        # image target digest -> (config digest, config, manifest digest, content bytes)
+        self._resolved: dict[str, tuple[str, dict[str, Any], str, int]] = {}
         images.add_roots(self._snapshot_roots)
 
     def _snapshot_roots(self) -> Roots:
@@ -146,28 +148,39 @@ class Service:
             img = self.images.get(tenant, ref)
         except ImageNotFound:
             img = self._by_id(tenant, ref)
-        desc = Descriptor(img.target.media_type, Digest(img.target.digest), img.target.size)
-        r = resolve_manifest(self.content, desc, what=f"image {tenant}/{img.name}",
-                             platform=self.images.platform)
-        config = json.loads(self.content.read(r.parsed.config.digest))
+        resolved = self._resolve_image(tenant, img)
+        config_digest, config, manifest_digest, size = resolved
         chain = img.labels.get(LABEL_UNPACKED.format(SNAPSHOTTER), "")
         if not chain:
             img = self.images.unpack(tenant, img.name, snapshotter=SNAPSHOTTER)
             chain = img.labels[LABEL_UNPACKED.format(SNAPSHOTTER)]
-        return ImageRef(img, str(r.parsed.config.digest), config, chain,
-                        str(r.manifest.digest), self.images.usage(tenant, img.name).content_bytes)
+        return ImageRef(img, config_digest, config, chain, manifest_digest, size)
+
+    def _resolve_image(self, tenant: str, img: Image) -> tuple[str, dict[str, Any], str, int]:
+        """(config digest, config, manifest digest, content bytes) of IMG. Content-addressed,
+        so the same for every image with its target: resolved once (each CreateContainer
+        and ImageStatus re-read and re-parsed the index, manifest and config, and stat'ed
+        every blob for the size)."""
+        resolved = self._resolved.get(img.target.digest)
+        if resolved is None:
+            desc = Descriptor(img.target.media_type, Digest(img.target.digest),
+                              img.target.size)
+            r = resolve_manifest(self.content, desc, what=f"image {tenant}/{img.name}",
+                                 platform=self.images.platform)
+            config = json.loads(self.content.read(r.parsed.config.digest))
+            resolved = (str(r.parsed.config.digest), config, str(r.manifest.digest),
+                        self.images.usage(tenant, img.name).content_bytes)
+            self._resolved[img.target.digest] = resolved
+        return resolved
 
     def _by_id(self, tenant: str, ref: str) -> Image:
         want = ref if ref.startswith("sha256:") else "sha256:" + ref
         for img in self.images.list(tenant):
             try:
-                desc = Descriptor(img.target.media_type, Digest(img.target.digest),
-                                  img.target.size)
-                r = resolve_manifest(self.content, desc, what=img.name,
-                                     platform=self.images.platform)
+                config_digest = self._resolve_image(tenant, img)[0]
             except Exception:
                 continue
-            if len(want) > 10 and str(r.parsed.config.digest).startswith(want):
+            if len(want) > 10 and config_digest.startswith(want):
                 return img
         raise ImageNotFound(f"image {ref!r}: not found in namespace {tenant}")
 

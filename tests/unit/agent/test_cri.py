@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from agent import cri as C
+from runtime.service.cri import api_pb2 as pb
 
 POD: dict[str, Any] = {
     "metadata": {"name": "web", "namespace": "shop", "uid": "u-1", "labels": {"app": "w"}},
@@ -25,6 +26,18 @@ def test_sandbox_config_carries_labels_logs_cgroup_and_ports() -> None:
                                C.POD_NAMESPACE: "shop"}
     assert sb.linux.cgroup_parent == "/corral"
     assert [(p.container_port, p.host_port) for p in sb.port_mappings] == [(80, 8080)]
+
+
+@pytest.mark.parametrize(("spec", "want"), [
+    pytest.param({}, (pb.POD, pb.CONTAINER, pb.POD), id="kubelet-default-no-shared-pid"),
+    pytest.param({"shareProcessNamespace": True}, (pb.POD, pb.POD, pb.POD), id="shared-pid"),
+    pytest.param({"hostNetwork": True, "hostPID": True, "hostIPC": True},
+                 (pb.NODE, pb.NODE, pb.NODE), id="host-namespaces"),
+])
+def test_sandbox_namespace_options(spec: dict[str, Any], want: tuple[int, int, int]) -> None:
+    pod = {**POD, "spec": {**POD["spec"], **spec}}
+    ns = C.sandbox_config(pod, log_root="/l").linux.security_context.namespace_options
+    assert (ns.network, ns.pid, ns.ipc) == want
 
 
 @pytest.mark.parametrize(("resources", "shares", "quota", "period", "memory"), [

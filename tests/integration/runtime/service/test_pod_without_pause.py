@@ -77,6 +77,13 @@ def record(node: Runtimed, pod: str) -> dict[str, object]:
     raise AssertionError(f"no record of sandbox {pod}")
 
 
+def own_pids(cfg: pb.PodSandboxConfig) -> pb.PodSandboxConfig:
+    """CFG with a PID namespace per container, as kubelet asks for a pod that does not
+    set shareProcessNamespace (left unset, pid is POD: shared, with a pause as its init)."""
+    cfg.linux.security_context.namespace_options.pid = pb.CONTAINER
+    return cfg
+
+
 async def sh(client: CRIClient, cid: str, script: str) -> str:
     r = await client.exec_sync(cid, ["sh", "-c", script], timeout=15)
     assert r.exit_code == 0, (script, r.stdout, r.stderr)
@@ -122,7 +129,7 @@ async def two_containers_share(cri: CRIClient, busybox: str, pod: str,  # noqa: 
 async def test_two_containers_share_the_pods_namespaces(
         cri: CRIClient, rtd: Runtimed, busybox: str) -> None:  # noqa: F811
     await cri.pull_image(pb.ImageSpec(image=busybox))
-    sandbox = rtd.sandbox_config("pinned")
+    sandbox = own_pids(rtd.sandbox_config("pinned"))
     pod = await cri.run_pod_sandbox(sandbox)
     st = await cri.pod_sandbox_status(pod, verbose=True)
     assert st.status.state == pb.SANDBOX_READY and st.status.network.ip
@@ -156,7 +163,7 @@ async def test_two_containers_share_the_pods_namespaces(
 @pytest.mark.asyncio
 async def test_an_unpinned_namespace_makes_the_pod_notready(
         cri: CRIClient, rtd: Runtimed) -> None:  # noqa: F811
-    sandbox = rtd.sandbox_config("lost")
+    sandbox = own_pids(rtd.sandbox_config("lost"))
     pod = await cri.run_pod_sandbox(sandbox)
     uts = dict(record(rtd, pod)["namespaces"])["uts"]  # type: ignore[call-overload]
     assert os.system(f"umount {uts}") == 0
@@ -170,7 +177,7 @@ async def test_an_unpinned_namespace_makes_the_pod_notready(
 async def test_kept_pause_containers_share_as_before(kept: Runtimed, busybox: str) -> None:
     async with CRIClient(kept.socket, timeout=60) as client:
         await client.pull_image(pb.ImageSpec(image=busybox))
-        sandbox = kept.sandbox_config("paused")
+        sandbox = own_pids(kept.sandbox_config("paused"))
         pod = await client.run_pod_sandbox(sandbox)
         st = await client.pod_sandbox_status(pod, verbose=True)
         assert st.status.state == pb.SANDBOX_READY

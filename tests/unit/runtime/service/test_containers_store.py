@@ -53,3 +53,17 @@ def test_create_twice_is_already_exists(store: ContainerStore) -> None:
 def test_invalid_names(store: ContainerStore, ns: str, cid: str, field: str) -> None:
     with pytest.raises(ValueError, match=f": {field}: must be"):
         store.create(Container(namespace=ns, id=cid))
+
+
+def test_rows_decode_once_per_version(store: ContainerStore, tmp_path: Path) -> None:
+    store.create(Container(namespace="a", id="x", spec={"cri": {"name": "c"}}))
+    first = store.list("a")[0]
+    assert store.list("a")[0] is first and store.get("a", "x") is first  # not decoded again
+    u = store.update("a", "x", spec={"cri": {"name": "d"}})
+    assert store.get("a", "x") is not first and store.get("a", "x").spec == u.spec
+    other = ContainerStore(str(tmp_path / "containers.db"))  # another writer of the file
+    other.update("a", "x", labels={"k": "v"})
+    assert store.list("a")[0].labels == {"k": "v"}
+    store.delete("a", "x")
+    store.create(Container(namespace="a", id="x", spec={"cri": {"name": "e"}}))
+    assert store.get("a", "x").spec == {"cri": {"name": "e"}}  # a new row, decoded anew

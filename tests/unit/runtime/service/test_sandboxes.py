@@ -4,6 +4,7 @@ pause container is run (only for a shared PID namespace, or if the daemon keeps 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -266,3 +267,49 @@ def test_hostname_too_long_is_invalid(tmp_path: Any) -> None:
     with pytest.raises(S.InvalidArgument, match="Sandbox default/web: hostname: longer than 64"):
         m.run("k8s.io", spec(hostname="h" * 65))
     assert net.calls == [] and holder.pins == []
+
+
+def test_run_writes_the_record_twice(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CREATED and READY reach the disk; the steps between (netns, pins) are kept in
+    memory only, yet a restarted daemon reads everything back."""
+    m, net, pause, holder = manager4(tmp_path, drop_infra=True)
+    written: list[str] = []
+    real = S.json.dump
+
+    def dump(obj: Any, f: Any, **kw: Any) -> None:
+        written.append(obj["state"])
+        real(obj, f, **kw)
+    monkeypatch.setattr(S.json, "dump", dump)
+    sb = m.run("k8s.io", spec())
+    assert written == ["created", "ready"]
+    again = SandboxManager(str(tmp_path), network=net, pause=pause, holder=holder)
+    back = again.get("k8s.io", sb.id)
+    assert back == sb and back.netns and back.namespaces and back.shm
+
+
+def conflist(path: Any, name: str) -> None:
+    path.write_text(json.dumps({"cniVersion": "1.0.0", "name": name,
+                                "plugins": [{"type": "loopback"}]}))
+
+
+def test_cni_network_parses_its_conflist_once_per_change(tmp_path: Any,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    conf_dir = tmp_path / "cni"
+    conf_dir.mkdir()
+    net = S.CNINetwork(conf_dir=str(conf_dir), bin_dirs=[], cache_dir=str(tmp_path / "c"))
+    assert net.ready() == (False, f"network: no CNI network configuration in {conf_dir}")
+    loads: list[str] = []
+    real = S.cni.load_file
+    monkeypatch.setattr(S.cni, "load_file", lambda p: loads.append(p) or real(p))
+    conflist(conf_dir / "10-a.conflist", "a")
+    assert net._network().name == "a" and net._network() is net._network()
+    assert net.ready() == (True, "") and len(loads) == 1
+    conflist(conf_dir / "10-a.conflist.tmp", "b")  # replaced by rename, as writers do
+    (conf_dir / "10-a.conflist.tmp").rename(conf_dir / "10-a.conflist")
+    assert net._network().name == "b" and len(loads) == 2
+    conflist(conf_dir / "05-c.conflist", "c")  # a new first file
+    assert net._network().name == "c"
+    (conf_dir / "05-c.conflist").unlink()
+    (conf_dir / "10-a.conflist").unlink()
+    assert net.ready()[0] is False
