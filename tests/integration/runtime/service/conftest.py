@@ -2,6 +2,8 @@
 
     registry  a docker-registry on 127.0.0.1 (tests/support/registry.py), one per module
     busybox   the busybox image pushed to it: its reference, host:port/busybox:...
+    rtd, cri  a corral-runtimed with CNI (test_runtimed.Runtimed) and a CRI client of it;
+              a module that needs another daemon defines its own
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.runtime.service.test_runtimed import cri, rtd  # noqa: F401
 from tests.support import containerd
 from tests.support.registry import Registry
 

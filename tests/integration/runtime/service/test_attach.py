@@ -19,46 +19,28 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from runtime.service import bundle as B
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import stream as W
 from runtime.service.cri.client import CRIClient, InvalidArgument
 from runtime.service.shim import protocol as P
-from runtime.service.shim import stdio
 from runtime.service.tasks import FailedPrecondition, TaskManager, TaskState, holder_path
 from tests.integration.runtime.service.test_cri_containerd import (
     container_config,
     sandbox_config,
     until,
 )
-from tests.integration.runtime.service.test_runtimed import PYTHON, ROOT, Runtimed, need_root
-from tests.support.registry import Registry
+from tests.integration.runtime.service.test_runtimed import PYTHON, ROOT, Runtimed
 
 NS = "default"
 
 
 # ---- through CRI --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def rtd(tag: str, leak_check: None, registry: Registry, busybox: str) -> Iterator[Runtimed]:
-    need_root()
-    with Runtimed(tag=tag, sandbox_image=busybox, registries=[registry.host]) as r:
-        r.write_cni_conflist()
-        r.start()
-        yield r
-
-
-@pytest_asyncio.fixture
-async def cri(rtd: Runtimed) -> AsyncIterator[CRIClient]:
-    async with CRIClient(rtd.socket, timeout=60) as client:
-        yield client
 
 
 async def pod_with(cri: CRIClient, rt: Runtimed, image: str, command: list[str], *,
@@ -231,9 +213,12 @@ HOLDER = [pytest.param(True, id="holder"), pytest.param(False, id="python-shim")
 @pytest.fixture
 def spec(rootfs: str, tag: str) -> Spec:
     def make(command: tuple[str, ...], flags: str) -> dict[str, Any]:
+        """tasks.run's spec= and stdio keywords for COMMAND with FLAGS ("stdin,tty")."""
+        on = flags.split(",")
         cfg = B.ContainerConfig(name="main", command=command, cgroups_path=f"/{tag}",
-                                annotations=((stdio.ANNOTATION, flags),))
-        return B.build_spec(config=cfg, image={}, rootfs=rootfs)
+                                stdin="stdin" in on, stdin_once="stdin_once" in on,
+                                tty="tty" in on)
+        return {"spec": B.build_spec(config=cfg, image={}, rootfs=rootfs), **cfg.stdio()}
     return make
 
 
@@ -259,7 +244,7 @@ def wait_log(path: str, text: str, timeout: float = 10) -> str:
 
 
 def test_task_stdin_is_held_between_attaches(tasks: TaskManager, spec: Spec, tag: str) -> None:
-    info = tasks.run(namespace=NS, container_id=tag, spec=spec(("cat",), "stdin"))
+    info = tasks.run(namespace=NS, container_id=tag, **spec(("cat",), "stdin"))
     assert tasks.stdio(NS, tag) == {"stdin": True, "stdin_once": False, "tty": False}
     for word in ("one", "two"):
         fd, tty = tasks.attach(NS, tag)
@@ -275,7 +260,7 @@ def test_task_stdin_is_held_between_attaches(tasks: TaskManager, spec: Spec, tag
 
 
 def test_task_stdin_once(tasks: TaskManager, spec: Spec, tag: str) -> None:
-    tasks.run(namespace=NS, container_id=tag, spec=spec(("cat",), "stdin,stdin_once"))
+    tasks.run(namespace=NS, container_id=tag, **spec(("cat",), "stdin,stdin_once"))
     fd, _ = tasks.attach(NS, tag)
     os.write(fd, b"x\n")
     os.close(fd)
@@ -287,7 +272,7 @@ def test_task_stdin_once(tasks: TaskManager, spec: Spec, tag: str) -> None:
 def test_task_stdin_once_second_attach_names_the_field(tasks: TaskManager, spec: Spec,
                                                        tag: str) -> None:
     tasks.run(namespace=NS, container_id=tag,
-              spec=spec(("sh", "-c", "exec 0</dev/null; sleep 60"), "stdin,stdin_once"))
+              **spec(("sh", "-c", "exec 0</dev/null; sleep 60"), "stdin,stdin_once"))
     fd, _ = tasks.attach(NS, tag)
     try:
         with pytest.raises(FailedPrecondition,
@@ -301,7 +286,7 @@ def test_task_stdin_once_second_attach_names_the_field(tasks: TaskManager, spec:
 def test_task_tty_resize(tasks: TaskManager, spec: Spec, tag: str, runtime: str) -> None:
     if runtime not in tasks.runtimes:
         pytest.fail(f"{runtime} is not installed")
-    info = tasks.run(namespace=NS, container_id=tag, spec=spec(("sh",), "stdin,tty"),
+    info = tasks.run(namespace=NS, container_id=tag, **spec(("sh",), "stdin,tty"),
                      runtime=runtime)
     fd, tty = tasks.attach(NS, tag)
     try:
@@ -320,6 +305,6 @@ def test_task_tty_resize(tasks: TaskManager, spec: Spec, tag: str, runtime: str)
 ])
 def test_task_attach_without_stdin(tasks: TaskManager, spec: Spec, tag: str, flags: str,
                                    match: str) -> None:
-    tasks.run(namespace=NS, container_id=tag, spec=spec(("sleep", "60"), flags))
+    tasks.run(namespace=NS, container_id=tag, **spec(("sleep", "60"), flags))
     with pytest.raises(FailedPrecondition, match=f"Task {NS}/{tag}: {match}"):
         tasks.attach(NS, tag)

@@ -19,9 +19,7 @@ from runtime.service.tasks import FailedPrecondition, NotFound, TaskManager
 from tests.integration.runtime.service.test_runtimed import (
     Runtimed,
     container_config,
-    need_root,
 )
-from tests.support.registry import Registry
 
 NS = "default"
 LINES = 2000
@@ -104,15 +102,6 @@ def test_task_reopen_refused(manager: TaskManager, rootfs: str, tag: str, make: 
 
 
 # ---- through the daemon's CRI API ---------------------------------------------------------
-
-
-@pytest.fixture
-def rtd(tag: str, leak_check: None, registry: Registry, busybox: str) -> Iterator[Runtimed]:
-    need_root()
-    with Runtimed(tag=tag, sandbox_image=busybox, registries=[registry.host]) as r:
-        r.write_cni_conflist()
-        r.start()
-        yield r
 
 
 def test_cri_reopen_container_log(rtd: Runtimed, busybox: str) -> None:
