@@ -5,7 +5,6 @@ written (grpc then closes the handler's generator instead of cancelling it)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from agent import cri as C
 from agent import nodeapi as NA
 from api.v1 import node_pb2 as npb
 from controlplane.apiserver.pki import create_ca, issue
+from tests.support.execinputs import ExecInputs
 
 CA = create_ca()
 ADMIN = issue(CA, common_name="apiserver", organizations=["system:masters"],
@@ -71,30 +71,10 @@ class FakeContext:
         raise AssertionError(f"aborted: {code}: {details}")
 
 
-class Inputs:
-    """The caller's request stream: START, then what feed() puts; end() is its end (a
-    half-close, or what grpc reports for a cancelled call)."""
-
-    def __init__(self, *, stdin: bool) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.queue.put_nowait(npb.ExecInput(start=npb.ExecStart(
-            ref=npb.ContainerRef(namespace="default", pod="web"), command=["cat"],
-            stdin=stdin)))
-
-    def feed(self, **kw: Any) -> None:
-        self.queue.put_nowait(npb.ExecInput(**kw))
-
-    def end(self) -> None:
-        self.queue.put_nowait(None)
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        item = await self.queue.get()
-        if item is None:
-            raise StopAsyncIteration
-        return item
+def exec_inputs(*, stdin: bool) -> ExecInputs:
+    """The caller's request stream: a start of `cat`, then what feed() puts."""
+    return ExecInputs(npb.ExecStart(ref=npb.ContainerRef(namespace="default", pod="web"),
+                                    command=["cat"], stdin=stdin))
 
 
 def servicer(session: FakeSession) -> NA.NodeServicer:
@@ -120,7 +100,7 @@ async def settle() -> None:
 ])
 async def test_the_end_of_the_requests_closes_stdin_but_not_the_session(
         stdin: bool, close_first: bool, want_closes: int) -> None:
-    session, inputs = FakeSession(), Inputs(stdin=stdin)
+    session, inputs = FakeSession(), exec_inputs(stdin=stdin)
     outs = servicer(session).Exec(inputs, FakeContext())
     inputs.feed(stdin=b"ping")
     if close_first:
@@ -140,7 +120,7 @@ async def test_the_end_of_the_requests_closes_stdin_but_not_the_session(
 
 @pytest.mark.asyncio
 async def test_a_cancelled_call_ends_the_session() -> None:
-    session, inputs = FakeSession(), Inputs(stdin=False)
+    session, inputs = FakeSession(), exec_inputs(stdin=False)
 
     async def consume() -> list[Any]:
         return [o async for o in servicer(session).Exec(inputs, FakeContext())]
@@ -155,7 +135,7 @@ async def test_a_cancelled_call_ends_the_session() -> None:
 
 @pytest.mark.asyncio
 async def test_a_call_that_ends_while_an_output_is_written_ends_the_session() -> None:
-    session, inputs = FakeSession(), Inputs(stdin=True)
+    session, inputs = FakeSession(), exec_inputs(stdin=True)
     outs = servicer(session).Exec(inputs, FakeContext())
     session.frames.put_nowait((NA.STDOUT, b"a"))
     assert await anext(outs) == npb.ExecOutput(stdout=b"a")

@@ -12,6 +12,7 @@ import pytest
 
 from api.v1 import node_pb2 as npb
 from controlplane.apiserver import nodeproxy as np
+from tests.support.execinputs import ExecInputs
 
 _CANCEL = object()
 
@@ -97,28 +98,10 @@ class FakeContext:
             cb(self)
 
 
-class Caller:
-    """The caller's request stream: a start, then what feed() puts; end() ends it."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.feed(start=npb.ExecStart(ref=npb.ContainerRef(pod="web"), command=["cat"],
-                                      stdin=True))
-
-    def feed(self, **kw: Any) -> None:
-        self.queue.put_nowait(npb.ExecInput(**kw))
-
-    def end(self) -> None:
-        self.queue.put_nowait(None)
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        item = await self.queue.get()
-        if item is None:
-            raise StopAsyncIteration
-        return item
+def new_caller() -> ExecInputs:
+    """The caller's request stream: a start of `cat` with stdin, then what feed() puts."""
+    return ExecInputs(npb.ExecStart(ref=npb.ContainerRef(pod="web"), command=["cat"],
+                                    stdin=True))
 
 
 async def settle() -> None:
@@ -126,9 +109,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def started() -> tuple[Servicer, FakeContext, Caller, Any, FakeAgentCall]:
+async def started() -> tuple[Servicer, FakeContext, ExecInputs, Any, FakeAgentCall]:
     """An exec relayed to the agent, its first output read by the caller."""
-    svc, ctx, caller = Servicer(), FakeContext(), Caller()
+    svc, ctx, caller = Servicer(), FakeContext(), new_caller()
     outs = svc.PodExec(caller, ctx)
     caller.feed(stdin=b"ping")
     first = asyncio.ensure_future(anext(outs))
