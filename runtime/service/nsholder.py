@@ -27,7 +27,6 @@ import ctypes
 import errno
 import os
 import shutil
-import threading
 from dataclasses import dataclass
 
 from runtime.service.cni import netns as netns_mod
@@ -148,19 +147,8 @@ class PinnedNamespaces:
 
     @staticmethod
     def _pin_in_thread(sandbox_id: str, files: dict[str, str], hostname: str) -> None:
-        failure: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                _unshare_and_pin(files, hostname)
-            except BaseException as e:
-                failure.append(e)
-
-        t = threading.Thread(target=work, name=f"pin-{sandbox_id[:12]}")
-        t.start()
-        t.join()
-        if failure:
-            raise failure[0]
+        netns_mod.in_fresh_thread(lambda: _unshare_and_pin(files, hostname),
+                                  name=f"pin-{sandbox_id[:12]}")
 
     def alive(self, pinned: Pinned) -> bool:
         """Every namespace file still pins a namespace, and the shm is still mounted."""

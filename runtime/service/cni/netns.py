@@ -20,6 +20,7 @@ import errno
 import os
 import re
 import threading
+from collections.abc import Callable
 
 from runtime.service.cni.errors import NetnsError
 
@@ -80,24 +81,34 @@ def create(name: str, *, root: str = DEFAULT_ROOT) -> str:
     except FileExistsError:
         raise NetnsError(f"network namespace {name}: {path} already exists") from None
     os.close(fd)
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            _mount_new_netns(path)
-        except BaseException as e:
-            failure.append(e)
-
-    t = threading.Thread(target=work, name=f"netns-{name}")
-    t.start()
-    t.join()
-    if failure:
+    try:
+        in_fresh_thread(lambda: _mount_new_netns(path), name=f"netns-{name}")
+    except Exception as e:
         try:
             os.unlink(path)
         except OSError:
             pass
-        raise NetnsError(f"network namespace {name}: {failure[0]}") from failure[0]
+        raise NetnsError(f"network namespace {name}: {e}") from e
     return path
+
+
+def in_fresh_thread(work: Callable[[], None], *, name: str) -> None:
+    """Run WORK in a new thread and re-raise its exception here. unshare(2) of a
+    namespace moves only the calling thread, so a thread made for it, ending with it,
+    leaves every other thread (and forking the threaded daemon) out of it."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as e:
+            failure.append(e)
+
+    t = threading.Thread(target=run, name=name)
+    t.start()
+    t.join()
+    if failure:
+        raise failure[0]
 
 
 def is_mounted(path: str) -> bool:
