@@ -229,6 +229,10 @@ def _pod_spec_ok(value: Any, path: str, errors: s.Errors) -> None:
                     errors.append(s.FieldError(f"{path}.{field}[{i}].volumeMounts[{j}].name",
                                                f"no volume named {m.get('name')!r} in "
                                                f"{path}.volumes"))
+    if value.get("shareProcessNamespace") and value.get("hostPID"):  # as Kubernetes
+        errors.append(s.FieldError(f"{path}.shareProcessNamespace",
+                                   "must not be true when hostPID is true (shareProcessNamespace"
+                                   " and hostPID cannot both be enabled)"))
 
 
 POD_SPEC = s.Obj({
@@ -252,6 +256,9 @@ POD_SPEC = s.Obj({
     "automountServiceAccountToken": s.boolean("Mount the service account's token."),
     "hostNetwork": s.boolean("Use the node's network namespace."),
     "hostPID": s.boolean("Use the node's PID namespace."),
+    "shareProcessNamespace": s.boolean("One PID namespace for all the pod's containers (a "
+                                       "pause container is its init): each sees the "
+                                       "others' processes. Not with hostPID."),
     "hostIPC": s.boolean("Use the node's IPC namespace."),
     "hostname": s.string("Hostname of the pod; default its name.",
                          checks=(meta.dns_label,)),

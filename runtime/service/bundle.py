@@ -7,6 +7,7 @@
         process.cwd    working_dir, else image WorkingDir, else "/"
         process.user   runAsUser/runAsUsername/runAsGroup, else image User ("uid[:gid]"
                        or names resolved from the rootfs' /etc/passwd and /etc/group)
+        process.terminal  tty (stdin and stdin_once are the task's: tasks.create)
         mounts         containerd's defaults + binds (ro/rw) and tmpfs
         linux          resources (cpu shares/quota/period, memory, pids), namespaces
                        (new, or joined by path: a pod's sandbox), cgroupsPath, devices
@@ -104,6 +105,16 @@ class ContainerConfig:
     namespaces: tuple[tuple[str, str], ...] = ()  # (kind, path) to join, e.g. a sandbox's
     cgroups_path: str = ""
     annotations: tuple[tuple[str, str], ...] = ()
+    # CRI's stdin, stdin_once, tty: tty is process.terminal; the shim makes the stdin pipe
+    # (tasks.create takes all three)
+    stdin: bool = False
+    stdin_once: bool = False
+    tty: bool = False
+
+    def stdio(self) -> dict[str, bool]:
+        """tasks.create's stdin/stdin_once/tty keywords (stdin_once only with stdin)."""
+        return {"stdin": self.stdin, "stdin_once": self.stdin and self.stdin_once,
+                "tty": self.tty}
 
 
 def sandbox_namespaces(pid: int, kinds: tuple[str, ...] = ("network", "ipc", "uts")
@@ -341,7 +352,7 @@ def build_spec(*, config: ContainerConfig, image: dict[str, Any], rootfs: str,
         raise BundleError(config.name, "working_dir", f"must be an absolute path, got {cwd!r}")
     caps = capabilities(config)
     process: dict[str, Any] = {
-        "terminal": False,
+        "terminal": config.tty,
         "user": resolve_user(config, image, rootfs),
         "args": process_args(config, image),
         "env": merge_env(config, image),

@@ -1,8 +1,8 @@
 """Tasks: containers running, each held by its own shim (containerd's ``tasks``).
 
     TaskManager(state_dir)            on start: reconnect() to every task dir found
-        create(ns, id, spec, runtime) tasks/<ns>/<id>/bundle/config.json, shim launched
-                                      (detached; `runtime create`)          -> CREATED
+        create(ns, id, spec, runtime, tasks/<ns>/<id>/bundle/config.json, shim launched
+          stdin=, stdin_once=, tty=)  (detached; `runtime create`)          -> CREATED
         start                         shim: `runtime start`                 -> RUNNING
         kill / stop(grace)            SIGTERM, wait, SIGKILL --all          -> STOPPED
         wait                          the shim answers when init exits (or exit.json)
@@ -47,10 +47,10 @@ from typing import Any
 
 from runtime.oci.cgroups.host import cgroup_dirs, read_host
 from runtime.service.shim import protocol as P
-from runtime.service.shim import stdio
 from runtime.service.shim.client import ForkServer, ShimClient, ShimError, ShimGone, launch
 
 TASK = "task.json"
+STDIO = ("stdin", "stdin_once", "tty")  # CRI ContainerConfig's; in task.json (else False)
 RUNTIME_SOCKET = "runtime-fork.sock"  # the fork server's, for holders' corral-runc calls
 
 
@@ -267,9 +267,12 @@ class TaskManager:
 
     def create(self, *, namespace: str, container_id: str, spec: dict[str, Any],
                runtime: str = "corral-runc", log_path: str | None = None,
-               log_max_bytes: int = 0, start: bool = False) -> TaskInfo:
+               log_max_bytes: int = 0, start: bool = False, stdin: bool = False,
+               stdin_once: bool = False, tty: bool = False) -> TaskInfo:
         """Write the bundle and launch the task's shim; the container is created, not
-        started (START: created and started by one `runtime run --detach`)."""
+        started (START: created and started by one `runtime run --detach`). STDIN: the
+        shim holds a pipe as the container's stdin (STDIN_ONCE: closed after the first
+        attach); TTY: a terminal (process.terminal is set)."""
         name = f"{namespace}/{container_id}"
         if runtime not in self.runtimes:
             raise TaskError(f"Task {name}: runtime: unknown runtime class {runtime!r}; "
@@ -281,8 +284,8 @@ class TaskManager:
             raise AlreadyExists(f"Task {name}: already exists") from None
         try:
             spec = json.loads(json.dumps(spec))
-            io = stdio.flags_of(spec)  # CRI's stdin, stdin_once, tty (shim/stdio.py)
-            if io["tty"]:
+            io = {"stdin": stdin, "stdin_once": stdin and stdin_once, "tty": tty}
+            if tty:
                 spec.setdefault("process", {})["terminal"] = True
             linux = spec.setdefault("linux", {})
             linux.setdefault("cgroupsPath",
@@ -328,10 +331,12 @@ class TaskManager:
         return self.get(namespace, cid)
 
     def run(self, *, namespace: str, container_id: str, spec: dict[str, Any],
-            runtime: str = "corral-runc", log_path: str | None = None) -> TaskInfo:
+            runtime: str = "corral-runc", log_path: str | None = None, stdin: bool = False,
+            stdin_once: bool = False, tty: bool = False) -> TaskInfo:
         """create + start in one `runtime run --detach`; a failure leaves no task."""
         self.create(namespace=namespace, container_id=container_id, spec=spec,
-                    runtime=runtime, log_path=log_path, start=True)
+                    runtime=runtime, log_path=log_path, start=True, stdin=stdin,
+                    stdin_once=stdin_once, tty=tty)
         return self.get(namespace, container_id)
 
     def get(self, namespace: str, cid: str) -> TaskInfo:
@@ -434,9 +439,10 @@ class TaskManager:
         return ExecResult(exit_code=code, stdout=out, stderr=err, timed_out=timed_out)
 
     def stdio(self, namespace: str, cid: str) -> dict[str, bool]:
-        """Whether the task has a stdin (and stdin_once) and a tty: shim/stdio.FLAGS."""
+        """Whether the task has a stdin (and stdin_once) and a tty: STDIO (a record
+        without them, from an older daemon: all False)."""
         io = self._record(namespace, cid).get("stdio") or {}
-        return {f: bool(io.get(f)) for f in stdio.FLAGS}
+        return {f: bool(io.get(f)) for f in STDIO}
 
     def attach(self, namespace: str, cid: str) -> tuple[int, bool]:
         """(fd, is a tty) of the task's stdin, from its shim: the caller writes to it and

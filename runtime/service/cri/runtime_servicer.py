@@ -4,6 +4,10 @@ Each call converts its request to plain data, runs the blocking work in a thread
 converts the answer; no decisions are made here. Errors propagate as raised and are
 mapped to gRPC codes in cri/server.py.
 
+ListContainers and ListPodSandbox (the agent's relist) build each item message directly,
+keep it (ListMemo) while its record and state are unchanged, and match labels only when
+the filter has a selector.
+
 Exec, Attach and PortForward check their request (the container running, a command, a
 stream), resolve it to a plain spec (runtime command line, OCI process, log path, netns)
 and answer with a one-use URL on the daemon's streaming server (streaming.py).
@@ -15,7 +19,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from runtime.service import bundle as B
@@ -31,7 +35,6 @@ from runtime.service.cri.service import (
     Service,
 )
 from runtime.service.events import EventBus
-from runtime.service.shim import stdio
 from runtime.service.streaming import AttachSpec, ExecSpec, PortForwardSpec, StreamServer
 from runtime.service.tasks import TaskState
 
@@ -82,25 +85,15 @@ def container_request(cfg: pb.ContainerConfig) -> ContainerRequest:
         mounts=tuple(B.MountSpec(container_path=m.container_path, host_path=m.host_path,
                                  readonly=m.readonly) for m in cfg.mounts),
         resources=resources(cfg.linux.resources), security=security,
-        annotations=tuple(sorted(_with_stdio(cfg).items())))
+        annotations=tuple(sorted(cfg.annotations.items())), stdin=cfg.stdin,
+        stdin_once=cfg.stdin_once, tty=cfg.tty)
     return ContainerRequest(name=cfg.metadata.name, attempt=cfg.metadata.attempt,
                             image=cfg.image.image, config=config, labels=dict(cfg.labels),
                             annotations=dict(cfg.annotations), log_path=cfg.log_path)
 
 
-def _with_stdio(cfg: pb.ContainerConfig) -> dict[str, str]:
-    """The annotations of the OCI spec: CFG's, and its stdin/stdin_once/tty for the task
-    (shim/stdio.py); the container's CRI annotations stay CFG's alone."""
-    out = dict(cfg.annotations)
-    out.pop(stdio.ANNOTATION, None)
-    flags = stdio.annotation(stdin=cfg.stdin, stdin_once=cfg.stdin_once, tty=cfg.tty)
-    if flags:
-        out[stdio.ANNOTATION] = flags
-    return out
-
-
 def sandbox_status(sb: S.Sandbox) -> pb.PodSandboxStatus:
-    state = pb.SANDBOX_READY if sb.state is S.SandboxState.READY else pb.SANDBOX_NOTREADY
+    state = _sandbox_state(sb)
     net = pb.PodSandboxNetworkStatus(ip=sb.ips[0] if sb.ips else "",
                                      additional_ips=[pb.PodIP(ip=i) for i in sb.ips[1:]])
     mode = pb.NODE if sb.spec.host_network else pb.POD
@@ -143,14 +136,77 @@ def container_status(v: ContainerView) -> pb.ContainerStatus:
 
 
 def container_message(v: ContainerView) -> pb.Container:
-    st = container_status(v)
-    return pb.Container(id=st.id, pod_sandbox_id=v.cri["sandbox_id"], metadata=st.metadata,
-                        image=st.image, image_ref=st.image_ref, image_id=st.image_id,
-                        state=st.state, created_at=st.created_at, labels=st.labels,
-                        annotations=st.annotations)
+    """ListContainers' item, built directly (not a ContainerStatus copied: a List call
+    with many containers spent most of its CPU on that)."""
+    cri, c, task = v.cri, v.record, v.task
+    return pb.Container(
+        id=c.id, pod_sandbox_id=cri["sandbox_id"],
+        metadata=pb.ContainerMetadata(name=cri["name"], attempt=cri["attempt"]),
+        image=pb.ImageSpec(image=cri["image"]), image_ref=cri["image_id"],
+        image_id=cri["image_id"], state=_STATE[task.state] if task else pb.CONTAINER_UNKNOWN,
+        created_at=c.created_at_ns, labels=c.labels, annotations=cri.get("annotations") or {})
 
 
-def _labels_match(have: dict[str, str], want: Any) -> bool:
+def sandbox_message(sb: S.Sandbox) -> pb.PodSandbox:
+    """ListPodSandbox's item, built directly (as container_message)."""
+    spec = sb.spec
+    return pb.PodSandbox(
+        id=sb.id, metadata=_sandbox_meta(sb), state=_sandbox_state(sb),
+        created_at=sb.created_at_ns, labels=spec.labels, annotations=spec.annotations,
+        runtime_handler=spec.runtime_handler)
+
+
+def _sandbox_state(sb: S.Sandbox) -> pb.PodSandboxState:
+    return pb.SANDBOX_READY if sb.state is S.SandboxState.READY else pb.SANDBOX_NOTREADY
+
+
+class ListMemo:
+    """The last List call's item messages, each kept with what it was built from: a
+    container's record (the store shares an unchanged row's object) and task state, a
+    sandbox's spec object, state and creation time. A relist that finds the same object
+    in the same state reuses the message (the response copies it, in C); entries not
+    listed again are dropped. Only the event loop uses it (no lock)."""
+
+    def __init__(self) -> None:
+        self._containers: dict[str, tuple[object, pb.ContainerState, pb.Container]] = {}
+        self._sandboxes: dict[str, tuple[object, pb.PodSandboxState, int,
+                                         pb.PodSandbox]] = {}
+
+    def containers(self, views: list[ContainerView]
+                   ) -> list[tuple[ContainerView, pb.ContainerState, pb.Container]]:
+        """(view, CRI state, message) of each of VIEWS."""
+        old = self._containers
+        new: dict[str, tuple[object, pb.ContainerState, pb.Container]] = {}
+        out = []
+        for v in views:
+            c = v.record
+            state = _STATE[v.task.state] if v.task else pb.CONTAINER_UNKNOWN
+            hit = old.get(c.id)
+            msg = hit[2] if hit is not None and hit[0] is c and hit[1] == state \
+                else container_message(v)
+            new[c.id] = (c, state, msg)
+            out.append((v, state, msg))
+        self._containers = new
+        return out
+
+    def sandboxes(self, sbs: list[S.Sandbox]
+                  ) -> list[tuple[S.Sandbox, pb.PodSandboxState, pb.PodSandbox]]:
+        """(sandbox, CRI state, message) of each of SBS."""
+        old = self._sandboxes
+        new: dict[str, tuple[object, pb.PodSandboxState, int, pb.PodSandbox]] = {}
+        out = []
+        for sb in sbs:
+            state = _sandbox_state(sb)
+            hit = old.get(sb.id)
+            msg = hit[3] if hit is not None and hit[0] is sb.spec and hit[1] == state and \
+                hit[2] == sb.created_at_ns else sandbox_message(sb)
+            new[sb.id] = (sb.spec, state, sb.created_at_ns, msg)
+            out.append((sb, state, msg))
+        self._sandboxes = new
+        return out
+
+
+def _labels_match(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
     return all(have.get(k) == v for k, v in want.items())
 
 
@@ -164,6 +220,7 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
         self.tenant_of = tenant_of
         self.config_info = config_info
         self.streams = streams
+        self.memo = ListMemo()
 
     async def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
         return pb.VersionResponse(version=VERSION, runtime_name=RUNTIME_NAME,
@@ -229,20 +286,13 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
                              ) -> pb.ListPodSandboxResponse:
         tenant = self.tenant_of(context)
         f = request.filter
-        out = []
-        for sb in await asyncio.to_thread(self.sandboxes.list, tenant):
-            st = sandbox_status(sb)
-            if f.id and not sb.id.startswith(f.id):
-                continue
-            if f.HasField("state") and st.state != f.state.state:
-                continue
-            if not _labels_match(dict(st.labels), f.label_selector):
-                continue
-            out.append(pb.PodSandbox(id=sb.id, metadata=st.metadata, state=st.state,
-                                     created_at=st.created_at, labels=st.labels,
-                                     annotations=st.annotations,
-                                     runtime_handler=st.runtime_handler))
-        return pb.ListPodSandboxResponse(items=out)
+        prefix, selector = f.id, f.label_selector
+        want = f.state.state if f.HasField("state") else None
+        sbs = await asyncio.to_thread(self.sandboxes.list, tenant)
+        return pb.ListPodSandboxResponse(items=[
+            msg for sb, state, msg in self.memo.sandboxes(sbs)
+            if (not prefix or sb.id.startswith(prefix)) and (want is None or state == want)
+            and (not selector or _labels_match(sb.spec.labels, selector))])
 
     # ---- containers ---------------------------------------------------------------------
 
@@ -273,19 +323,15 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
     async def ListContainers(self, request: pb.ListContainersRequest, context: Any
                              ) -> pb.ListContainersResponse:
         f = request.filter
-        out = []
-        for v in await asyncio.to_thread(self.svc.list, self.tenant_of(context)):
-            msg = container_message(v)
-            if f.id and not msg.id.startswith(f.id):
-                continue
-            if f.pod_sandbox_id and not msg.pod_sandbox_id.startswith(f.pod_sandbox_id):
-                continue
-            if f.HasField("state") and msg.state != f.state.state:
-                continue
-            if not _labels_match(dict(msg.labels), f.label_selector):
-                continue
-            out.append(msg)
-        return pb.ListContainersResponse(containers=out)
+        prefix, pod, selector = f.id, f.pod_sandbox_id, f.label_selector
+        want = f.state.state if f.HasField("state") else None
+        views = await asyncio.to_thread(self.svc.list, self.tenant_of(context))
+        return pb.ListContainersResponse(containers=[
+            msg for v, state, msg in self.memo.containers(views)
+            if (not prefix or v.record.id.startswith(prefix))
+            and (not pod or v.cri["sandbox_id"].startswith(pod))
+            and (want is None or state == want)
+            and (not selector or _labels_match(v.record.labels, selector))])
 
     async def ContainerStatus(self, request: pb.ContainerStatusRequest, context: Any
                               ) -> pb.ContainerStatusResponse:
@@ -441,7 +487,7 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):
                     continue
                 if f.pod_sandbox_id and not v.cri["sandbox_id"].startswith(f.pod_sandbox_id):
                     continue
-                if not _labels_match(dict(v.record.labels), f.label_selector):
+                if f.label_selector and not _labels_match(v.record.labels, f.label_selector):
                     continue
                 out.append(self._stats(tenant, v))
             return out

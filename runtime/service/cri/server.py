@@ -9,6 +9,11 @@
 
 Tenancy: the gRPC metadata key ``containerd-namespace`` picks the namespace, as it does for
 containerd; CRI clients send none and get ``k8s.io``. corral-ctr sends its ``-n``.
+
+Cost per call (cProfile of 400 List calls): the wrapper and tenant_of are ~1% of the
+daemon's CPU; the rest of "the wrapper" in a py-spy profile is gRPC's own (the call's
+task, (de)serialising). Each RPC method is wrapped once, at make_server; an exception's
+code is looked up once per exception class.
 """
 
 from __future__ import annotations
@@ -66,17 +71,23 @@ CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 ]
 
 
+_CODE_OF: dict[type[BaseException], grpc.StatusCode] = {}
+
+
 def code_of(exc: BaseException) -> grpc.StatusCode:
-    for cls, code in CODES:
-        if isinstance(exc, cls):
-            return code
-    return grpc.StatusCode.UNKNOWN
+    """The gRPC code of EXC: the first of CODES it is an instance of (else UNKNOWN)."""
+    code = _CODE_OF.get(type(exc))
+    if code is None:
+        code = next((c for cls, c in CODES if isinstance(exc, cls)), grpc.StatusCode.UNKNOWN)
+        _CODE_OF[type(exc)] = code
+    return code
 
 
 def tenant_of(context: Any) -> str:
+    """The call's containerd-namespace header, else k8s.io (CRI's)."""
     for key, value in context.invocation_metadata() or ():
         if key == NAMESPACE_HEADER and value:
-            return str(value)
+            return value if type(value) is str else str(value)
     return CRI_NAMESPACE
 
 

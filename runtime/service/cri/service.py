@@ -9,8 +9,8 @@
       ├ bundle.build_spec (joins the sandbox's net/ipc/uts by the paths the sandbox
       │   gives: pinned files, or its pause's /proc/<pid>/ns; binds the pod's /dev/shm)
       │                                                      ── any failure: undo all
-      ├ tasks.create (shim, `runtime create`)
-      └ containers.db record (CRI metadata under spec["cri"])
+      ├ tasks.create (shim, `runtime create`; stdin/stdin_once/tty from the config)
+      └ containers.db record (CRI metadata under spec["cri"], stdio flags included)
 
 Every blocking call here runs in a worker thread (the servicers use asyncio.to_thread).
 Exceptions are the packages' own (tasks, containers, sandboxes, bundle, images, snapshots)
@@ -107,6 +107,12 @@ class ContainerView:
     def cri(self) -> dict[str, Any]:
         cri: dict[str, Any] = self.record.spec["cri"]
         return cri
+
+    @property
+    def stdio(self) -> dict[str, bool]:
+        """CRI's stdin, stdin_once, tty; a record from an older daemon has none: False."""
+        cri = self.cri
+        return {f: bool(cri.get(f, False)) for f in ("stdin", "stdin_once", "tty")}
 
 
 class Service:
@@ -237,7 +243,9 @@ class Service:
             spec = B.build_spec(config=config, image=image.config.get("config") or {},
                                 rootfs=rootfs)
             return self.tasks.create(namespace=tenant, container_id=cid, spec=spec,
-                                     runtime=runtime, log_path=log_path, start=start)
+                                     runtime=runtime, log_path=log_path, start=start,
+                                     stdin=config.stdin, stdin_once=config.stdin_once,
+                                     tty=config.tty)
         except BaseException:
             self.release_rootfs(tenant, cid)
             raise
@@ -317,7 +325,7 @@ class Service:
                "annotations": dict(req.annotations), "log_path": info.log_path,
                "image": req.image, "image_id": image.id,
                "started_at": time.time_ns() if start else 0,
-               "resources": _resources_dict(cfg.resources)}
+               "resources": _resources_dict(cfg.resources), **cfg.stdio()}
         try:
             self.containers.create(Container(
                 namespace=tenant, id=cid, image=image.image.name, runtime=runtime,

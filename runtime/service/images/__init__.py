@@ -4,6 +4,9 @@
         │
         ▼  pull.py: Puller.pull(ref)
     distribution.py (httpx, async) ── auth.py: 401 ─► Basic | Bearer token (cached per scope)
+        │  connections.py: a client per registry, closed 60 s after its last use (never
+        │  while in use); transport.py: HTTP/1.1 on asyncio streams + h11, TLS (the CA
+        │  bundle, one SSL context per process) only for https
         │  HEAD/GET manifest (Accept: OCI index, OCI manifest, Docker list, Docker schema2)
         │  mediatypes.py: index ─► linux/amd64 entry; manifest ─► config + layers (types checked)
         │  GET blobs, ≤3 at once, retried (5xx, 429 + Retry-After, resets, stalls), resumed

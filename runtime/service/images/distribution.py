@@ -7,6 +7,10 @@
                       digest and size); an interrupted body resumes with Range: bytes=<offset>-;
                       commit verifies, any failure aborts the ingest.
 
+Connections (connections.py): one httpx client per registry, opened by the first request and
+closed ``idle_timeout`` s (60) after the last operation that used it ended; requests go over
+transport.py (asyncio + h11), with an SSL context (the CA bundle) only for https.
+
 Every request goes through ``_send`` (Authorization from the Authorizer; one answer to a 401
 challenge) and every attempt through ``_retrying``: connection errors, resets, stalls, 5xx
 and 429 (``Retry-After`` seconds honoured) are retried with exponential backoff and jitter;
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import json
 import random
 import re
@@ -50,8 +55,10 @@ from runtime.service.images.mediatypes import (
 )
 from runtime.service.images.reference import Reference
 
-if TYPE_CHECKING:  # loaded by the first pull (_client, _retrying): ~1.5 MB of an idle daemon
+if TYPE_CHECKING:  # loaded by the first pull (connections, _retrying), not by an idle daemon
     import httpx
+
+    from runtime.service.images.connections import ClientPool
 
 T = TypeVar("T")
 CHUNK = 64 * 1024
@@ -116,7 +123,11 @@ class RegistryClient:
         connect_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        idle_timeout: float = 60.0,
     ) -> None:
+        if idle_timeout <= 0:
+            raise ValueError(f"RegistryClient: idle_timeout: must be > 0 seconds, got"
+                             f" {idle_timeout}")
         self.auth = Authorizer(credentials)
         self._plain_http = frozenset(plain_http)
         self._insecure_tls = frozenset(insecure_tls)
@@ -125,7 +136,8 @@ class RegistryClient:
         self.connect_timeout = connect_timeout
         self._transport = transport
         self._sleep = sleep
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self.idle_timeout = idle_timeout
+        self._connections: ClientPool | None = None
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -137,9 +149,18 @@ class RegistryClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
-            await c.aclose()
+        pool, self._connections = self._connections, None
+        if pool is not None:
+            await pool.aclose()
+
+    @property
+    def connections(self) -> ClientPool:
+        """The per-registry clients (created, with httpx loaded, by the first request)."""
+        if self._connections is None:
+            from runtime.service.images.connections import ClientPool
+
+            self._connections = ClientPool(self._new_client, idle=self.idle_timeout)
+        return self._connections
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -148,28 +169,27 @@ class RegistryClient:
         plain = plain or ref.host in self._plain_http
         return f"{'http' if plain else 'https'}://{ref.registry}"
 
-    def _client(self, registry: str) -> httpx.AsyncClient:
-        client = self._clients.get(registry)
-        if client is None:
-            host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry
-            insecure = registry in self._insecure_tls or host in self._insecure_tls
-            import httpx
+    def _new_client(self, registry: str) -> httpx.AsyncClient:
+        import httpx
 
-            timeout = httpx.Timeout(connect=self.connect_timeout, read=self.stall_timeout,
-                                    write=self.stall_timeout, pool=None)
-            client = httpx.AsyncClient(
-                timeout=timeout, follow_redirects=True, verify=not insecure,
-                transport=self._transport,
-            )
-            self._clients[registry] = client
-        return client
+        from runtime.service.images.connections import tls_context
+        from runtime.service.images.transport import H11Transport
+
+        host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry
+        insecure = registry in self._insecure_tls or host in self._insecure_tls
+        timeout = httpx.Timeout(connect=self.connect_timeout, read=self.stall_timeout,
+                                write=self.stall_timeout, pool=None)
+        transport = self._transport or H11Transport(
+            tls_context=functools.partial(tls_context, verify=not insecure))
+        return httpx.AsyncClient(timeout=timeout, follow_redirects=True, transport=transport,
+                                 verify=not insecure)
 
     async def _send(
         self, ref: Reference, method: str, url: str, *, headers: Mapping[str, str]
     ) -> httpx.Response:
         """Send with credentials; answer one 401 challenge. The response is streamed:
-        the caller closes it."""
-        client = self._client(ref.registry)
+        the caller closes it, inside the operation's ``connections.use``."""
+        client = self.connections.client(ref.registry)
         host = ref.registry
         scope = f"repository:{ref.repository}:pull"
         h = dict(headers)
@@ -268,7 +288,8 @@ class RegistryClient:
                 return None
 
         try:
-            desc = await self._retrying(what, head)
+            async with self.connections.use(ref.registry):
+                desc = await self._retrying(what, head)
         except NotFound:
             # a HEAD has no body, so fetch again to say why
             pass
@@ -311,7 +332,8 @@ class RegistryClient:
             mt = manifest_media_type(r.headers.get("content-type"), data, what=what)
             return mt, data, got
 
-        return await self._retrying(what, get)
+        async with self.connections.use(ref.registry):
+            return await self._retrying(what, get)
 
     # ---- blobs --------------------------------------------------------------------------
 
@@ -367,7 +389,8 @@ class RegistryClient:
                 await r.aclose()
 
         try:
-            await self._retrying(what, get)
+            async with self.connections.use(ref.registry):
+                await self._retrying(what, get)
             w = box[0]
             if w.offset != desc.size:
                 raise BlobMismatch(

@@ -1,7 +1,10 @@
 """Pods without a pause container, on a real corral-runtimed: the pod's net, ipc and uts
 namespaces are pinned files, its containers share them (localhost, hostname, the pod's
 /dev/shm as containerd has it: one tmpfs per sandbox), no shim runs for the sandbox, the
-sandbox survives a daemon ``kill -9``, and nothing stays mounted after RemovePodSandbox."""
+sandbox survives a daemon ``kill -9``, and nothing stays mounted after RemovePodSandbox.
+A pod sharing one PID namespace (pid POD, shareProcessNamespace) gets a pause as its init
+and its containers see each other's processes; ``drop_infra_container = false`` in the
+daemon's config keeps a pause for every pod."""
 
 from __future__ import annotations
 
@@ -15,8 +18,6 @@ import pytest
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri.client import CRIClient
 from tests.integration.runtime.service.test_runtimed import (  # noqa: F401 (fixtures)
-    PYTHON,
-    ROOT,
     Runtimed,
     container_config,
     cri,
@@ -24,37 +25,23 @@ from tests.integration.runtime.service.test_runtimed import (  # noqa: F401 (fix
     need_root,
     rtd,
 )
-from tests.support import process
 from tests.support.registry import Registry
 
-# The daemon with pause containers kept: the config says so, and (until daemon.py passes
-# cfg.drop_infra_container to the SandboxManager) the launcher sets the manager's default.
-KEEP_PAUSE = ("import sys, runtime.service.sandboxes as S; "
-              "S.SandboxManager.__init__.__kwdefaults__['drop_infra'] = False; "
-              "from runtime.service import daemon; sys.exit(daemon.main())")
 
-
-class PauseKept(Runtimed):
-    def start(self, *extra: str, timeout: float = 30) -> Runtimed:
-        with open(self.config_path) as f:
-            text = f.read()
-        if "drop_infra_container" not in text:
-            with open(self.config_path, "w") as f:
-                f.write("drop_infra_container = false\n" + text)
-        self.proc = process.start(
-            [PYTHON, "-c", KEEP_PAUSE, "--root", self.root, "--state", self.state,
-             "--socket", self.socket, "--config", self.config_path, *extra],
-            log_path=self.log_path, cwd=ROOT, new_session=True)
-        process.wait_until_ready(self.proc, name="corral-runtimed", condition="serving",
-                                 ready=self._serving, timeout=timeout, tail=self.log_tail)
-        return self
+def keep_pause(node: Runtimed) -> None:
+    """NODE's config with pause containers kept for every pod (the key alone does it)."""
+    with open(node.config_path) as f:
+        text = f.read()
+    with open(node.config_path, "w") as f:
+        f.write("drop_infra_container = false\n" + text)  # top level: before any [table]
 
 
 @pytest.fixture
 def kept(tag: str, leak_check: None, registry: Registry, busybox: str
          ) -> Iterator[Runtimed]:
     need_root()
-    with PauseKept(tag=tag, sandbox_image=busybox, registries=[registry.host]) as r:
+    with Runtimed(tag=tag, sandbox_image=busybox, registries=[registry.host]) as r:
+        keep_pause(r)
         r.write_cni_conflist()
         r.start()
         yield r
@@ -188,3 +175,39 @@ async def test_kept_pause_containers_share_as_before(kept: Runtimed, busybox: st
         await client.remove_pod_sandbox(pod)
     assert leftovers(kept) == {"tasks": [], "rootfs": []}
     assert mounts_under(kept.dir) == []
+
+
+@pytest.mark.parametrize("pid,pause", [
+    pytest.param(pb.POD, True, id="pid-POD-pause"),
+    pytest.param(pb.CONTAINER, False, id="pid-CONTAINER-no-pause"),
+])
+@pytest.mark.asyncio
+async def test_a_shared_pid_namespace_has_a_pause(
+        cri: CRIClient, rtd: Runtimed, busybox: str, pid: pb.NamespaceMode,  # noqa: F811
+        pause: bool) -> None:
+    await cri.pull_image(pb.ImageSpec(image=busybox))
+    sandbox = rtd.sandbox_config("pids")
+    sandbox.linux.security_context.namespace_options.pid = pid
+    pod = await cri.run_pod_sandbox(sandbox)
+    st = await cri.pod_sandbox_status(pod, verbose=True)
+    assert st.status.state == pb.SANDBOX_READY
+    assert st.status.linux.namespaces.options.pid == pid
+    assert (json.loads(st.info["info"])["pid"] > 0) is pause  # the pause container's
+    assert (pod in leftovers(rtd)["tasks"]) is pause  # its shim, only with a pause
+    ids = []
+    for name, seconds in (("one", "3601"), ("two", "3602")):
+        cid = await cri.create_container(pod, container_config(
+            busybox, name, ["sleep", seconds]), sandbox_config=sandbox)
+        await cri.start_container(cid)
+        ids.append(cid)
+    ps = [await sh(cri, c, "ps -o pid,args") for c in ids]
+    # with one PID namespace each sees the other's command; without, only its own
+    assert ("sleep 3602" in ps[0]) is pause and ("sleep 3601" in ps[1]) is pause, ps
+    assert "sleep 3601" in ps[0] and "sleep 3602" in ps[1], ps
+    if not pause:  # its own sleep is its init
+        assert [line.split()[0] for line in ps[0].splitlines() if "sleep 3601" in line] == \
+            ["1"], ps
+    await cri.stop_pod_sandbox(pod)
+    await cri.remove_pod_sandbox(pod)
+    assert leftovers(rtd) == {"tasks": [], "rootfs": []}
+    assert mounts_under(rtd.dir) == []
