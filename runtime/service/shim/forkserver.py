@@ -266,6 +266,9 @@ def main(argv: list[str]) -> int:
     os.set_inheritable(fd, False)
     if "--no-preload" not in argv:
         inproc.preload()  # corral-runc's modules, shared by every shim that forks it
+    # the runtime calls' environment, set once here: no child of ours or of a shim
+    # needs to set its own (nothing else of ours reads the daemon's environment)
+    inproc.use_environ(PATH_ENV)
     shim.prepare()
     gc.collect()
     gc.freeze()  # what the shims inherit stays shared: the collector never touches it

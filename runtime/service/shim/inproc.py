@@ -16,16 +16,33 @@ imported once by preload(), in the fork server before it freezes its heap, so ev
 shares their pages copy-on-write. runc and other runtime classes are still exec'd.
 Once the shim has become corral-shim-holder (C, no interpreter), the fork server runs
 its calls the same way, through spawn(cwd=) (forkserver.py: runtime calls).
+
+What each child would otherwise redo is done once in the parent, before the fork:
+
+    preload()          the modules; the host's seccomp identity (a dlopen of libseccomp);
+                       the stdio stream objects (made on 0-2, used only by children)
+    use_environ(env)   the parent's environment becomes ENV: a child finds it in place
+                       (clearing and refilling os.environ cost ~1.5 ms in each child)
+
+and the child skips a signal handler that is already the default, so a child costs
+the fork, a few dup2s, close_range(2) and one sigprocmask before the runtime's main.
+
+    call(["start", ID], stdio)   no fork at all: `start` (open the exec fifo, wait for
+                                 the init's exec) runs in the shim itself, its stdio
+                                 swapped in and back; main.py does so when the holder
+                                 execs next (IN_CALLER says why it is safe)
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import TextIO
 
 ENTRY = "runtime.oci.cli.main"
 # What a create, run, start, exec, kill and delete import (measured: sys.modules after
@@ -38,15 +55,42 @@ MODULES = (
     "runtime.oci.seccomp", "runtime.oci.devices", "runtime.oci.cgroups",
     "runtime.oci.cgroups.checks", "runtime.oci.cgroups.devices", "runtime.oci.cgroups.fs",
     "runtime.oci.cgroups.host", "runtime.oci.cgroups.v1", "runtime.oci.cgroups.v2",
+    "runtime.oci.seccomp_bpf",
+    "signal",  # _as_if_exec's: a parent without it had each child read it from disk (~3 ms)
 )
 # Signals the shim handles in Python: an exec would have reset them to their defaults.
 _HANDLED = ("SIGCHLD", "SIGTERM", "SIGHUP")
 
 
+# The children's sys.stdin/stdout/stderr, made once in the parent (_streams)
+_made: tuple[TextIO, TextIO, TextIO] | None = None
+
+
 def preload() -> None:
-    """Import the runtime, so forked children need not (call before gc.freeze())."""
+    """Import the runtime, so forked children need not (call before gc.freeze()); and do
+    once here what each child would redo: the host's seccomp identity (create's cache key,
+    ~0.75 ms a child), the children's stdio objects."""
     for name in MODULES:
         __import__(name)
+    from runtime.oci import errors, seccomp_bpf
+
+    try:
+        seccomp_bpf.host_identity()
+    except errors.SetupError:
+        pass  # no libseccomp here: a create that needs it says so, as when exec'd
+    _streams()
+
+
+def use_environ(env: dict[str, str]) -> None:
+    """Make this process's environment ENV, so that children forked from now on start with
+    it in place (call before gc.freeze(): os.environ stays shared then)."""
+    if not _environ_is(env):
+        os.environ.clear()
+        os.environ.update(env)
+
+
+def _environ_is(env: dict[str, str]) -> bool:
+    return len(os.environ) == len(env) and all(os.environ.get(k) == v for k, v in env.items())
 
 
 def spawn(argv: Sequence[str], *, stdio: tuple[int, int, int], env: dict[str, str],
@@ -57,23 +101,63 @@ def spawn(argv: Sequence[str], *, stdio: tuple[int, int, int], env: dict[str, st
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
+    streams = _streams()
     pid = os.fork()
     if pid != 0:
         return pid
     rc = 1
     try:
+        gc.disable()  # before anything allocates: a collection here only dirties pages
         if cwd is not None:
             os.chdir(cwd)
-        _as_if_exec(stdio, env)
+        _as_if_exec(stdio, env, streams)
         rc = run(list(argv), entry)
     finally:
         os._exit(rc)
 
 
+# Verbs call() may run in the caller itself: they change nothing of the process that runs
+# them (no signal handler, fd left open, cwd, environment, exit or os._exit; only
+# runtime.oci.log's settings, which every runtime call sets anew), and their work is
+# small next to a fork's. `start` opens the exec fifo, reads the init's "0" and EOF, and
+# runs the poststart hooks (subprocesses, waited for): ~1.3 ms, where a fork costs ~3.
+IN_CALLER = frozenset({"start"})
+
+
+def call(argv: Sequence[str], *, stdio: tuple[int, int, int],
+         entry: Callable[[list[str]], int] | None = None) -> int:
+    """Run `corral-runc ARGV` in this process, its stdio on STDIO's fds (kept open), and
+    return its exit code, as waitpid on spawn()'s child would give it. Only for a verb in
+    IN_CALLER: every other one goes to spawn()."""
+    args = list(argv)
+    if _verb(args) not in IN_CALLER:
+        raise ValueError(f"inproc.call: {_verb(args) or 'no verb'}: "
+                         f"only {', '.join(sorted(IN_CALLER))} runs in the caller")
+    saved = sys.stdin, sys.stdout, sys.stderr
+    collecting = gc.isenabled()
+    sys.stdin, sys.stdout, sys.stderr = _open_streams(stdio)
+    try:
+        return run(args, entry)  # catches everything, SystemExit included; flushes
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+        if collecting:
+            gc.enable()  # run() turned it off, as for a short-lived process
+
+
+def _verb(argv: list[str]) -> str:
+    """The verb of a corral-runc ARGV, found by the CLI's own parser ("" if none/bad)."""
+    from runtime.oci.cli.flags import parse
+    from runtime.oci.cli.main import GLOBAL_FLAGS
+
+    try:
+        _, rest = parse(GLOBAL_FLAGS, argv)
+    except Exception:  # a usage error: the CLI would say so, in a child of its own
+        return ""
+    return str(rest[0]) if rest else ""
+
+
 def run(argv: list[str], entry: Callable[[list[str]], int] | None = None) -> int:
     """The launcher's body (scripts/make_launchers.py): main, flush, the exit code."""
-    import gc
-
     gc.disable()  # as the launcher: a short-lived process makes no cycles worth collecting
     main = entry or __import__(ENTRY, fromlist=["main"]).main
     try:
@@ -91,31 +175,69 @@ def run(argv: list[str], entry: Callable[[list[str]], int] | None = None) -> int
     return int(rc)
 
 
-def _as_if_exec(stdio: tuple[int, int, int], env: dict[str, str]) -> None:
+def _as_if_exec(stdio: tuple[int, int, int], env: dict[str, str],
+                streams: tuple[TextIO, TextIO, TextIO] | None) -> None:
     import signal
 
     signal.set_wakeup_fd(-1)  # before its pipe is closed below
     for name in _HANDLED:
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # a fresh interpreter's
+        sig = getattr(signal, name)
+        if signal.getsignal(sig) is not signal.SIG_DFL:
+            signal.signal(sig, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a fresh interpreter's
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    # dup2 onto 0-2 from fds that may themselves be 0-2: move them out of the way first
-    high = [os.dup(fd) for fd in stdio]
-    for n, fd in enumerate(high):
-        os.dup2(fd, n)  # dup2 makes the target inheritable, as exec's stdio is
+    # dup2 onto 0-2 from fds that may themselves be 0-2 (another's target): move those
+    # out of the way first; an fd already in its place only becomes inheritable, as
+    # dup2 makes a target and as exec's stdio is
+    src = [os.dup(fd) if fd < 3 and fd != n else fd for n, fd in enumerate(stdio)]
+    for n, fd in enumerate(src):
+        if fd == n:
+            os.set_inheritable(n, True)
+        else:
+            os.dup2(fd, n)
     # Everything else the shim holds (its socket, connections, pipes, the log file) was
-    # close-on-exec: close it. The Python objects that own those fds stay referenced by
-    # frames above us, and os._exit skips their finalizers, so nothing closes a reused fd.
+    # close-on-exec: close it (close_range(2)). The Python objects that own those fds
+    # stay referenced by frames above us, and os._exit skips their finalizers, so nothing
+    # closes a reused fd.
     os.closerange(3, _max_fd())
-    os.environ.clear()
-    os.environ.update(env)
-    # New stream objects on fds 0-2, as an interpreter starts with (the shim's may have
-    # been replaced or closed); the runtime writes its messages through them.
-    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape",  # noqa: SIM115
-                      closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
-                      closefd=False)
+    if not _environ_is(env):  # the parent did not use_environ(ENV): set it here
+        os.environ.clear()
+        os.environ.update(env)
+    # Stream objects on fds 0-2, as an interpreter starts with (the shim's may have been
+    # replaced or closed); the runtime writes its messages through them. Made by the
+    # parent (never used there: their buffers are empty), else here.
+    sys.stdin, sys.stdout, sys.stderr = streams or _open_streams()
+
+
+def _streams() -> tuple[TextIO, TextIO, TextIO] | None:
+    """The children's stdio objects, made on the first call (None while this process has
+    no fds 0-2 to make them on: each child makes its own then)."""
+    global _made
+    if _made is None:
+        try:
+            _made = _open_streams()
+        except OSError:
+            return None
+    return _made
+
+
+def _open_streams(fds: tuple[int, int, int] = (0, 1, 2)) -> tuple[TextIO, TextIO, TextIO]:
+    # not line-buffered whatever 0-2 are in the maker (a parent's fd 1 may be a terminal
+    # a child's is not): run() flushes both at the end, as the runtime's messages are
+    # whole lines written at once
+    import io
+
+    stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(fds[0], "r", closefd=False)),
+                             encoding="utf-8")
+    return stdin, _writer(fds[1], "surrogateescape"), _writer(fds[2], "backslashreplace")
+
+
+def _writer(fd: int, errors: str) -> TextIO:
+    import io
+
+    return io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w", closefd=False)),
+                            encoding="utf-8", errors=errors, line_buffering=False)
 
 
 def _max_fd() -> int:

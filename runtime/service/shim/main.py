@@ -39,7 +39,7 @@ import select
 import signal
 import time
 
-from runtime.service.shim import holder, stdio
+from runtime.service.shim import holder, inproc, stdio
 from runtime.service.shim import protocol as P
 from runtime.service.shim.files import oom_kills, read_file, report, tail, write_atomic
 
@@ -146,11 +146,15 @@ class Shim:
             fds = (null, null, errfd)
         else:
             fds, null, errfd = stdio, -1, -1
+        pid = status = 0
         try:
             if self.inproc:
-                from runtime.service.shim import inproc
-
-                pid = inproc.spawn(self.runtime[1:] + args, stdio=fds, env=PATH_ENV)
+                if self.holder and args[0] in inproc.IN_CALLER:
+                    # start: here, not in a forked child; only where the holder replaces
+                    # us next (the pages it dirties go with that exec), as a wait status
+                    status = (inproc.call(self.runtime[1:] + args, stdio=fds) & 0xFF) << 8
+                else:
+                    pid = inproc.spawn(self.runtime[1:] + args, stdio=fds, env=PATH_ENV)
             else:
                 pid = os.posix_spawn(self.runtime[0], self.runtime + args, PATH_ENV,
                                      file_actions=[(os.POSIX_SPAWN_DUP2, fd, n)
@@ -160,7 +164,7 @@ class Shim:
             for fd in (null, errfd):
                 if fd >= 0:
                     os.close(fd)
-        while True:
+        while pid:
             try:
                 _, status = os.waitpid(pid, 0)
                 break
@@ -512,6 +516,8 @@ def serve_task(state_dir: str, ready_fd: int) -> int:
     try:
         set_subreaper()
         shim = Shim(json.loads(read_file(P.SPEC)))
+        if shim.inproc:  # the runtime calls' environment, once (forkserver.py did it)
+            inproc.use_environ(PATH_ENV)
         write_atomic(P.PID, b"%d" % os.getpid())
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)

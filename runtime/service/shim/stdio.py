@@ -28,27 +28,9 @@ from runtime.service.shim import protocol as P
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from runtime.service.shim.main import Shim
 
 FD_SIZE = 4  # an int in SCM_RIGHTS data
-# How CRI's ContainerConfig stdin/stdin_once/tty reach the task: an annotation of the OCI
-# spec (cri/runtime_servicer.py sets it, tasks.py reads it), e.g. "stdin,stdin_once,tty"
-ANNOTATION = "io.corral.task/stdio"
-FLAGS = ("stdin", "stdin_once", "tty")
-
-
-def annotation(*, stdin: bool, stdin_once: bool, tty: bool) -> str:
-    """ANNOTATION's value; "" when the container has neither stdin nor a tty."""
-    on = {"stdin": stdin, "stdin_once": stdin and stdin_once, "tty": tty}
-    return ",".join(f for f in FLAGS if on[f])
-
-
-def flags_of(spec: dict[str, Any]) -> dict[str, bool]:
-    """{"stdin": ..., "stdin_once": ..., "tty": ...} of an OCI spec's ANNOTATION."""
-    words = str((spec.get("annotations") or {}).get(ANNOTATION, "")).split(",")
-    return {f: f in words for f in FLAGS}
 
 
 def fd_bytes(fd: int) -> bytes:

@@ -4,6 +4,7 @@ fresh process would (only stdio open, PATH the whole environment, default signal
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -122,3 +123,120 @@ def test_preload_imports_the_runtime_without_running_it() -> None:
     p = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
                        check=True, cwd="/")
     assert p.stdout == b"True\n" and p.stderr == b""
+
+
+# What the parent does once for its children (preload, use_environ): a fresh interpreter
+# plays the parent, so the test process's own environment and fds 0-2 stay as they are.
+PARENT = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+from runtime.service.shim import inproc
+{setup}
+def entry(argv):
+    sys.stdout.write("out:" + json.dumps({{"env": dict(os.environ),
+        "inheritable": [os.get_inheritable(n) for n in range(3)]}}))
+    sys.stderr.write("err")
+    return 5
+pid = inproc.spawn([], stdio={stdio}, env={env!r}, entry=entry)
+print(json.dumps({{"rc": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]),
+                   "parent_env": dict(os.environ),
+                   "streams_made": inproc._made is not None}}), file=open({report!r}, "w"))
+"""
+
+
+def as_parent(*, setup: str, stdio: str, tmp_path: Path,
+              close_stdin: bool = False) -> tuple[dict[str, object], bytes, bytes]:
+    """Run PARENT with fd 1 -> tmp/a, fd 2 -> tmp/b; (its report, a's and b's bytes)."""
+    a, b, report = tmp_path / "a", tmp_path / "b", tmp_path / "report"
+    code = PARENT.format(root=str(ROOT), setup=setup, stdio=stdio, env=ENV,
+                         report=str(report))
+    with open(a, "wb") as fa, open(b, "wb") as fb:
+        subprocess.run([sys.executable, "-I", "-S", "-c", code], stdout=fa, stderr=fb,
+                       stdin=subprocess.DEVNULL, check=False, cwd="/",
+                       env={"PATH": "/usr/bin:/bin", "CORRAL_TEST_SECRET": "1"},
+                       preexec_fn=(lambda: os.close(0)) if close_stdin else None)
+    return json.loads(report.read_bytes()), a.read_bytes(), b.read_bytes()
+
+
+PRELOADED = f"inproc.preload(); inproc.use_environ({ENV!r})"  # as the fork server does
+
+
+@pytest.mark.parametrize(("setup", "stdio", "close_stdin", "out_in"), [
+    pytest.param("", "(0, 1, 2)", False, "a", id="in-place"),
+    pytest.param("", "(0, 2, 1)", False, "b", id="crossed"),
+    pytest.param(PRELOADED, "(0, 1, 2)", False, "a", id="preloaded-in-place"),
+    pytest.param(PRELOADED, "(0, 2, 1)", False, "b", id="preloaded-crossed"),
+    # fd 0 closed when the parent makes its children's stream objects: each child makes its
+    # own (stdin from a /dev/null kept at fd 10, out of 0-2's way)
+    pytest.param("r = os.open('/dev/null', os.O_RDONLY); fd = os.dup2(r, 10); os.close(r)\n"
+                 "inproc.preload()", "(fd, 1, 2)", True, "a", id="parent-without-stdin"),
+])
+def test_child_stdio_and_environment(setup: str, stdio: str, close_stdin: bool, out_in: str,
+                                     tmp_path: Path) -> None:
+    report, a, b = as_parent(setup=setup, stdio=stdio, tmp_path=tmp_path,
+                             close_stdin=close_stdin)
+    out, err = (a, b) if out_in == "a" else (b, a)
+    assert report["rc"] == 5
+    assert err == b"err"
+    assert out.startswith(b"out:")
+    child = json.loads(out[4:])
+    assert child["env"] == ENV  # whether or not the parent set it for its children
+    assert child["inheritable"] == [True, True, True]  # as exec's stdio is
+    used = "use_environ" in setup
+    assert (report["parent_env"] == ENV) == used  # only use_environ changes the parent's
+    assert report["streams_made"] is not close_stdin  # made once by the parent if it can
+
+
+def test_preload_computes_the_host_identity_once() -> None:
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+            "from runtime.service.shim import inproc; from runtime.oci import seccomp_bpf; "
+            "inproc.preload(); print(seccomp_bpf._host is not None and "
+            "seccomp_bpf._host == seccomp_bpf.host_identity())")
+    p = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                       check=True, cwd="/")
+    assert p.stdout == b"True\n"
+
+
+@pytest.mark.parametrize(("result", "code", "message"), [
+    pytest.param(0, 0, b"", id="ok"),
+    pytest.param(SystemExit(3), 3, b"", id="sys-exit-code"),
+    pytest.param(RuntimeError("boom"), 1, b"corral-runc: RuntimeError: boom\n",
+                 id="uncaught-exception"),
+])
+def test_call_runs_start_in_the_caller(result: int | BaseException, code: int,
+                                       message: bytes) -> None:
+    seen: dict[str, object] = {}
+
+    def entry(argv: list[str]) -> int:
+        seen.update(argv=argv, pid=os.getpid())
+        sys.stdout.write("said")
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    streams, collecting = (sys.stdin, sys.stdout, sys.stderr), gc.isenabled()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            open(os.devnull, "rb") as null:
+        rc = inproc.call(["--root", "/r", "--log", "/l", "start", "c1"], entry=entry,
+                         stdio=(null.fileno(), out.fileno(), err.fileno()))
+        os.lseek(out.fileno(), 0, os.SEEK_SET)
+        os.lseek(err.fileno(), 0, os.SEEK_SET)
+        said, complained = out.read(), err.read()
+    assert (rc, said, complained) == (code, b"said", message)
+    assert seen == {"argv": ["--root", "/r", "--log", "/l", "start", "c1"], "pid": os.getpid()}
+    assert (sys.stdin, sys.stdout, sys.stderr) == streams  # the caller's, back in place
+    assert gc.isenabled() == collecting
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["--root", "/r", "create", "--bundle", "/b", "c1"], id="create"),
+    pytest.param(["--root", "/r", "delete", "c1"], id="delete"),
+    pytest.param(["--root", "/r", "kill", "--all", "c1", "9"], id="kill"),
+    pytest.param(["--root", "/r"], id="no-verb"),
+    pytest.param(["--no-such-flag", "start", "c1"], id="bad-flag"),
+])
+def test_call_refuses_what_must_fork(argv: list[str]) -> None:
+    def entry(argv: list[str]) -> int:
+        raise AssertionError("ran in the caller")
+    with pytest.raises(ValueError, match="only start runs in the caller"):
+        inproc.call(argv, stdio=(0, 1, 2), entry=entry)

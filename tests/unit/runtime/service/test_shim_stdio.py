@@ -24,23 +24,6 @@ from runtime.service.shim import protocol as P
 from runtime.service.shim.main import Shim
 
 
-@pytest.mark.parametrize(("flags", "value"), [
-    pytest.param({"stdin": False, "stdin_once": False, "tty": False}, "", id="none"),
-    pytest.param({"stdin": True, "stdin_once": False, "tty": False}, "stdin", id="stdin"),
-    pytest.param({"stdin": True, "stdin_once": True, "tty": True}, "stdin,stdin_once,tty",
-                 id="all"),
-    pytest.param({"stdin": False, "stdin_once": False, "tty": True}, "tty", id="tty-only"),
-])
-def test_annotation_round_trip(flags: dict[str, bool], value: str) -> None:
-    assert stdio.annotation(**flags) == value
-    assert stdio.flags_of({"annotations": {stdio.ANNOTATION: value}}) == flags
-
-
-def test_stdin_once_without_stdin_is_no_flag_and_no_annotation_is_none() -> None:
-    assert stdio.annotation(stdin=False, stdin_once=True, tty=False) == ""
-    assert stdio.flags_of({}) == {"stdin": False, "stdin_once": False, "tty": False}
-
-
 @pytest.mark.parametrize(("eager", "chunks", "want"), [
     pytest.param(True, [b"/ # ", b"ls\n"], [b"P / # ", b"F ls"], id="tty-prompt-at-once"),
     pytest.param(False, [b"/ # ", b"ls\n"], [b"F / # ls"], id="pipe-whole-lines"),
