@@ -75,8 +75,11 @@ def ours_round(cp: ControlPlane, replicas: int, image: str) -> float:
 class Swarm:
     """A private dockerd with a one-node swarm, stopped by PID; everything under one dir."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, state_base: str = "") -> None:
         self.dir = tempfile.mkdtemp(prefix="corral-bench-dockerd-", dir="/tmp")
+        # --exec-root (its containerd's state with it): on STATE_BASE, as ours
+        self.exec_dir = tempfile.mkdtemp(prefix="corral-bench-dockerd-exec-", dir=state_base) \
+            if state_base else os.path.join(self.dir, "exec")
         self.sock = os.path.join(self.dir, "docker.sock")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -91,7 +94,7 @@ class Swarm:
         log = open(os.path.join(self.dir, "dockerd.log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [DOCKERD, "--data-root", os.path.join(self.dir, "data"),
-             "--exec-root", os.path.join(self.dir, "exec"),
+             "--exec-root", self.exec_dir,
              "--pidfile", os.path.join(self.dir, "docker.pid"), "-H", f"unix://{self.sock}",
              "--bridge", "none", "--iptables=false", "--ip-masq=false"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -147,18 +150,24 @@ class Swarm:
                 self.proc.wait()
         with open("/proc/self/mountinfo") as f:
             mounts = [line.split()[4] for line in f]
-        for m in sorted((m for m in mounts if m.startswith(self.dir)), reverse=True):
+        for m in sorted((m for m in mounts if m.startswith((self.dir, self.exec_dir))),
+                        reverse=True):
             subprocess.run(["umount", "-l", m], check=False)
         for link in ("docker_gwbridge",):  # made by swarm in the host netns
             subprocess.run(["ip", "link", "del", link], check=False,
                            stderr=subprocess.DEVNULL)
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.exec_dir, ignore_errors=True)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--state-base", default="/dev/shm" if os.path.isdir("/dev/shm") else "",
+                    help="a tmpfs for both sides' runtime state (ours --state, dockerd's "
+                    "--exec-root), as /run is on a systemd host (default /dev/shm; '' puts "
+                    "it under /tmp with the rest)")
     ap.add_argument("--split-node", action="store_true", help="our node as corral-runtimed "
                     "+ corral-agent (default: one corral-node process)")
     args = ap.parse_args()
@@ -168,12 +177,13 @@ def main() -> int:
     ours: list[float] = []
     peer: list[float] = []
     with cluster() as cl:
-        swarm = Swarm()
+        swarm = Swarm(state_base=args.state_base)
         try:
             swarm.start()
             swarm_image = swarm.import_busybox()
             with corral_node(cl, tag=f"corral-bench-{uuid.uuid4().hex[:5]}",
-                             name="swarm-peer-0", split=args.split_node):
+                             name="swarm-peer-0", split=args.split_node,
+                             state_base=args.state_base):
                 wait_ready(cl.cp, ["swarm-peer-0"])
                 for i in range(args.rounds):
                     ours.append(ours_round(cl.cp, args.replicas, cl.image))

@@ -133,9 +133,11 @@ class CorralNode:
 
 @contextlib.contextmanager
 def corral_node(cl: Cluster, *, tag: str, name: str, split: bool = False,
-                pull_image: bool = True) -> Iterator[CorralNode]:
-    """One node of ours on CL's controlplane, started, with busybox pulled (PULL_IMAGE)."""
-    with Runtimed(tag=tag, sandbox_image=cl.image, registries=[cl.registry.host]) as rtd:
+                pull_image: bool = True, state_base: str = "") -> Iterator[CorralNode]:
+    """One node of ours on CL's controlplane, started, with busybox pulled (PULL_IMAGE);
+    its runtime state under STATE_BASE (Runtimed's)."""
+    with Runtimed(tag=tag, sandbox_image=cl.image, registries=[cl.registry.host],
+                  state_base=state_base) as rtd:
         rtd.write_cni_conflist()
         node = CorralNode(cl.cp, rtd, name, split=split)
         try:

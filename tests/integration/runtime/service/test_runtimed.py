@@ -48,15 +48,21 @@ def subnet(tag: str) -> str:
 
 
 class Runtimed:
-    def __init__(self, *, tag: str, sandbox_image: str, registries: list[str]) -> None:
+    def __init__(self, *, tag: str, sandbox_image: str, registries: list[str],
+                 state_base: str = "") -> None:
+        """STATE_BASE: where the daemon's state (tasks, pinned namespaces) goes, in a dir of
+        its own named after the tag; default: beside the rest under /tmp. A tmpfs there is
+        what /run is on a systemd host (benches: this machine's /run is on disk)."""
         self.tag = tag
         self.dir = tempfile.mkdtemp(prefix=f"{tag}-rtd-", dir="/tmp")
         self.root = os.path.join(self.dir, "root")
-        self.state = os.path.join(self.dir, "state")
+        self.state = tempfile.mkdtemp(prefix=f"{tag}-state-", dir=state_base) if state_base \
+            else os.path.join(self.dir, "state")
         self.socket = os.path.join(self.dir, "cri.sock")
         self.cni_conf_dir = os.path.join(self.dir, "cni")
         self.log_dir = os.path.join(self.dir, "pods")
-        self.netns_dir = os.path.join(self.dir, "netns")  # not /run/corral/netns
+        # not /run/corral/netns; with STATE_BASE, beside the state (as /run/corral/netns)
+        self.netns_dir = os.path.join(self.state if state_base else self.dir, "netns")
         self.cgroup_parent = f"/{tag}"
         self.bridge = "cr" + tag.replace("-", "")[-10:]
         self.config_path = os.path.join(self.dir, "runtimed.toml")
@@ -153,7 +159,8 @@ class Runtimed:
                     tm.delete(info.namespace, info.id, force=True)
         with open("/proc/self/mountinfo") as f:
             mounts = [line.split()[4] for line in f]
-        for m in sorted((m for m in mounts if m.startswith(self.dir)), key=len, reverse=True):
+        for m in sorted((m for m in mounts if m.startswith((self.dir + "/", self.state + "/"))),
+                        key=len, reverse=True):
             subprocess.run(["umount", "-l", m], check=False, stderr=subprocess.DEVNULL)
         for top in os.listdir(CGROUP_ROOT):
             base = os.path.join(CGROUP_ROOT, top) + self.cgroup_parent
@@ -169,6 +176,7 @@ class Runtimed:
         if os.path.exists(f"/sys/class/net/{self.bridge}"):
             subprocess.run(["ip", "link", "del", self.bridge], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.state, ignore_errors=True)
 
     def __enter__(self) -> Runtimed:
         return self
