@@ -79,10 +79,11 @@ def _requests_within_limits(value: Any, path: str, errors: s.Errors) -> None:
 
 
 def _requests_from_limits(out: dict[str, Any]) -> None:
-    """Kubernetes: a resource with a limit and no request requests its limit."""
-    limits = out.get("limits") or {}
-    if limits:
-        out["requests"] = {**limits, **(out.get("requests") or {})}
+    """Kubernetes: a resource with a limit and no request requests its limit. Anything but
+    maps is left as it is, for validation to name."""
+    limits, requests = out.get("limits") or {}, out.get("requests") or {}
+    if limits and isinstance(limits, dict) and isinstance(requests, dict):
+        out["requests"] = {**limits, **requests}
 
 
 RESOURCES = s.Obj({

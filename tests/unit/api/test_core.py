@@ -264,3 +264,17 @@ def test_explain_prints_field_docs() -> None:
     path, node = schema.describe("spec.containers.livenessProbe")
     text = s.explain(node, path)
     assert "periodSeconds\t<an integer>" in text and "Seconds between probes." in text
+
+
+@pytest.mark.parametrize("requests", [
+    pytest.param(-1, id="integer"), pytest.param("1", id="string"), pytest.param([1], id="list"),
+])
+def test_requests_not_a_map_with_limits_is_a_field_error(requests: object) -> None:
+    """Found by the API fuzz: defaulting requests from limits met a non-map requests and
+    raised TypeError (an internal error) instead of leaving it for validation to name."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "d"},
+           "spec": {"containers": [{"name": "web", "image": "busybox", "resources": {
+               "requests": requests, "limits": {"cpu": "500m"}}}]}}
+    with pytest.raises(kinds.Invalid, match=r"Pod web-0: spec\.containers\[0\]\.resources"
+                       r"\.requests: must be a map"):
+        kinds.validate(kinds.defaults(pod))
