@@ -24,7 +24,10 @@ def _is_zero(v: Any) -> bool:
 def _rolling_update_default(out: dict[str, Any]) -> None:
     """Kubernetes: a RollingUpdate strategy gets rollingUpdate {25%, 25%}."""
     if out.get("type", "RollingUpdate") == "RollingUpdate":
-        ru = dict(out.get("rollingUpdate") or {})
+        ru = out.get("rollingUpdate") or {}
+        if not isinstance(ru, dict):
+            return  # validation names it
+        ru = dict(ru)
         ru.setdefault("maxUnavailable", "25%")
         ru.setdefault("maxSurge", "25%")
         out["rollingUpdate"] = ru
@@ -121,7 +124,10 @@ REPLICA_SET = KindDef(
 
 def _daemon_rolling_default(out: dict[str, Any]) -> None:
     if out.get("type", "RollingUpdate") == "RollingUpdate":
-        ru = dict(out.get("rollingUpdate") or {})
+        ru = out.get("rollingUpdate") or {}
+        if not isinstance(ru, dict):
+            return  # validation names it
+        ru = dict(ru)
         ru.setdefault("maxUnavailable", 1)
         ru.setdefault("maxSurge", 0)
         out["rollingUpdate"] = ru

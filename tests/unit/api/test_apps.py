@@ -161,3 +161,19 @@ def test_errors_name_the_field(obj: dict[str, Any], message: str) -> None:
     with pytest.raises(kinds.Invalid) as e:
         kinds.validate(obj)
     assert str(e.value).startswith(message), str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "DaemonSet"])
+@pytest.mark.parametrize("bad", [pytest.param(-1, id="integer"), pytest.param("x", id="string")])
+def test_rolling_update_not_a_map_is_a_field_error(kind: str, bad: object) -> None:
+    """Defaulting rollingUpdate met a non-map and raised (TypeError/ValueError: an internal
+    error at the server) instead of leaving it for validation to name."""
+    template = {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "busybox"}]}}
+    obj = {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "web", "namespace": "d"},
+           "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template,
+                    ("strategy" if kind == "Deployment" else "updateStrategy"): {
+                        "type": "RollingUpdate", "rollingUpdate": bad}}}
+    with pytest.raises(kinds.Invalid, match=rf"{kind} web: spec\.(strategy|updateStrategy)"
+                       r"\.rollingUpdate: must be an object, got"):
+        kinds.validate(kinds.defaults(obj))
