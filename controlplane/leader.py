@@ -55,7 +55,7 @@ from controlplane.storage import (
     Unavailable,
     Write,
 )
-from controlplane.storage.forwarding import ForwardingStore
+from controlplane.storage.forwarding import CommitWrites
 
 LEADER_PREFIX = "/corral/leader/"
 RETRY_SECONDS = 0.5  # campaign retries while etcd is unavailable
@@ -70,7 +70,7 @@ __all__ = ["LEADER_PREFIX", "MAX_LOOP_STALL", "Lost", "Renewal", "RenewalThread"
            "run_when_leader", "scaled"]
 
 
-class TermStore(ForwardingStore):
+class TermStore(CommitWrites):
     """A Store whose writes are fenced on the current term's fence and held while the
     lease is in doubt, so a term this process wins back at once costs its work nothing.
 
@@ -137,21 +137,6 @@ class TermStore(ForwardingStore):
                 if self.fence == current:
                     self.suspend()  # the lease is gone: wait for the election's verdict
                 stale = current
-
-    async def _one(self, write: Write) -> int:
-        try:
-            return await self.commit([write])
-        except TxnFailed as err:  # one write: its own error, as the unfenced verb raises
-            raise err.failures[write.key] from None
-
-    async def create(self, key: str, value: bytes) -> int:
-        return await self._one(Write(key, value, 0))
-
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
-        return await self._one(Write(key, value, expected_revision))
-
-    async def delete(self, key: str, expected_revision: int | None = None) -> int:
-        return await self._one(Write(key, None, expected_revision))
 
 
 def leader_key(component: str) -> str:

@@ -14,30 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.storage.errors import InvalidArgument, TxnFailed
-from controlplane.storage.forwarding import ForwardingStore
+from controlplane.storage.errors import InvalidArgument
+from controlplane.storage.forwarding import CommitWrites
 from controlplane.storage.interface import Fence, Store, Write
 
 
-class FencedStore(ForwardingStore):
+class FencedStore(CommitWrites):
     def __init__(self, inner: Store, fence: Fence) -> None:
         super().__init__(inner)
         self.fence = fence
-
-    async def _one(self, write: Write) -> int:
-        try:
-            return await self.inner.commit([write], fence=self.fence)
-        except TxnFailed as err:  # one write: its own error, as the unfenced verb raises
-            raise err.failures[write.key] from None
-
-    async def create(self, key: str, value: bytes) -> int:
-        return await self._one(Write(key, value, 0))
-
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
-        return await self._one(Write(key, value, expected_revision))
-
-    async def delete(self, key: str, expected_revision: int | None = None) -> int:
-        return await self._one(Write(key, None, expected_revision))
 
     async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
         if fence is not None and fence != self.fence:

@@ -1,12 +1,15 @@
 """ForwardingStore: a Store that passes every call to an inner one, for wrappers that change
 only some calls (FencedStore fences writes, EncryptingStore seals values, the leader's
 TermStore holds writes between terms): they override what they change and inherit the rest.
+CommitWrites: one whose single writes (create, update, delete) go through its own commit(),
+as one-write transactions, so a wrapper that changes commit changes them all.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from controlplane.storage.errors import TxnFailed
 from controlplane.storage.interface import Event, Fence, ListResult, Store, Write
 
 
@@ -56,3 +59,20 @@ class ForwardingStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class CommitWrites(ForwardingStore):
+    async def _one(self, write: Write) -> int:
+        try:
+            return await self.commit([write])
+        except TxnFailed as err:  # one write: its own error, as the unfenced verb raises
+            raise err.failures[write.key] from None
+
+    async def create(self, key: str, value: bytes) -> int:
+        return await self._one(Write(key, value, 0))
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        return await self._one(Write(key, value, expected_revision))
+
+    async def delete(self, key: str, expected_revision: int | None = None) -> int:
+        return await self._one(Write(key, None, expected_revision))
