@@ -117,3 +117,14 @@ def log_tail(path: str, *, lines: int | None = 20, max_bytes: int = 1 << 16,
     if lines is None:
         return text
     return "".join(text.splitlines(keepends=True)[-lines:])
+
+
+def alive(pid: int) -> bool:
+    """PID exists and is neither a zombie nor dead (state Z or X in /proc/PID/stat; the
+    command name before it may hold spaces and ')')."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rindex(b")") + 2:][:1] not in (b"Z", b"X")

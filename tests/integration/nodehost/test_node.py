@@ -23,6 +23,7 @@ import pytest
 from tests.integration.agent.test_agent import PYTHON, ROOT, make_pod, running_ready, until
 from tests.integration.runtime.service.test_runtimed import need_root
 from tests.support.node import Cluster, CorralNode, cluster, corral_node, serving
+from tests.support.process import alive
 
 PIDS_CGROUP = "/sys/fs/cgroup/pids"
 
@@ -50,14 +51,6 @@ def container_pids(node: CorralNode) -> set[int]:
         except OSError:
             continue
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def run_pods(cl: Cluster, node: CorralNode, names: tuple[str, ...]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import pytest
 
 from runtime.service.cni import netns
 from tests.support import leaks
+from tests.support.process import alive
 
 CGROUP = "/sys/fs/cgroup/pids"
 
@@ -38,14 +39,6 @@ class Made:
     reports: list[tuple[str, str]]
     exists: Callable[[], bool]
     remove: Callable[[], None]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return not leaks.parse_stat(pid, f.read())[2]
-    except OSError:
-        return False
 
 
 def kill(pid: int) -> None:

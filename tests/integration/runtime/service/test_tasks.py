@@ -25,6 +25,7 @@ from runtime.service.tasks import (
     holder_path,
     is_own_runtime,
 )
+from tests.support.process import alive
 
 NS = "default"
 Spec = Callable[..., dict[str, Any]]
@@ -62,15 +63,6 @@ def log_lines(path: str) -> list[tuple[str, str, str]]:
             assert len(ts) == 30 and ts[10] == "T" and ts.endswith("Z"), ts
             out.append((stream, tag, text))
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            st = f.read()
-    except OSError:
-        return False
-    return st[st.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def test_exit_code_and_cri_logs(manager: TaskManager, spec: Spec, tag: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 from runtime.service import bundle as B
 from runtime.service.shim import protocol as P
 from runtime.service.tasks import RUNTIME_SOCKET, ExecResult, TaskError, TaskManager
+from tests.support.process import alive
 
 NS = "default"
 Spec = Callable[..., dict[str, Any]]
@@ -48,15 +49,6 @@ def ppid(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as f:
         st = f.read()
     return int(st[st.rindex(b")") + 2:].split()[1])
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            st = f.read()
-    except OSError:
-        return False
-    return st[st.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def shim_pid(tm: TaskManager, cid: str) -> int:
