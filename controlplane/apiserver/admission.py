@@ -18,7 +18,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.apiserver import jsoncodec
+from api import jsoncodec
 from controlplane.apiserver.resources import Resource
 
 IMMUTABLE = "field is immutable"

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from api import errors as e
-from controlplane.apiserver import jsoncodec
+from api import jsoncodec
 from controlplane.apiserver.resources import Resource
 from controlplane.apiserver.stored import (
     UPDATE_RETRIES,

@@ -25,8 +25,8 @@ import contextlib
 import logging
 from typing import Any
 
+from api import jsoncodec
 from api import selectors as sel
-from controlplane.apiserver import jsoncodec
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import errors as se
 from controlplane.storage import keys

@@ -31,9 +31,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from api import errors as e
-from api import kinds
+from api import jsoncodec, kinds
 from api import selectors as sel
-from controlplane.apiserver import admission, deletion, jsoncodec, subresources, watchcache
+from controlplane.apiserver import admission, deletion, subresources, watchcache
 from controlplane.apiserver.nsview import NamespaceView
 from controlplane.apiserver.resources import Resource
 from controlplane.apiserver.stored import UPDATE_RETRIES, Obj, parse_rv, same

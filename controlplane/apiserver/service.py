@@ -15,9 +15,10 @@ from typing import Any, Protocol
 import grpc  # type: ignore[import-untyped]
 
 from api import errors as e
+from api import jsoncodec
 from api.v1 import apiserver_pb2 as pb
 from api.v1 import apiserver_pb2_grpc as pb_grpc
-from controlplane.apiserver import jsoncodec, metrics
+from controlplane.apiserver import metrics
 from controlplane.apiserver.objects import ObjectService
 from controlplane.apiserver.resources import RESOURCES, Resource
 

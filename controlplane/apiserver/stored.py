@@ -14,7 +14,7 @@ import datetime
 from typing import Any
 
 from api import errors as e
-from controlplane.apiserver import jsoncodec
+from api import jsoncodec
 from controlplane.apiserver.resources import Resource
 from controlplane.storage import errors as se
 

@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from api import jsoncodec
 from api import selectors as sel
-from controlplane.apiserver import jsoncodec
 from controlplane.apiserver.resources import Resource
 from controlplane.storage import errors as se
 from controlplane.storage import keys

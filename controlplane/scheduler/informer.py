@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from controlplane.apiserver import jsoncodec
+from api import jsoncodec
 from controlplane.storage import EventType, Store, list_prefix
 
 Obj = dict[str, Any]

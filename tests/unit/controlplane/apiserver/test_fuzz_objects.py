@@ -30,9 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api import errors as e
-from api import kinds
+from api import jsoncodec, kinds
 from api import schema as s
-from controlplane.apiserver import jsoncodec
 from controlplane.apiserver.objects import ObjectService, decode
 from controlplane.apiserver.resources import RESOURCES
 from controlplane.storage import InMemoryStore, keys

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from api import errors as e
-from controlplane.apiserver import authn, jsoncodec, pki
+from api import jsoncodec
+from controlplane.apiserver import authn, pki
 from controlplane.apiserver.objects import ObjectService
 from controlplane.apiserver.resources import RESOURCES
 from controlplane.storage import InMemoryStore

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.apiserver import jsoncodec
+from api import jsoncodec
 from controlplane.scheduler.binder import Binder, Binding
 from controlplane.scheduler.informer import PodFeed
 from controlplane.storage import Conflict, InMemoryStore
