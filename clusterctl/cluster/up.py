@@ -183,14 +183,14 @@ def runtimed_config(p: Plan, n: NodePlan) -> str:
 
 
 def pod_network(p: Plan, n: NodePlan) -> dict[str, Any]:
-    """The node's pod network: a bridge of its own, host-local addresses from its subnet."""
+    """The node's pod network: a bridge of its own, host-local addresses from its subnet
+    (no loopback plugin: the node's runtime brings each pod's ``lo`` up itself)."""
     return {"cniVersion": "1.0.0", "name": f"{p.name}-pods", "plugins": [
         {"type": "bridge", "bridge": n.pod_bridge, "isGateway": True, "ipMasq": True,
          "ipam": {"type": "host-local", "dataDir": os.path.join(n.dir, "run", "ipam"),
                   "ranges": [[{"subnet": n.pod_subnet}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-        {"type": "loopback"}]}
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}
 
 
 def write_node_files(p: Plan, n: NodePlan) -> str:

@@ -1,8 +1,10 @@
 """The node's default network: a bridge conflist written into the CNI conf dir.
 
     bridge (corral0, gateway, ipMasq, hairpin) + host-local IPAM over the pod subnet
-      ─► loopback (brings ``lo`` up; passes the bridge result through)
       ─► portmap (capability ``portMappings``: hostPort -> pod port)
+
+No ``loopback`` plugin: the runtime brings ``lo`` up when it makes the pod's namespace
+(netns.create), which costs an ioctl where the plugin costs an exec per pod.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def bridge_conflist(*, subnets: Sequence[str], name: str = DEFAULT_NAME,
                                    "ipMasq": ip_masq, "hairpinMode": True, "ipam": ipam}
     if mtu:
         bridge_conf["mtu"] = mtu
-    plugins: list[dict[str, Any]] = [bridge_conf, {"type": "loopback"}]
+    plugins: list[dict[str, Any]] = [bridge_conf]
     if port_map:
         plugins.append({"type": "portmap", "capabilities": {"portMappings": True},
                         "snat": True})

@@ -137,7 +137,7 @@ def test_runtimed_config_and_pod_network_pass_the_runtimes_own_parsers(tmp_path:
     assert cfg.socket == n.socket
     assert cfg.cni.netns_dir.startswith(n.dir) and cfg.cni.conf_dir.startswith(n.dir)
     net = cni_config.parse_conflist(json.dumps(up.pod_network(p, n)))
-    assert [x.type for x in net.plugins] == ["bridge", "portmap", "loopback"]
+    assert [x.type for x in net.plugins] == ["bridge", "portmap"]
     bridge = net.plugins[0].raw
     assert bridge["bridge"] == n.pod_bridge
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.2.0/24"}]]

@@ -84,8 +84,7 @@ class Runtimed:
         conf = {"cniVersion": "1.0.0", "name": f"{self.tag}-net", "plugins": [
             {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
              "ipam": {"type": "host-local", "dataDir": os.path.join(self.dir, "ipam"),
-                      "ranges": [[{"subnet": subnet(self.tag)}]]}},
-            {"type": "loopback"}]}
+                      "ranges": [[{"subnet": subnet(self.tag)}]]}}]}
         with open(os.path.join(self.cni_conf_dir, "10-test.conflist"), "w") as f:
             json.dump(conf, f)
 

@@ -14,19 +14,19 @@ from runtime.service.cni import ConfigError, bridge_conflist, load_file, write_d
 
 def test_default_conflist() -> None:
     conf = bridge_conflist(subnets=["10.88.0.0/16"], data_dir="/tmp/ipam")
-    assert [p["type"] for p in conf["plugins"]] == ["bridge", "loopback", "portmap"]
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap"]
     bridge = conf["plugins"][0]
     assert bridge["bridge"] == "corral0" and bridge["isGateway"] and bridge["ipMasq"]
     assert bridge["ipam"] == {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]],
                               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/tmp/ipam"}
-    assert conf["plugins"][2]["capabilities"] == {"portMappings": True}
+    assert conf["plugins"][1]["capabilities"] == {"portMappings": True}
 
 
 def test_write_default_is_loadable_and_not_overwritten(tmp_path: Path) -> None:
     path = write_default(str(tmp_path / "net.d"), subnets=["10.88.0.0/24", "fd00:88::/64"],
                          bridge="br-x", port_map=False)
     net = load_file(path)
-    assert net.name == "corral" and [p.type for p in net.plugins] == ["bridge", "loopback"]
+    assert net.name == "corral" and [p.type for p in net.plugins] == ["bridge"]
     assert net.plugins[0].raw["ipam"]["routes"] == [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
     write_default(str(tmp_path / "net.d"), subnets=["10.99.0.0/24"])
