@@ -197,6 +197,21 @@ def test_preload_computes_the_host_identity_once() -> None:
     assert p.stdout == b"True\n"
 
 
+def test_preload_reads_the_cgroup_mounts_once_for_every_child() -> None:
+    """A child forked after preload finds the host's hierarchies in place: it does not read
+    /proc/self/mountinfo, whose size grows with every pod's mounts."""
+    code = (f"import sys, os, builtins; sys.path.insert(0, {str(ROOT)!r}); "
+            "from runtime.service.shim import inproc; from runtime.oci.cgroups import host; "
+            "inproc.preload(); real = builtins.open; seen = [];\n"
+            "def spy(f, *a, **k):\n    seen.append(str(f)); return real(f, *a, **k)\n"
+            "builtins.open = spy; got = host.read_host(); "
+            "print(bool(host._hosts), got is host.read_host(), "
+            "any('mountinfo' in f for f in seen))")
+    p = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                       check=True, cwd="/")
+    assert p.stdout == b"True True False\n"
+
+
 @pytest.mark.parametrize(("result", "code", "message"), [
     pytest.param(0, 0, b"", id="ok"),
     pytest.param(SystemExit(3), 3, b"", id="sys-exit-code"),
