@@ -38,6 +38,7 @@ from agent import status as S
 from agent import worker as W
 from agent.metrics.cgroups import CgroupReader
 from agent.metrics.machine import read_machine
+from agent.metrics.record import RECORDER
 from api import client as api_client
 from runtime.service.cri import client as cric
 from runtime.service.cri import stream
@@ -192,7 +193,7 @@ async def run(args: argparse.Namespace) -> None:
     tls = tls_for(args, config) if args.listen else None
     http = split_listen(args.http_listen, "--http-listen") if args.http_listen else None
     api = api_client.AsyncClient(config)
-    cri = cric.CRIClient(args.runtime_socket)
+    cri = cric.CRIClient(args.runtime_socket, observe=RECORDER.observe_cri)
     log_root = os.path.join(args.root, "pods")
     os.makedirs(log_root, exist_ok=True)
     closers: list[Callable[[], Awaitable[Any]]] = []

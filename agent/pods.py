@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from agent import cri as C
+from agent.metrics.record import RECORDER
 from agent.worker import PodWorker, WorkerEnv
 from api import errors
 
@@ -99,6 +100,7 @@ class PodManager:
         worker = PodWorker(self.env, pod, gone=gone)
         self.workers[worker.uid] = worker
         self._tasks[worker.uid] = asyncio.create_task(self._run(worker))
+        RECORDER.set_pod_workers(len(self.workers))
         return worker
 
     async def _run(self, worker: PodWorker) -> None:
@@ -107,6 +109,7 @@ class PodManager:
         finally:
             self.workers.pop(worker.uid, None)
             self._tasks.pop(worker.uid, None)
+            RECORDER.set_pod_workers(len(self.workers))
 
     async def list_and_watch(self) -> None:
         """List, start workers, clean orphans, then watch; relist on any watch error."""

@@ -48,6 +48,7 @@ from agent import cri as C
 from agent import probes as PR
 from agent import status as S
 from agent.backoff import BACKOFF_BASE, BACKOFF_CAP, Backoff
+from agent.metrics.record import RECORDER
 from agent.probes import NoProbes as NoProbes  # the null Probes hook
 from api import errors
 from runtime.service.cri import api_pb2 as pb
@@ -308,6 +309,7 @@ class PodWorker:
         self.env.writer.set(self.pod, status)
         if status.get("phase") == "Running" and "status" not in self.marks:
             self.mark("status")
+            RECORDER.observe_pod_start(self.marks["status"] - self.marks["seen"])
             log.info("pod %s: running %.3f s after the agent saw it (%s)", self.key,
                      self.marks["status"] - self.marks["seen"], ", ".join(
                          f"{k} +{v - self.marks['seen']:.3f}" for k, v in self.marks.items()

@@ -1,13 +1,13 @@
-"""The agent's own metrics, for the agent core to observe into.
+"""The agent's own metrics, rendered from what the agent core recorded (record.py).
 
-    from agent.metrics.agent import METRICS
-    METRICS.observe_pod_start(seconds)      bound -> Running, per pod
-    with METRICS.time_cri("RunPodSandbox"): ...   one CRI call
-    METRICS.set_pod_workers(n)              live pod workers
+    from agent.metrics.record import RECORDER        (the core: no prometheus_client)
+    RECORDER.observe_pod_start(seconds)      pod first seen -> first Running status
+    RECORDER.observe_cri("RunPodSandbox", s) one CRI call, failed ones included
+    RECORDER.set_pod_workers(n)              live pod workers
 
-METRICS lives on REGISTRY, the registry server.py serves (with the cAdvisor collector and
-the process_* metrics of this process). Tests build their own AgentMetrics on a fresh
-CollectorRegistry.
+METRICS renders RECORDER on REGISTRY, the registry server.py serves (with the cAdvisor
+collector and the process_* metrics of this process): a collector, read at scrape time.
+Tests build their own AgentMetrics on a fresh CollectorRegistry and Recorder.
 """
 
 from __future__ import annotations
@@ -16,34 +16,43 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-# Pod start: the target is p99 <= 1 s, Kubernetes' SLO 5 s; buckets resolve both.
-POD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
-# CRI calls: milliseconds (status, list) to seconds (pull, create).
-CRI_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-               5.0, 10.0, 30.0)
+from agent.metrics.record import CRI_BUCKETS, POD_START_BUCKETS, RECORDER, Recorder
+
+__all__ = ["CRI_BUCKETS", "METRICS", "POD_START_BUCKETS", "REGISTRY", "AgentMetrics"]
 
 
-class AgentMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.pod_start = Histogram(
+class AgentMetrics(Collector):
+    def __init__(self, registry: CollectorRegistry, *, recorder: Recorder | None = None
+                 ) -> None:
+        self.recorder = recorder if recorder is not None else Recorder()
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        r = self.recorder
+        start = HistogramMetricFamily(
             "corral_agent_pod_start_duration_seconds",
-            "Time from a pod's binding to this node to all its containers running.",
-            buckets=POD_START_BUCKETS, registry=registry)
-        self.cri = Histogram(
+            "Time from the agent first seeing a pod bound to this node to its first Running "
+            "status (kubelet's pod_start_duration_seconds).")
+        start.add_metric([], r.pod_start.cumulative(), r.pod_start.total)
+        yield start
+        cri = HistogramMetricFamily(
             "corral_agent_cri_duration_seconds",
-            "Duration of CRI calls to the runtime service, by call.",
-            ["call"], buckets=CRI_BUCKETS, registry=registry)
-        self.pod_workers = Gauge(
-            "corral_agent_pod_workers", "Pod workers running on this agent.",
-            registry=registry)
+            "Duration of CRI calls to the runtime service, by call.", labels=["call"])
+        for call, counts in sorted(r.cri.items()):
+            cri.add_metric([call], counts.cumulative(), counts.total)
+        yield cri
+        yield GaugeMetricFamily("corral_agent_pod_workers",
+                                "Pod workers running on this agent.", value=r.pod_workers)
 
     def observe_pod_start(self, seconds: float) -> None:
-        self.pod_start.observe(max(seconds, 0.0))
+        self.recorder.observe_pod_start(seconds)
 
     def observe_cri(self, call: str, seconds: float) -> None:
-        self.cri.labels(call=call).observe(max(seconds, 0.0))
+        self.recorder.observe_cri(call, seconds)
 
     @contextmanager
     def time_cri(self, call: str) -> Iterator[None]:
@@ -55,9 +64,9 @@ class AgentMetrics:
             self.observe_cri(call, time.monotonic() - start)
 
     def set_pod_workers(self, n: int) -> None:
-        self.pod_workers.set(n)
+        self.recorder.set_pod_workers(n)
 
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
-METRICS = AgentMetrics(REGISTRY)
+METRICS = AgentMetrics(REGISTRY, recorder=RECORDER)

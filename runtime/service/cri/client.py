@@ -28,7 +28,8 @@ Messages read ``CRI StartContainer 3f2a9c…: NOT_FOUND: <the runtime's details>
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import EllipsisType, TracebackType
 from typing import Any, TypeVar, cast
 
@@ -121,9 +122,13 @@ class CRIClient:
     """The RuntimeService and ImageService of the runtime at ``socket_path``."""
 
     def __init__(self, socket_path: str, *, timeout: float | None = DEFAULT_TIMEOUT,
-                 pull_timeout: float | None = None) -> None:
+                 pull_timeout: float | None = None,
+                 observe: Callable[[str, float], None] | None = None) -> None:
+        """OBSERVE(call, seconds) is told of every unary call, failed ones too (the agent's
+        CRI duration metric)."""
         self.socket_path = socket_path
         self.timeout = timeout
+        self.observe = observe
         self.pull_timeout = pull_timeout  # None: a pull may take as long as it takes
         self._channel = aio.insecure_channel(f"unix://{socket_path}", options=_OPTIONS)
         self._runtime = pb_grpc.RuntimeServiceStub(self._channel)  # type: ignore[no-untyped-call]
@@ -144,10 +149,14 @@ class CRIClient:
         """One unary call; ``timeout=...`` means the client's default."""
         method = getattr(stub, call)
         deadline = self.timeout if timeout is ... else timeout
+        started = time.monotonic()
         try:
             answer = await method(request, timeout=deadline)
         except grpc.RpcError as err:
             raise _error(call, err, subject) from None
+        finally:
+            if self.observe is not None:
+                self.observe(call, time.monotonic() - started)
         if not isinstance(answer, response):
             raise CallFailed(call, "UNKNOWN", f"answered with a {type(answer).__name__}, "
                              f"want {response.__name__}", subject=subject)

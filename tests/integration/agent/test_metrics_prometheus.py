@@ -322,7 +322,18 @@ async def test_prometheus_scrapes_the_agents_http_listen(
                             what="a rising container_cpu_usage_seconds_total")
             assert values(await prom.query(f"container_spec_cpu_quota{sel}")) == [50000]
             assert values(await prom.query(f"container_spec_cpu_period{sel}")) == [100000]
-            assert len(await prom.query("corral_agent_pod_workers")) == 1  # the agent's own
+            # the agent's own: one pod worker, one pod started, its sandbox run through CRI
+            assert values(await prom.query("corral_agent_pod_workers")) == [1]
+            assert values(await prom.query(
+                "corral_agent_pod_start_duration_seconds_count")) == [1]
+            started = values(await prom.query(
+                'corral_agent_pod_start_duration_seconds_bucket{le="60.0"}'))
+            assert started == [1]
+            runs = values(await prom.query(
+                'corral_agent_cri_duration_seconds_count{call="RunPodSandbox"}'))
+            assert runs == [1]
+            assert values(await prom.query(
+                'corral_agent_cri_duration_seconds_count{call="StartContainer"}')) == [1]
         finally:
             await asyncio.to_thread(prom.stop)
     finally:

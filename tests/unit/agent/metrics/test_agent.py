@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.metrics import agent
+from agent.metrics import agent, record
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))))
 
 
 def test_pod_start_histogram() -> None:
@@ -49,3 +56,48 @@ def test_the_module_registry_holds_the_agent_and_process_metrics() -> None:
     assert agent.REGISTRY.get_sample_value("corral_agent_pod_workers") == 1
     rss = agent.REGISTRY.get_sample_value("process_resident_memory_bytes")
     assert rss is not None and rss > 0
+
+
+@pytest.mark.parametrize(("value", "le"), [
+    pytest.param(0.05, "0.05", id="on-a-bound"),
+    pytest.param(0.051, "0.1", id="just-above"),
+    pytest.param(-1.0, "0.05", id="negative-as-zero"),
+    pytest.param(1e9, "+Inf", id="beyond-the-last"),
+])
+def test_recorded_counts_land_in_the_first_bucket_that_holds_them(value: float,
+                                                                  le: str) -> None:
+    counts = record.Counts(record.POD_START_BUCKETS)
+    counts.observe(value)
+    cumulative = dict(counts.cumulative())
+    first = next(k for k, n in counts.cumulative() if n)
+    assert first == le and cumulative["+Inf"] == 1 and counts.count == 1
+
+
+def test_the_collector_renders_what_the_core_recorded() -> None:
+    """The core records without prometheus_client (record.RECORDER); the registry reads it
+    at scrape time."""
+    registry = CollectorRegistry()
+    rec = record.Recorder()
+    agent.AgentMetrics(registry, recorder=rec)
+    assert registry.get_sample_value("corral_agent_pod_workers") == 0
+    rec.set_pod_workers(2)
+    rec.observe_pod_start(0.3)
+    rec.observe_cri("StartContainer", 0.004)
+    rec.observe_cri("StartContainer", 0.02)
+    assert registry.get_sample_value("corral_agent_pod_workers") == 2
+    name = "corral_agent_cri_duration_seconds"
+    assert registry.get_sample_value(f"{name}_count", {"call": "StartContainer"}) == 2
+    assert registry.get_sample_value(f"{name}_bucket",
+                                     {"call": "StartContainer", "le": "0.005"}) == 1
+    assert registry.get_sample_value(f"{name}_sum", {"call": "StartContainer"}) == \
+        pytest.approx(0.024)
+    assert registry.get_sample_value("corral_agent_pod_start_duration_seconds_bucket",
+                                     {"le": "0.25"}) == 0
+
+
+def test_the_agent_core_does_not_load_prometheus_client() -> None:
+    code = ("import sys; import agent.pods, agent.worker, agent.metrics.record; "
+            "print('prometheus_client' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                       cwd=ROOT)
+    assert p.stdout == b"False\n"
