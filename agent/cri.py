@@ -260,12 +260,17 @@ _STATES = {pb.CONTAINER_CREATED: "created", pb.CONTAINER_RUNNING: "running",
 class Runtime:
     """The CRI calls the agent makes, with a cache of container statuses and sandbox IPs so
     that a relist costs two list calls plus one status call per container that changed
-    state and one per sandbox that became ready."""
+    state and one per sandbox that became ready.
+
+    A relist and a worker that just made a sandbox or started a container share the cache:
+    whichever asks first, the other reuses the answer (a relist during a burst of pod
+    starts otherwise asks twice for each). A created container costs no status call: the
+    list entry holds all it has (no start, no exit)."""
 
     def __init__(self, cri: cric.CRIClient) -> None:
         self.cri = cri
         self._cache: dict[str, tuple[int, ContainerInfo]] = {}  # id -> (state, info)
-        self._ips: dict[str, str] = {}  # ready sandbox id -> its IP
+        self._ips: dict[str, tuple[str, int]] = {}  # ready sandbox id -> (IP, created_at)
 
     async def observe(self) -> dict[str, PodRuntime]:
         sandboxes = await self.cri.list_pod_sandbox()
@@ -283,11 +288,12 @@ class Runtime:
                 known = self._ips.get(sb.id)
                 if known is None:  # a sandbox's IP never changes: asked once per sandbox
                     try:
-                        known = (await self.cri.pod_sandbox_status(sb.id)).status.network.ip
+                        ip = (await self.cri.pod_sandbox_status(sb.id)).status.network.ip
                     except cric.NotFound:
                         continue
-                    self._ips[sb.id] = known
-                ip = known
+                    self._ips[sb.id] = (ip, sb.created_at)
+                else:
+                    ip = known[0]
             pr.sandboxes.append(SandboxInfo(sb.id, sb.metadata.attempt,
                                             sb.state == pb.SANDBOX_READY, ip, sb.created_at))
         seen = set()
@@ -297,7 +303,9 @@ class Runtime:
                 continue
             seen.add(c.id)
             cached = self._cache.get(c.id)
-            if cached is None or cached[0] != c.state:
+            if cached is None and c.state == pb.CONTAINER_CREATED:
+                cached = self._cache[c.id] = (c.state, _created_info(c))
+            elif cached is None or cached[0] != c.state:
                 try:
                     st = (await self.cri.container_status(c.id)).status
                 except cric.NotFound:
@@ -318,20 +326,27 @@ class Runtime:
     async def sandbox(self, sandbox_id: str, attempt: int) -> SandboxInfo | None:
         """One sandbox, by one PodSandboxStatus call (None if it is gone): what a worker
         that just ran it needs, without a relist (two list calls over every pod of the
-        node); its IP is kept for the next relist."""
+        node); its IP is kept for the next relist, or taken from a relist that asked."""
+        known = self._ips.get(sandbox_id)
+        if known is not None:
+            return SandboxInfo(sandbox_id, attempt, True, known[0], known[1])
         try:
             st = (await self.cri.pod_sandbox_status(sandbox_id)).status
         except cric.NotFound:
             return None
         ready = st.state == pb.SANDBOX_READY
         if ready:
-            self._ips[sandbox_id] = st.network.ip
+            self._ips[sandbox_id] = (st.network.ip, st.created_at)
         return SandboxInfo(sandbox_id, attempt, ready, st.network.ip if ready else "",
                            st.created_at)
 
     async def container(self, container_id: str, sandbox_id: str) -> ContainerInfo | None:
         """One container, by one ContainerStatus call (None if it is gone), as sandbox()
-        for a container the worker just started; the next relist reuses the answer."""
+        for a container the worker just started; the next relist reuses the answer, and a
+        relist that saw it running already answered it."""
+        cached = self._cache.get(container_id)
+        if cached is not None and cached[0] == pb.CONTAINER_RUNNING:
+            return cached[1]
         try:
             st = (await self.cri.container_status(container_id)).status
         except cric.NotFound:
@@ -363,6 +378,14 @@ class Runtime:
 
     def forget(self, container_id: str) -> None:
         self._cache.pop(container_id, None)
+
+
+def _created_info(c: pb.Container) -> ContainerInfo:
+    """A created container from its list entry: not started, not exited."""
+    return ContainerInfo(
+        id=c.id, name=c.metadata.name, attempt=c.metadata.attempt, state="created",
+        sandbox_id=c.pod_sandbox_id, init=c.labels.get(INIT_LABEL) == "true",
+        created_at=c.created_at, image=c.image.image, image_ref=c.image_ref)
 
 
 def _container_info(cid: str, sandbox_id: str, st: pb.ContainerStatus, *,

@@ -85,3 +85,49 @@ def test_a_sandbox_ready_again_under_the_same_id_is_asked_again() -> None:
     cri.calls.clear()
     asyncio.run(rt.observe())
     assert cri.calls["PodSandboxStatus"] == 1
+
+
+def test_a_created_container_costs_no_status_call() -> None:
+    cri = pods(0)
+    cri.sandboxes["s0"] = pb.SANDBOX_READY
+    cri.containers["c0"] = ("s0", pb.CONTAINER_CREATED)
+    rt = C.Runtime(cri)  # type: ignore[arg-type]
+    got = asyncio.run(rt.observe())
+    assert cri.calls["ContainerStatus"] == 0
+    (c,) = got["u-s0"].containers
+    assert (c.id, c.state, c.sandbox_id, c.started_at) == ("c0", "created", "s0", 0)
+    cri.containers["c0"] = ("s0", pb.CONTAINER_RUNNING)  # started: now it is asked
+    again = asyncio.run(rt.observe())
+    assert cri.calls["ContainerStatus"] == 1 and again["u-s0"].containers[0].state == "running"
+
+
+@pytest.mark.parametrize(("state", "asked"), [
+    pytest.param(pb.CONTAINER_RUNNING, 0, id="relist-saw-it-running"),
+    pytest.param(pb.CONTAINER_CREATED, 1, id="relist-saw-it-created"),
+])
+def test_a_worker_reuses_what_a_relist_just_asked(state: int, asked: int) -> None:
+    """A relist that lands between a worker's RunPodSandbox/StartContainer and its own
+    status call: the worker's call is answered from the relist's (burst of pod starts)."""
+    cri = pods(0)
+    cri.sandboxes["s0"] = pb.SANDBOX_READY
+    cri.containers["c0"] = ("s0", state)
+    rt = C.Runtime(cri)  # type: ignore[arg-type]
+    asyncio.run(rt.observe())
+    cri.containers["c0"] = ("s0", pb.CONTAINER_RUNNING)  # the worker has started it
+    cri.calls.clear()
+    made = [("sandbox", "s0", "s0"), ("container", "c0", "s0")]
+    got = asyncio.run(rt.with_made(C.PodRuntime("u-s0"), made))
+    assert got is not None and got.sandboxes[0].ip == "10.0.0.2"
+    assert got.containers[0].state == "running"
+    assert cri.calls == ({"ContainerStatus": asked} if asked else {})
+
+
+def test_a_worker_asks_first_and_the_relist_reuses_it() -> None:
+    cri = pods(1)
+    rt = C.Runtime(cri)  # type: ignore[arg-type]
+    made = [("sandbox", "s0", "s0"), ("container", "c0", "s0")]
+    asyncio.run(rt.with_made(C.PodRuntime("u-s0"), made))
+    assert cri.calls == {"PodSandboxStatus": 1, "ContainerStatus": 1}
+    cri.calls.clear()
+    asyncio.run(rt.observe())
+    assert cri.calls == {"ListPodSandbox": 1, "ListContainers": 1}
