@@ -1,8 +1,8 @@
 """`clusterctl cluster up` / `cluster down` for real: etcd, a controlplane, a registry and
 two nodes, each in its own network namespace with its own corral-node (the runtime
-service and the agent in one process); a Deployment spread over both; then `down` leaves nothing.
-
-Not here yet: logs and exec through the controlplane (not wired to the agents yet).
+service and the agent in one process); a Deployment spread over both; the example `make up`
+applies (manifests/examples/web.yaml, unchanged) rolls out and serves its page; then `down`
+leaves nothing. Logs, exec and the workload scenarios are test_workloads.py's.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 CLUSTERCTL = os.path.join(ROOT, ".venv", "bin", "clusterctl")
+EXAMPLE = os.path.join(ROOT, "manifests", "examples", "web.yaml")  # what `make up` applies
 
 DEPLOYMENT = """
 apiVersion: apps/v1
@@ -227,6 +229,22 @@ def test_cluster_up_runs_a_spread_deployment_and_down_leaves_nothing(
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=10)
         assert ping.returncode == 0, (pod["spec"]["nodeName"], ping.stdout)
+
+    # the example `make up` applies, as it applies it: its pods become Ready only once
+    # busybox httpd serves the ConfigMap's page to the readiness probe's httpGet
+    c.ctl("--config", c.kubeconfig, "apply", "-f", EXAMPLE)
+    c.ctl("--config", c.kubeconfig, "rollout", "status", "deployment/web", "--timeout",
+          "120s", timeout=150)
+    web = [p for p in c.get("pods", "-l", "app=web")["items"]
+           if {x["type"]: x["status"] for x in p["status"].get("conditions") or []}.get(
+               "Ready") == "True"]
+    assert len(web) == 3, [p["status"] for p in web]
+    fetch = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+             f"'http://{web[0]['status']['podIP']}:8080/', timeout=5).read().decode())")
+    page = subprocess.run(["nsenter", f"--net=/run/netns/{c.tag}-node-1", sys.executable,
+                           "-c", fetch], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=15)
+    assert page.returncode == 0 and "<h1>hello from corral</h1>" in page.stdout, page.stdout
 
     # down removes everything it made, and again is a no-op
     p = c.down()
