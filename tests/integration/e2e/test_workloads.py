@@ -291,6 +291,10 @@ def test_a_killed_container_process_is_restarted(web: Cluster) -> None:
     c = web
     pod = until("3 web pods Ready", lambda: ready_web(c), c)[0]
     name, cid = pod["metadata"]["name"], main_status(pod)["containerID"].partition("://")[2]
+    # a line in the first instance's log, to be found with --previous after the restart
+    c.ctl("exec", name, "-c", "main", "--", "sh", "-c", "echo first-instance >/proc/1/fd/1")
+    until("the line in the log", lambda: "first-instance" in c.ctl("logs", name), c,
+          timeout=30)
     os.kill(host_pid(cid, "sleep"), signal.SIGKILL)
 
     def restarted() -> dict[str, Any] | None:
@@ -302,6 +306,9 @@ def test_a_killed_container_process_is_restarted(web: Cluster) -> None:
     assert cs["containerID"].partition("://")[2] != cid
     term = cs["lastState"]["terminated"]
     assert (term["exitCode"], term["reason"]) == (137, "Error"), term
+    # logs --previous -c: the killed instance's log; without --previous: the new one's
+    assert "first-instance" in c.ctl("logs", name, "--previous", "-c", "main")
+    assert "first-instance" not in c.ctl("logs", name, "-c", "main")
 
 
 def test_a_deleted_pod_is_replaced(web: Cluster) -> None:
