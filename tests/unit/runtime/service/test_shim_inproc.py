@@ -187,29 +187,32 @@ def test_child_stdio_and_environment(setup: str, stdio: str, close_stdin: bool, 
     assert report["streams_made"] is not close_stdin  # made once by the parent if it can
 
 
+def after_preload(code: str) -> bytes:
+    """What CODE prints in a fresh interpreter (-I -S, as the fork server) after
+    inproc.preload()."""
+    prelude = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+               "from runtime.service.shim import inproc; inproc.preload()\n")
+    return subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code],
+                          capture_output=True, check=True, cwd="/").stdout
+
+
 def test_preload_computes_the_host_identity_once() -> None:
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-            "from runtime.service.shim import inproc; from runtime.oci import seccomp_bpf; "
-            "inproc.preload(); print(seccomp_bpf._host is not None and "
-            "seccomp_bpf._host == seccomp_bpf.host_identity())")
-    p = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                       check=True, cwd="/")
-    assert p.stdout == b"True\n"
+    assert after_preload(
+        "from runtime.oci import seccomp_bpf\n"
+        "print(seccomp_bpf._host is not None and "
+        "seccomp_bpf._host == seccomp_bpf.host_identity())") == b"True\n"
 
 
 def test_preload_reads_the_cgroup_mounts_once_for_every_child() -> None:
     """A child forked after preload finds the host's hierarchies in place: it does not read
     /proc/self/mountinfo, whose size grows with every pod's mounts."""
-    code = (f"import sys, os, builtins; sys.path.insert(0, {str(ROOT)!r}); "
-            "from runtime.service.shim import inproc; from runtime.oci.cgroups import host; "
-            "inproc.preload(); real = builtins.open; seen = [];\n"
-            "def spy(f, *a, **k):\n    seen.append(str(f)); return real(f, *a, **k)\n"
-            "builtins.open = spy; got = host.read_host(); "
-            "print(bool(host._hosts), got is host.read_host(), "
-            "any('mountinfo' in f for f in seen))")
-    p = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                       check=True, cwd="/")
-    assert p.stdout == b"True True False\n"
+    assert after_preload(
+        "import builtins; from runtime.oci.cgroups import host\n"
+        "real, seen = builtins.open, []\n"
+        "def spy(f, *a, **k):\n    seen.append(str(f)); return real(f, *a, **k)\n"
+        "builtins.open = spy; got = host.read_host()\n"
+        "print(bool(host._hosts), got is host.read_host(), "
+        "any('mountinfo' in f for f in seen))") == b"True True False\n"
 
 
 @pytest.mark.parametrize(("result", "code", "message"), [
