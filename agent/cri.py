@@ -1,6 +1,8 @@
 """The agent's thin adapter over CRI: pod spec -> CRI configs, runtime state -> snapshots.
 
     sandbox_config(pod, log_root=, cgroup_parent=)      -> pb.PodSandboxConfig
+        cgroup_parent: the pod's own cgroup (qos.ensure_pod_cgroup: <node parent>/[tier/]
+        pod<uid>, holding the pod's limits); the runtime makes each container below it
     container_config(pod, container, attempt=, env=, mounts=)  -> pb.ContainerConfig
     Runtime(cri).observe()  -> {pod uid: PodRuntime(sandboxes, containers)}   one relist
     Runtime(cri).with_made(rt, made) -> rt + what a worker just made, one status call each
@@ -37,8 +39,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Mount:
-    """A host path to bind into a container (the volumes hook provides these; mounts_for
-    turns a container's volumeMounts into them)."""
+    """A host path to bind into a container (the worker makes these from the checked
+    mounts of volumes.container_mounts)."""
 
     container_path: str
     host_path: str
@@ -121,6 +123,9 @@ def log_directory(pod: Mapping[str, Any], log_root: str) -> str:
 
 def sandbox_config(pod: Mapping[str, Any], *, log_root: str, cgroup_parent: str = "",
                    attempt: int = 0) -> pb.PodSandboxConfig:
+    """CRI's sandbox config; CGROUP_PARENT becomes linux.cgroup_parent as it is: the pod's
+    cgroup from qos.ensure_pod_cgroup (both RunPodSandbox and CreateContainer are given
+    the same one), or "" for the runtime's default."""
     meta, spec = pod["metadata"], pod.get("spec") or {}
     ports = []
     for c in spec.get("containers") or []:
@@ -225,19 +230,6 @@ def container_config(pod: Mapping[str, Any], container: Mapping[str, Any], *, at
         tty=bool(container.get("tty")),
         linux=pb.LinuxContainerConfig(resources=linux_resources(container),
                                       security_context=security_context(pod, container)))
-
-
-def mounts_for(container: Mapping[str, Any], volumes: Mapping[str, str]) -> list[Mount]:
-    out = []
-    for m in container.get("volumeMounts") or []:
-        host = volumes.get(m["name"])
-        if host is None:
-            raise ConfigError(f"container {container['name']}: volumeMounts: volume "
-                              f"{m['name']!r} is not prepared on this node")
-        if m.get("subPath"):
-            host = f"{host.rstrip('/')}/{m['subPath']}"
-        out.append(Mount(str(m["mountPath"]), host, bool(m.get("readOnly"))))
-    return out
 
 
 def plain_env(container: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser, *, runtime_socket: bool = True) ->
                    help="cgroup under which pod sandboxes are made")
     p.add_argument("--node-ip", default="", help="InternalIP (default: the address that "
                    "reaches the controlplane)")
+    p.add_argument("--volume-refresh-period", type=float, default=60.0,
+                   help="seconds between refreshes of configMap, secret and downwardAPI "
+                   "volumes while a pod runs")
     p.add_argument("--log-level", default="INFO")
 
 
@@ -86,15 +89,22 @@ async def runtime_readiness(cri: cric.CRIClient) -> tuple[bool, str]:
 
 
 class PodVolumes:
-    """agent/volumes.py behind the worker's Volumes hook (name -> host path)."""
+    """agent/volumes.py behind the worker's Volumes hook: prepare (name -> Volume, whose
+    mounts the worker checks), refresh (configMap/secret/downwardAPI content), cleanup."""
 
-    def __init__(self, api: api_client.AsyncClient, pod_dir: str) -> None:
+    def __init__(self, api: api_client.AsyncClient, pod_dir: str, *,
+                 node_ip: str = "") -> None:
         self.api = api
         self.pod_dir = pod_dir
+        self.node_ip = node_ip
 
-    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, str]:
-        made = await volumes.prepare(pod, pod_dir=self.pod_dir, client=self.api)
-        return {name: v.host_path for name, v in made.items()}
+    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, volumes.Volume]:
+        return await volumes.prepare(pod, pod_dir=self.pod_dir, client=self.api,
+                                     node_ip=self.node_ip)
+
+    async def refresh(self, pod: Mapping[str, Any]) -> list[str]:
+        return await volumes.refresh(pod, pod_dir=self.pod_dir, client=self.api,
+                                     node_ip=self.node_ip)
 
     async def cleanup(self, pod: Mapping[str, Any]) -> None:
         volumes.teardown(str(pod["metadata"]["uid"]), pod_dir=self.pod_dir)
@@ -167,6 +177,8 @@ def split_listen(value: str, flag: str) -> tuple[str, int]:
 
 
 def env_hook(api: api_client.AsyncClient, node_ip: str) -> W.EnvResolver:
+    """fieldRef env from POD as the worker gives it: status.podIP is the sandbox's IP
+    (worker.with_sandbox_ips), set before the API's status has it."""
     async def resolve(pod: Mapping[str, Any], container: Mapping[str, Any],
                       ) -> list[tuple[str, str]]:
         return await envmod.resolve(pod, container, client=api, node_ip=node_ip,
@@ -213,8 +225,10 @@ async def run(args: argparse.Namespace) -> None:
         env = W.WorkerEnv(api=api, cri=cri, refresh=relist, writer=S.StatusWriter(api),
                           log_root=log_root, cgroup_parent=args.cgroup_parent, host_ip=ip,
                           runtime_name=version.runtime_name or "corral",
-                          volumes=PodVolumes(api, os.path.join(args.root, "volumes")),
-                          env=env_hook(api, ip), node_name=args.node_name)
+                          volumes=PodVolumes(api, os.path.join(args.root, "volumes"),
+                                             node_ip=ip),
+                          env=env_hook(api, ip), node_name=args.node_name,
+                          volume_refresh=args.volume_refresh_period)
         manager = P.PodManager(source=api, node_name=args.node_name, env=env, relist=relist)
 
         reader = CgroupReader()

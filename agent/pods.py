@@ -5,7 +5,9 @@
         DELETED:        its worker is told the pod is gone (stop, remove, no API call)
     Relist (every second, and on demand, coalesced) ──► wakes workers whose runtime
         state changed; sandboxes whose pod the API does not know are cleaned up by a
-        worker for the orphan.
+        worker for the orphan. Every relist also sets the burstable QoS tier's weight from
+        its pods' requests; every SWEEP_EVERY relists (and at each list), pod cgroups of
+        pods gone from here are removed (qos.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from agent import cri as C
+from agent import qos as Q
 from agent.metrics.record import RECORDER
 from agent.worker import PodWorker, WorkerEnv
 from api import errors
 
 log = logging.getLogger("corral.agent.pods")
+SWEEP_EVERY = 30  # relists between sweeps of pod cgroups left busy by their pods
 
 
 class PodSource(Protocol):
@@ -151,8 +155,17 @@ class PodManager:
                                  "namespace": pr.namespace or "default"},
                     "spec": {"terminationGracePeriodSeconds": 2}}
             self.start_worker(fake, gone=True)
+        self.sweep(keep=known | set(pods))
+
+    def sweep(self, *, keep: set[str]) -> None:
+        """Pod cgroups of pods neither in KEEP nor with a worker here: removed (one whose
+        last task was still exiting when its pod went is retried by the next sweep)."""
+        busy = Q.sweep_pod_cgroups(self.env.cgroup_parent, keep=keep | set(self.workers))
+        if busy:
+            log.warning("pods: pod cgroups still busy: %s", ", ".join(busy))
 
     async def relist_loop(self) -> None:
+        relists = 0
         while True:
             await asyncio.sleep(self.relist_period)
             try:
@@ -160,6 +173,12 @@ class PodManager:
             except Exception as err:  # the runtime may be restarting
                 log.warning("pods: relist: %s", err)
                 continue
+            relists += 1
+            # the burstable tier weighs as its pods' requests (written only on a change)
+            Q.update_burstable_tier([w.pod for w in self.workers.values() if not w.gone],
+                                    self.env.cgroup_parent)
+            if relists % SWEEP_EVERY == 0:
+                self.sweep(keep=set(pods))
             for uid, worker in list(self.workers.items()):
                 fp = _fingerprint(pods.get(uid))
                 if self._seen.get(uid) != fp:

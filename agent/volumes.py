@@ -22,8 +22,9 @@ renames that over `..data` (one atomic rename), so a reader sees all of the old 
 all of the new, never a mix or a missing file. configMap, secret and downwardAPI volumes
 are mounted read-only.
 
-Secret files are 0400 when the volume gives no defaultMode, as corral's issue asks;
-Kubernetes' own default is 0644 (and api/pod.py still defaults defaultMode to 0644).
+Secret files are 0400 when the volume gives no defaultMode, as corral's issue asks
+(api/pod.py defaults a secret volume's defaultMode to 0400); Kubernetes' own default is
+0644, which configMap and downwardAPI volumes keep.
 Errors are VolumeError and name the pod, the volume and the field:
 `Pod web: volumes[config]: configMap "app" not found`.
 """
@@ -288,9 +289,10 @@ def render_downward(pod: Mapping[str, Any], source: Mapping[str, Any], *, where:
 
 # ---- prepare, refresh, teardown ----------------------------------------------------------
 
-async def prepare(pod: Mapping[str, Any], *, pod_dir: str,
-                  client: envmod.ObjectGetter) -> dict[str, Volume]:
-    """Make every volume of POD; return them by name."""
+async def prepare(pod: Mapping[str, Any], *, pod_dir: str, client: envmod.ObjectGetter,
+                  node_ip: str = "") -> dict[str, Volume]:
+    """Make every volume of POD; return them by name. NODE_IP answers status.hostIP in
+    downwardAPI volumes when the pod's status has none yet."""
     meta = pod.get("metadata") or {}
     base = volumes_dir(str(meta.get("uid", "")), pod_dir=pod_dir)
     out = {}
@@ -300,14 +302,15 @@ async def prepare(pod: Mapping[str, Any], *, pod_dir: str,
         kind = next((k for k in KINDS if vol.get(k) is not None), "emptyDir")
         try:
             out[name] = await _prepare_one(pod, vol, kind=kind, base=base, where=where,
-                                           client=client)
+                                           client=client, node_ip=node_ip)
         except OSError as err:
             raise VolumeError(f"{where}: {err.strerror or err}") from err
     return out
 
 
 async def _prepare_one(pod: Mapping[str, Any], vol: Mapping[str, Any], *, kind: str,
-                       base: str, where: str, client: envmod.ObjectGetter) -> Volume:
+                       base: str, where: str, client: envmod.ObjectGetter,
+                       node_ip: str = "") -> Volume:
     name = vol["name"]
     source = vol.get(kind) or {}
     if kind == "hostPath":
@@ -329,14 +332,15 @@ async def _prepare_one(pod: Mapping[str, Any], vol: Mapping[str, Any], *, kind: 
         return Volume(name, kind, path, False, tmpfs)
     if tmpfs:
         _mount_tmpfs(path, size=None, mode=0o755)
-    write_atomic(path, await _render(pod, kind, source, where=where, client=client))
+    write_atomic(path, await _render(pod, kind, source, where=where, client=client,
+                                     node_ip=node_ip))
     return Volume(name, kind, path, True, tmpfs)
 
 
 async def _render(pod: Mapping[str, Any], kind: str, source: Mapping[str, Any], *,
-                  where: str, client: envmod.ObjectGetter) -> Payload:
+                  where: str, client: envmod.ObjectGetter, node_ip: str = "") -> Payload:
     if kind == "downwardAPI":
-        return render_downward(pod, source, where=f"{where}.downwardAPI")
+        return render_downward(pod, source, where=f"{where}.downwardAPI", node_ip=node_ip)
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
     ref = source.get("name" if kind == "configMap" else "secretName", "")
     try:
@@ -386,8 +390,8 @@ def _host_path(source: Mapping[str, Any], *, where: str) -> str:
     return str(path)
 
 
-async def refresh(pod: Mapping[str, Any], *, pod_dir: str,
-                  client: envmod.ObjectGetter) -> list[str]:
+async def refresh(pod: Mapping[str, Any], *, pod_dir: str, client: envmod.ObjectGetter,
+                  node_ip: str = "") -> list[str]:
     """Rewrite the configMap, secret and downwardAPI volumes whose content changed (each
     atomically); return their names. A required object that has gone keeps its old
     content, and the first such error is raised after the other volumes are done."""
@@ -405,7 +409,7 @@ async def refresh(pod: Mapping[str, Any], *, pod_dir: str,
         where = f"Pod {meta.get('name', '')}: volumes[{name}]"
         try:
             if write_atomic(path, await _render(pod, kind, vol[kind], where=where,
-                                                client=client)):
+                                                client=client, node_ip=node_ip)):
                 changed.append(name)
         except (VolumeError, errors.APIError) as err:
             problems.append(err)

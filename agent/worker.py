@@ -1,4 +1,5 @@
-"""The pod worker: one per pod bound to the node, an explicit state machine.
+"""The pod worker: one per pod bound to the node, an explicit state machine (the states
+and decide()/settle(): podstate.py; what TERMINATING does: termination.py, mixed in).
 
     PENDING ──► INITIALIZING ──► RUNNING ──► COMPLETED
        │  └────────(phase already Succeeded/Failed)──────►│
@@ -13,30 +14,34 @@ adopted pod straight to RUNNING without touching its containers), act for that s
 then hand the computed status to the StatusWriter. What an act made new (the pod's first
 sandbox, containers new to it) is read back by one status call each, not a relist.
 
-    PENDING       RunPodSandbox
+    PENDING       the pod's cgroup under its QoS tier (qos.py), RunPodSandbox
     INITIALIZING  init containers one at a time, in order; a failed one is restarted
                   (backoff) unless restartPolicy is Never
     RUNNING       start missing containers; restart exited ones per restartPolicy with
-                  CrashLoopBackOff (10 s doubling to 5 min; reset after 10 min running)
-    TERMINATING   preStop, StopContainer(grace), StopPodSandbox, then delete the pod with
-                  grace 0 (unless it is already gone from the API)
-    TERMINATED    RemovePodSandbox, volumes cleaned up
+                  CrashLoopBackOff (10 s doubling to 5 min; reset after 10 min running);
+                  configMap/secret/downwardAPI volumes refreshed every volume_refresh s
+    TERMINATING   preStop (exec, httpGet, tcpSocket), StopContainer(rest of the grace),
+                  StopPodSandbox, delete the pod with grace 0 (unless already gone), then
+                  RemovePodSandbox and the volumes' cleanup, retried with back-off
+    TERMINATED    all of that done (worker ends)
 
 Probes (agent/probes.py PodProber; a changed result wakes the worker): each sync
 updates the probers to the running container instances; in RUNNING a kill_reason()
-means StopContainer(grace) and a Killing event, the exit then handled as any other;
+means a Killing event, preStop and StopContainer(the probe's grace, else the pod's), the
+exit then handled as any other;
 ready()/started() make containerStatuses[].ready/started and the Ready conditions.
 
 Hooks (small interfaces, implemented elsewhere): ``Volumes`` (prepare -> volume name ->
-host path; cleanup), ``EnvResolver`` (a container's env as pairs), ``Probes`` (the
-factory gets the pod and the worker's wake). Defaults: no volumes, literal env values,
-the real probers over the CRI's ExecSync.
+volumes.Volume, whose mounts volumes.container_mounts checks: subPath inside the volume,
+configMap/secret/downwardAPI read-only; refresh; cleanup), ``EnvResolver`` (a container's
+env as pairs), ``Probes`` (the factory gets the pod and the worker's wake). Both env and
+volumes see the pod with the sandbox's IP as status.podIP (with_sandbox_ips). Defaults:
+no volumes, literal env values, the real probers over the CRI's ExecSync.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 import time
@@ -46,86 +51,29 @@ from typing import Any, Protocol
 
 from agent import cri as C
 from agent import probes as PR
+from agent import qos as Q
 from agent import status as S
+from agent import volumes as V
 from agent.backoff import BACKOFF_BASE, BACKOFF_CAP, Backoff
 from agent.metrics.record import RECORDER
+from agent.podstate import PodState, check_transition, settle
 from agent.probes import NoProbes as NoProbes  # the null Probes hook
+from agent.termination import Termination, probe_grace
 from api import errors
 from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import client as cric
 
 log = logging.getLogger("corral.agent.worker")
 
-
-class PodState(enum.Enum):
-    PENDING = "Pending"
-    INITIALIZING = "Initializing"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    TERMINATING = "Terminating"
-    TERMINATED = "Terminated"
-
-
 P = PodState
-TRANSITIONS: Mapping[PodState, frozenset[PodState]] = {
-    P.PENDING: frozenset({P.INITIALIZING, P.COMPLETED, P.TERMINATING}),
-    P.INITIALIZING: frozenset({P.RUNNING, P.COMPLETED, P.TERMINATING}),
-    P.RUNNING: frozenset({P.COMPLETED, P.TERMINATING}),
-    P.COMPLETED: frozenset({P.TERMINATING}),
-    P.TERMINATING: frozenset({P.TERMINATED}),
-    P.TERMINATED: frozenset(),
-}
-
-
-class TransitionError(RuntimeError):
-    pass
-
-
-def check_transition(pod: str, old: PodState, new: PodState) -> None:
-    if new is not old and new not in TRANSITIONS[old]:
-        raise TransitionError(f"pod {pod}: state: cannot go from {old.value} to {new.value}")
-
-
-def decide(state: PodState, pod: Mapping[str, Any], rt: C.PodRuntime, *,
-           gone: bool) -> PodState:
-    """The next state from the pod and what the runtime holds (one step)."""
-    spec = pod.get("spec") or {}
-    if state is not P.TERMINATED and state is not P.TERMINATING and (
-            gone or (pod.get("metadata") or {}).get("deletionTimestamp")):
-        return P.TERMINATING
-    sb = rt.sandbox()
-    if state is P.PENDING and (pod.get("status") or {}).get("phase") in S.TERMINAL:
-        return P.COMPLETED  # finished before this agent started: never run it again
-    if state is P.PENDING and sb is not None and sb.ready:
-        return P.INITIALIZING
-    if state is P.INITIALIZING:
-        if S.init_done(spec, rt):
-            return P.RUNNING
-        if S.phase(spec, rt) == "Failed":
-            return P.COMPLETED
-    if state is P.RUNNING and S.phase(spec, rt) in S.TERMINAL:
-        return P.COMPLETED
-    return state
-
-
-def settle(state: PodState, pod: Mapping[str, Any], rt: C.PodRuntime, *,
-           gone: bool) -> PodState:
-    """decide() repeated until it stops moving, each step checked against TRANSITIONS."""
-    name = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
-    for _ in range(len(PodState)):
-        new = decide(state, pod, rt, gone=gone)
-        check_transition(name, state, new)
-        if new is state:
-            break
-        state = new
-    return state
 
 
 # ---- hooks --------------------------------------------------------------------------------
 
 
 class Volumes(Protocol):
-    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, str]: ...
+    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, V.Volume]: ...
+    async def refresh(self, pod: Mapping[str, Any]) -> list[str]: ...
     async def cleanup(self, pod: Mapping[str, Any]) -> None: ...
 
 
@@ -146,11 +94,27 @@ EnvResolver = Callable[[Mapping[str, Any], Mapping[str, Any]],
 
 
 class NoVolumes:
-    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, str]:
+    async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, V.Volume]:
         return {}
+
+    async def refresh(self, pod: Mapping[str, Any]) -> list[str]:
+        return []
 
     async def cleanup(self, pod: Mapping[str, Any]) -> None:
         return None
+
+
+def with_sandbox_ips(pod: Mapping[str, Any], *, pod_ip: str,
+                     host_ip: str) -> Mapping[str, Any]:
+    """POD as env fieldRefs and downward API volumes see it: status.podIP is the sandbox's
+    IP (the API's status is written after the sync that starts the containers, so it has
+    none at the first start), status.hostIP the node's when the API has none."""
+    status = dict(pod.get("status") or {})
+    if pod_ip:
+        status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
+    if host_ip and not status.get("hostIP"):
+        status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]
+    return {**pod, "status": status}
 
 
 async def literal_env(pod: Mapping[str, Any], container: Mapping[str, Any],
@@ -187,6 +151,7 @@ class WorkerEnv:
     node_name: str = ""
     backoff: Callable[[], Backoff] = Backoff
     resync: float = 5.0
+    volume_refresh: float = 60.0  # seconds between refreshes of configMap/secret volumes
     runtime: C.Runtime | None = None  # default: the one behind REFRESH, a pods.Relist
 
     def __post_init__(self) -> None:
@@ -195,7 +160,7 @@ class WorkerEnv:
             self.runtime = behind if isinstance(behind, C.Runtime) else None
 
 
-class PodWorker:
+class PodWorker(Termination):
     def __init__(self, env: WorkerEnv, pod: Mapping[str, Any], *, gone: bool = False) -> None:
         self.env = env
         self.pod: Mapping[str, Any] = pod
@@ -208,6 +173,9 @@ class PodWorker:
         self.waiting: dict[str, tuple[str, str]] = {}  # container name -> (reason, message)
         self._pull_retry: dict[str, tuple[float, float]] = {}  # name -> (at, delay)
         self._create_retry: dict[str, tuple[float, float]] = {}  # failed create/start
+        self._refreshed: float | None = None  # monotonic time volumes were last written
+        self._stopped = False  # terminate() done: only remove() is left (retried)
+        self._remove_delay = 0.0
         self._wake = asyncio.Event()
         self._next_at = 0.0
         self.marks: dict[str, float] = {"seen": time.monotonic()}  # start timeline
@@ -301,6 +269,7 @@ class PodWorker:
                 break
         if self.state in (P.TERMINATING, P.TERMINATED) or self.gone:
             return
+        await self.refresh_volumes(rt)
         self.probes.update(self.pod, rt)
         view = S.StatusView(now_ns=time.time_ns(), waiting=dict(self.waiting),
                             ready=self.probes.ready, started=self.probes.started,
@@ -314,6 +283,28 @@ class PodWorker:
                      self.marks["status"] - self.marks["seen"], ", ".join(
                          f"{k} +{v - self.marks['seen']:.3f}" for k, v in self.marks.items()
                          if k not in ("seen", "status")))
+
+    async def refresh_volumes(self, rt: C.PodRuntime) -> None:
+        """configMap, secret and downwardAPI volumes follow their objects while the pod
+        runs: rewritten (atomically, when changed) every env.volume_refresh seconds."""
+        if self.state is not P.RUNNING:
+            return
+        now = time.monotonic()
+        due = now if self._refreshed is None else self._refreshed + self.env.volume_refresh
+        if now >= due:
+            self._refreshed, due = now, now + self.env.volume_refresh
+            sb = rt.sandbox()
+            seen = with_sandbox_ips(self.pod, pod_ip=sb.ip if sb is not None else "",
+                                    host_ip=self.env.host_ip)
+            try:
+                changed = await self.env.volumes.refresh(seen)
+            except (errors.APIError, ValueError, OSError) as err:
+                log.warning("pod %s: volumes: refresh: %s", self.key, err)
+            else:
+                if changed:
+                    log.info("pod %s: volumes %s: updated", self.key, ", ".join(changed))
+        at = time.time() + (due - now)
+        self._next_at = min(self._next_at or at, at)
 
     def mark(self, phase: str) -> None:
         """The first time this worker reached PHASE (monotonic), for the start timeline."""
@@ -337,10 +328,19 @@ class PodWorker:
         if self.state is P.RUNNING:
             return await self.run_containers(rt)
         if self.state is P.TERMINATING:
-            await self.terminate(rt)
+            if not self._stopped:
+                await self.terminate(rt)
+                self._stopped = True  # a retry of remove() comes with a fresh RT
+            try:
+                await self.remove(rt)
+            except Exception as err:  # retried: a sandbox or tmpfs must not leak
+                self._remove_delay = min(BACKOFF_CAP, self._remove_delay * 2 or 1.0)
+                self._next_at = time.time() + self._remove_delay
+                log.warning("pod %s: remove: %s; retrying in %.0f s", self.key, err,
+                            self._remove_delay)
+                return False
             check_transition(self.key, self.state, P.TERMINATED)
             self.state = P.TERMINATED
-            await self.remove(rt)
             return False
         return False
 
@@ -350,13 +350,17 @@ class PodWorker:
         attempt = max((s.attempt + 1 for s in rt.sandboxes), default=0)
         for sb in rt.sandboxes:  # a dead sandbox: its containers go with it
             await self._remove_sandbox(sb.id)
-        config = C.sandbox_config(self.pod, log_root=self.env.log_root,
-                                  cgroup_parent=self.env.cgroup_parent, attempt=attempt)
         try:
+            # the pod's own cgroup, under its QoS tier, with the pod's summed limits: the
+            # runtime puts the sandbox's containers below it
+            cgroup = await asyncio.to_thread(Q.ensure_pod_cgroup, self.pod,
+                                             self.env.cgroup_parent)
+            config = C.sandbox_config(self.pod, log_root=self.env.log_root,
+                                      cgroup_parent=cgroup, attempt=attempt)
             sid = await self.env.cri.run_pod_sandbox(config)
             self.mark("sandbox")
             self._did("sandbox", sid, new=not rt.sandboxes and not rt.containers)
-        except cric.CRIError as err:
+        except (cric.CRIError, Q.CgroupError) as err:
             self.waiting = {c["name"]: ("ContainerCreating", str(err))
                             for c in (self.pod.get("spec") or {}).get("containers") or []}
             self._next_at = time.time() + 2
@@ -396,7 +400,8 @@ class PodWorker:
                 if why:
                     log.info("pod %s: %s", self.key, why)
                     await self.event("Normal", "Killing", why)
-                    await self._stop(latest.id, self._grace())
+                    await self.kill(c, latest, rt,
+                                    grace=probe_grace(c, why, default=self._grace()))
                     acted = True
             elif latest.state == "exited" and S.will_restart(policy, latest):
                 acted = await self.restart_later(c, latest, rt) or acted
@@ -431,7 +436,10 @@ class PodWorker:
             return False
         retry = self._pull_retry.get(name)
         if retry is not None and time.time() < retry[0]:
-            self.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{c["image"]}"')
+            # imagePullPolicy Never makes no pull to back off from: its reason stays
+            if self.waiting.get(name, ("", ""))[0] != "ErrImageNeverPull":
+                self.waiting[name] = ("ImagePullBackOff",
+                                      f'Back-off pulling image "{c["image"]}"')
             self._next_at = min(self._next_at or retry[0], retry[0])
             return False
         try:
@@ -446,17 +454,23 @@ class PodWorker:
             return False
         self._pull_retry.pop(name, None)
         try:
-            env = await self.env.env(self.pod, c)
-            mounts = C.mounts_for(c, await self.env.volumes.prepare(self.pod))
+            seen = with_sandbox_ips(self.pod, pod_ip=sb.ip, host_ip=self.env.host_ip)
+            env = await self.env.env(seen, c)
+            prepared = await self.env.volumes.prepare(seen)
+            self._refreshed = time.monotonic()
+            # the checked mounts: subPath stays in its volume; configMap, secret and
+            # downwardAPI volumes are read-only whatever the pod says
+            mounts = [C.Mount(m.container_path, m.host_path, m.read_only) for m in
+                      V.container_mounts(c, prepared, pod=str(self.pod["metadata"]["name"]))]
             config = C.container_config(self.pod, c, attempt=attempt, env=env,
                                         mounts=mounts, init=init)
         except (C.ConfigError, errors.APIError, ValueError) as err:
             self.waiting[name] = ("CreateContainerConfigError", str(err))
             self._next_at = time.time() + 2
             return False
-        sandbox_config = C.sandbox_config(self.pod, log_root=self.env.log_root,
-                                          cgroup_parent=self.env.cgroup_parent,
-                                          attempt=sb.attempt)
+        sandbox_config = C.sandbox_config(
+            self.pod, log_root=self.env.log_root, attempt=sb.attempt,
+            cgroup_parent=Q.pod_cgroup(self.pod, self.env.cgroup_parent))
         os.makedirs(os.path.join(sandbox_config.log_directory, name), exist_ok=True)
         log.info("pod %s: container %s: starting attempt %d", self.key, name, attempt)
         try:
@@ -510,75 +524,3 @@ class PodWorker:
             raise cric.NotFound("ImageStatus", "NOT_FOUND", f'image "{c["image"]}" is not present '
                            "and imagePullPolicy is Never", subject=str(c["image"]))
         await self.env.cri.pull_image(image)
-
-    # ---- TERMINATING ------------------------------------------------------------------
-
-    def _grace(self) -> int:
-        meta, spec = self.pod.get("metadata") or {}, self.pod.get("spec") or {}
-        g = meta.get("deletionGracePeriodSeconds")
-        if g is None:
-            g = spec.get("terminationGracePeriodSeconds")
-        return int(30 if g is None else g)
-
-    async def terminate(self, rt: C.PodRuntime) -> None:
-        grace = self._grace()
-        specs = {c["name"]: c for c in (self.pod.get("spec") or {}).get("containers") or []}
-        running = [c for c in rt.containers if c.state in ("running", "created")]
-        deadline = time.monotonic() + grace
-
-        async def stop(c: C.ContainerInfo) -> None:
-            hook = ((specs.get(c.name) or {}).get("lifecycle") or {}).get("preStop") or {}
-            cmd = (hook.get("exec") or {}).get("command")
-            if cmd and c.state == "running" and grace > 0:
-                try:
-                    await asyncio.wait_for(self.env.cri.exec_sync(
-                        c.id, [str(a) for a in cmd], timeout=max(1, grace)), grace)
-                except (TimeoutError, cric.CRIError) as err:
-                    log.info("pod %s: container %s: preStop: %s", self.key, c.name, err)
-            await self._stop(c.id, max(0, int(deadline - time.monotonic())))
-
-        await asyncio.gather(*(stop(c) for c in running))
-        for sb in rt.sandboxes:
-            try:
-                await self.env.cri.stop_pod_sandbox(sb.id)
-            except cric.NotFound:
-                pass
-        await self.probes.close()
-        if not self.gone:
-            meta = self.pod["metadata"]
-            try:
-                await self.env.api.delete("pods", str(meta["name"]),
-                                          namespace=str(meta.get("namespace") or "default"),
-                                          grace_period=0, uid=self.uid)
-            except errors.APIError as err:
-                if err.reason not in (errors.Reason.NOT_FOUND, errors.Reason.CONFLICT):
-                    raise
-        self.env.writer.forget(self.uid)
-
-    async def remove(self, rt: C.PodRuntime) -> None:
-        for sb in rt.sandboxes:
-            await self._remove_sandbox(sb.id)
-        await self.env.volumes.cleanup(self.pod)
-        log.info("pod %s: removed", self.key)
-
-    async def _stop(self, cid: str, grace: int) -> None:
-        self._did("container", cid, new=False)
-        try:
-            await self.env.cri.stop_container(cid, timeout=grace)
-        except cric.NotFound:
-            pass
-
-    async def _remove_container(self, cid: str) -> None:
-        self._did("container", cid, new=False)
-        try:
-            await self.env.cri.remove_container(cid)
-        except cric.NotFound:
-            pass
-
-    async def _remove_sandbox(self, sid: str) -> None:
-        self._did("sandbox", sid, new=False)
-        try:
-            await self.env.cri.stop_pod_sandbox(sid)
-            await self.env.cri.remove_pod_sandbox(sid)
-        except cric.NotFound:
-            pass

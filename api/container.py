@@ -92,11 +92,22 @@ RESOURCES = s.Obj({
 }, validators=(_requests_within_limits,), post_defaults=(_requests_from_limits,),
     doc="Compute resources: requests are reserved, limits are enforced.")
 
+def relative_sub_path(value: Any) -> str | None:
+    """Kubernetes: a subPath is relative and has no `..` component (the agent also checks
+    that it resolves, after symlinks, inside the volume)."""
+    if value.startswith("/"):
+        return f"must be a relative path, got {value!r}"
+    if ".." in value.split("/"):
+        return "must not contain '..'"
+    return None
+
+
 VOLUME_MOUNT = s.Obj({
     "name": s.string("Name of a volume of the pod."),
     "mountPath": s.string("Path in the container to mount at; must not contain ':'."),
     "readOnly": s.boolean("Mount read-only."),
-    "subPath": s.string("Path within the volume to mount instead of its root."),
+    "subPath": s.string("Path within the volume to mount instead of its root: relative, "
+                        "without '..'.", checks=(relative_sub_path,)),
 }, required=("name", "mountPath"), doc="A volume mounted into the container.")
 
 EXEC = s.Obj({"command": s.List(s.string(), doc="Command line, run without a shell.")},

@@ -8,9 +8,9 @@ import pytest
 
 from agent import backoff as B
 from agent import cri as C
-from agent import worker as W
+from agent import podstate as PS
 
-P = W.PodState
+P = PS.PodState
 
 
 def pod(*, restart: str = "Always", inits: int = 0, deleted: bool = False,
@@ -39,20 +39,20 @@ def ctr(name: str, state: str, *, code: int = 0, attempt: int = 0) -> C.Containe
 
 
 def test_every_state_is_in_the_table_and_terminated_is_final() -> None:
-    assert set(W.TRANSITIONS) == set(P)
-    assert W.TRANSITIONS[P.TERMINATED] == frozenset()
+    assert set(PS.TRANSITIONS) == set(P)
+    assert PS.TRANSITIONS[P.TERMINATED] == frozenset()
     for state in P:
         if state is not P.TERMINATED:
-            assert P.TERMINATING in W.TRANSITIONS[state] or state is P.TERMINATING
+            assert P.TERMINATING in PS.TRANSITIONS[state] or state is P.TERMINATING
 
 
 @pytest.mark.parametrize(("old", "new"), [
-    (a, b) for a in P for b in P if b is not a and b not in W.TRANSITIONS[a]])
-def test_transitions_outside_the_table_are_refused(old: W.PodState,
-                                                   new: W.PodState) -> None:
-    with pytest.raises(W.TransitionError, match=f"pod default/web: state: cannot go from "
+    (a, b) for a in P for b in P if b is not a and b not in PS.TRANSITIONS[a]])
+def test_transitions_outside_the_table_are_refused(old: PS.PodState,
+                                                   new: PS.PodState) -> None:
+    with pytest.raises(PS.TransitionError, match=f"pod default/web: state: cannot go from "
                        f"{old.value} to {new.value}"):
-        W.check_transition("default/web", old, new)
+        PS.check_transition("default/web", old, new)
 
 
 @pytest.mark.parametrize(("state", "the_pod", "runtime", "gone", "want"), [
@@ -81,9 +81,9 @@ def test_transitions_outside_the_table_are_refused(old: W.PodState,
     pytest.param(P.TERMINATING, pod(deleted=True), rt(), False, P.TERMINATING,
                  id="terminating-stays"),
 ])
-def test_settle(state: W.PodState, the_pod: dict[str, Any], runtime: C.PodRuntime,
-                gone: bool, want: W.PodState) -> None:
-    assert W.settle(state, the_pod, runtime, gone=gone) is want
+def test_settle(state: PS.PodState, the_pod: dict[str, Any], runtime: C.PodRuntime,
+                gone: bool, want: PS.PodState) -> None:
+    assert PS.settle(state, the_pod, runtime, gone=gone) is want
 
 
 @pytest.mark.parametrize(("crashes", "want"), [
@@ -109,21 +109,3 @@ def test_backoff_resets_after_ten_minutes_of_clean_running() -> None:
     again = C.ContainerInfo(id="c", name="m", attempt=5, state="exited",
                             started_at=900 * 10**9, finished_at=901 * 10**9)
     assert b.restart_at(again) == 901 + 10
-
-
-@pytest.mark.parametrize(("mounts", "volumes", "want"), [
-    pytest.param([], {}, [], id="none"),
-    pytest.param([{"name": "data", "mountPath": "/d", "readOnly": True}], {"data": "/h/d"},
-                 [C.Mount("/d", "/h/d", True)], id="mounted"),
-    pytest.param([{"name": "data", "mountPath": "/d", "subPath": "x"}], {"data": "/h/d/"},
-                 [C.Mount("/d", "/h/d/x", False)], id="subpath"),
-])
-def test_mounts_for(mounts: list[dict[str, Any]], volumes: dict[str, str],
-                    want: list[C.Mount]) -> None:
-    assert C.mounts_for({"name": "c", "volumeMounts": mounts}, volumes) == want
-
-
-def test_mount_of_an_unprepared_volume_names_container_and_volume() -> None:
-    with pytest.raises(C.ConfigError, match="container c: volumeMounts: volume 'data'"):
-        C.mounts_for({"name": "c", "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
-                     {})
