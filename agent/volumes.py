@@ -19,7 +19,9 @@ pods directory, kubelet's /var/lib/kubelet/pods):
 
 An update writes a new timestamped directory, points a `..data_tmp` symlink at it and
 renames that over `..data` (one atomic rename), so a reader sees all of the old content or
-all of the new, never a mix or a missing file. configMap, secret and downwardAPI volumes
+all of the new, never a mix or a missing file; the replaced directory is removed only at
+the next update, so a reader that resolved `..data` just before the swap keeps its files.
+configMap, secret and downwardAPI volumes
 are mounted read-only.
 
 Secret files are 0400 when the volume gives no defaultMode, as corral's issue asks
@@ -184,8 +186,11 @@ def write_atomic(target: str, payload: Payload) -> bool:
     for name in os.listdir(target):
         if not name.startswith("..") and name not in top:
             os.unlink(os.path.join(target, name))
-    if old is not None:
-        shutil.rmtree(os.path.join(target, old), ignore_errors=True)
+    # the directory just replaced stays until the next write: a reader that resolved
+    # ..data a moment before the swap still finds its files; older ones go
+    for name in os.listdir(target):
+        if name.startswith("..") and name not in (DATA, DATA_TMP, new, old):
+            shutil.rmtree(os.path.join(target, name), ignore_errors=True)
     return True
 
 
