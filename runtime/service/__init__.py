@@ -26,7 +26,8 @@ Built so far:
 - ``cni``: network namespaces and the CNI plugin protocol;
 - ``containers``, ``bundle.py``, ``shim`` and ``tasks.py``: container metadata, the OCI
   bundle from image config + container config, one detached shim per container, and the
-  task manager that reconnects to them after a restart;
+  task manager that reconnects to them after a restart (``taskstats.py``: a task's usage
+  from its cgroup files);
 - ``cri``: the CRI runtime.v1 wire format and a client, proven against containerd's CRI
   plugin.
 

@@ -45,9 +45,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.oci.cgroups.host import cgroup_dirs, read_host
 from runtime.service.shim import protocol as P
 from runtime.service.shim.client import ForkServer, ShimClient, ShimError, ShimGone, launch
+from runtime.service.taskstats import Stats, cgroup_controller_dirs, read_int, read_stats
 
 TASK = "task.json"
 STDIO = ("stdin", "stdin_once", "tty")  # CRI ContainerConfig's; in task.json (else False)
@@ -117,15 +117,6 @@ class ExecResult:
     timed_out: bool
 
 
-@dataclass(frozen=True)
-class Stats:
-    timestamp_ns: int
-    cpu_usage_ns: int
-    memory_usage_bytes: int
-    memory_working_set_bytes: int
-    pids: int
-
-
 def default_runtimes() -> dict[str, list[str]]:
     """Runtime classes (name -> command line before the runtime's global options):
     corral-runc next to this interpreter, runc and crun from PATH."""
@@ -156,44 +147,6 @@ def is_own_runtime(command: builtins.list[str]) -> bool:
         return False
     return (f"sys.path.insert(0, {root!r})" in head
             and "from runtime.oci.cli.main import main" in head)
-
-
-def cgroup_controller_dirs(*, container_id: str, cgroups_path: str) -> dict[str, str]:
-    """{controller: directory} of the container's cgroup (v1, hybrid or v2 host)."""
-    host = read_host()
-    dirs = cgroup_dirs(host, container_id=container_id, cgroups_path=cgroups_path)
-    out: dict[str, str] = {}
-    for h in host.hierarchies:
-        if h.key == "unified":
-            if host.mode == "v2":
-                for ctl in ("cpu", "cpuacct", "memory", "pids"):
-                    out[ctl] = dirs[h.key]
-            continue
-        for ctl in h.controllers:
-            out[ctl] = dirs[h.key]
-    return out
-
-
-def _read_flat(path: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                k, _, v = line.partition(" ")
-                if v.strip().isdigit():
-                    out[k] = int(v)
-    except OSError:
-        pass
-    return out
-
-
-def _read_int(path: str) -> int:
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError:
-        return 0
-    return int(text) if text.isdigit() else 0
 
 
 def _exit(raw: dict[str, Any] | None) -> ExitStatus | None:
@@ -469,25 +422,7 @@ class TaskManager:
                 from None
 
     def stats(self, namespace: str, cid: str) -> Stats:
-        ctl: dict[str, str] = self._record(namespace, cid)["cgroups"]
-        cpu = ctl.get("cpuacct", "")
-        if cpu and os.path.exists(os.path.join(cpu, "cpuacct.usage")):
-            cpu_ns = _read_int(os.path.join(cpu, "cpuacct.usage"))
-        else:
-            cpu_ns = _read_flat(os.path.join(ctl.get("cpu", ""), "cpu.stat")).get(
-                "usage_usec", 0) * 1000
-        mem = ctl.get("memory", "")
-        mstat = _read_flat(os.path.join(mem, "memory.stat"))
-        if os.path.exists(os.path.join(mem, "memory.usage_in_bytes")):
-            usage = _read_int(os.path.join(mem, "memory.usage_in_bytes"))
-            inactive = mstat.get("total_inactive_file", 0)
-        else:
-            usage = _read_int(os.path.join(mem, "memory.current"))
-            inactive = mstat.get("inactive_file", 0)
-        return Stats(timestamp_ns=time.time_ns(), cpu_usage_ns=cpu_ns,
-                     memory_usage_bytes=usage,
-                     memory_working_set_bytes=max(0, usage - inactive),
-                     pids=_read_int(os.path.join(ctl.get("pids", ""), "pids.current")))
+        return read_stats(self._record(namespace, cid)["cgroups"])
 
     def delete(self, namespace: str, cid: str, *, force: bool = False) -> ExitStatus | None:
         """Remove a stopped task (FORCE: kill it first): runtime delete, shim exits, the
@@ -504,7 +439,7 @@ class TaskManager:
                     if isinstance(e, ShimGone):
                         raise
                 shim.call(P.OP_WAIT, timeout=30)
-            shim_pid = _read_int(os.path.join(tdir, P.PID))
+            shim_pid = read_int(os.path.join(tdir, P.PID))
             reply = shim.call(P.OP_DELETE, force=force, shutdown=True)
             raw = reply["exit"]
             if not reply.get("shutdown"):  # a shim from before "delete" could shut down
