@@ -35,6 +35,7 @@ from grpc import aio
 
 from agent import cri as C
 from agent import logs as L
+from agent import qos as Q
 from agent import stats as ST
 from agent.metrics.machine import Machine
 from api.v1 import node_pb2 as npb
@@ -243,18 +244,20 @@ def log_options(req: npb.LogsRequest, *, where: str, now_ns: int) -> L.LogOption
                         timestamps=req.timestamps, limit_bytes=opt("limit_bytes", 1))
 
 
-def running_of(pods: list[BoundPod]) -> list[ST.Running]:
-    """The running containers of the pods' current sandboxes."""
+def running_of(pods: list[BoundPod], *, cgroup_parent: str = "") -> list[ST.Running]:
+    """The running containers of the pods' current sandboxes (with their pods' cgroups
+    under CGROUP_PARENT, qos.py)."""
     out = []
     for bp in pods:
         sb = bp.runtime.sandbox()
         meta = bp.pod["metadata"]
+        pod_cgroup = Q.pod_cgroup(bp.pod, cgroup_parent) if cgroup_parent else ""
         for c in bp.runtime.containers:
             if c.state == "running" and (sb is None or c.sandbox_id == sb.id):
                 out.append(ST.Running(namespace=str(meta.get("namespace") or "default"),
                                       pod=str(meta["name"]), container=c.name,
                                       container_id=c.id, image=c.image,
-                                      started_at_ns=c.started_at))
+                                      started_at_ns=c.started_at, pod_cgroup=pod_cgroup))
     return out
 
 
@@ -333,7 +336,8 @@ class NodeServicer(npb_grpc.NodeServicer):
 
     async def refresh(self) -> list[BoundPod]:
         pods = await self.pods.all()
-        await self.inventory.refresh(running_of(pods))
+        await self.inventory.refresh(
+            running_of(pods, cgroup_parent=self.inventory.cgroup_parent))
         return pods
 
     async def sample(self) -> None:

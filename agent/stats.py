@@ -107,6 +107,7 @@ class Running:
     container_id: str
     image: str = ""
     started_at_ns: int = 0
+    pod_cgroup: str = ""  # the pod's cgroup (qos.py), the container's parent
 
 
 PidOf = Callable[[str], Awaitable[int]]
@@ -124,7 +125,9 @@ class Inventory:
         self._known: dict[str, ContainerInfo] = {}
         self._snapshot: list[ContainerInfo] = []
 
-    def cgroup_of(self, container_id: str, pid: int) -> str:
+    def cgroup_of(self, container_id: str, pid: int, *, pod_cgroup: str = "") -> str:
+        """From /proc/PID/cgroup; without it, where the runtime puts the container: below
+        its pod's cgroup (or the node's parent for a pod made without one)."""
         if pid > 0:
             try:
                 with open(os.path.join(self.proc_root, str(pid), "cgroup")) as f:
@@ -133,7 +136,7 @@ class Inventory:
                     return path
             except OSError:
                 pass
-        return f"{self.cgroup_parent.rstrip('/')}/{container_id}"
+        return f"{(pod_cgroup or self.cgroup_parent).rstrip('/')}/{container_id}"
 
     async def refresh(self, running: Iterable[Running]) -> None:
         known: dict[str, ContainerInfo] = {}
@@ -150,7 +153,8 @@ class Inventory:
                 info = ContainerInfo(
                     container_id=r.container_id, container=r.container, pod=r.pod,
                     namespace=r.namespace, image=r.image,
-                    cgroup_path=self.cgroup_of(r.container_id, pid), pid=pid,
+                    cgroup_path=self.cgroup_of(r.container_id, pid,
+                                               pod_cgroup=r.pod_cgroup), pid=pid,
                     started_at=r.started_at_ns / NS_PER_SECOND)
             first = (r.namespace, r.pod) not in pods_seen
             pods_seen.add((r.namespace, r.pod))

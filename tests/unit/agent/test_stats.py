@@ -92,6 +92,17 @@ async def test_inventory_finds_cgroups_and_marks_one_network_entry(tmp_path: obj
     assert [c.network for c in inv.containers()] == [True, True], "c2 now speaks for web"
 
 
+@pytest.mark.asyncio
+async def test_without_a_pid_a_container_is_placed_below_its_pods_cgroup() -> None:
+    async def no_pid(cid: str) -> int:
+        return 0
+
+    inv = ST.Inventory(pid_of=no_pid, cgroup_parent="/parent")
+    await inv.refresh([ST.Running("default", "q", "m", "c4",
+                                  pod_cgroup="/parent/besteffort/podu1")])
+    assert inv.containers()[0].cgroup_path == "/parent/besteffort/podu1/c4"
+
+
 def cgroup_v2(root: str, name: str, *, usage_usec: int, current: int, inactive: int) -> None:
     put(os.path.join(root, name, "cpu.stat"), f"usage_usec {usage_usec}\nuser_usec 1\n")
     put(os.path.join(root, name, "memory.current"), f"{current}\n")
