@@ -217,7 +217,7 @@ async def run(args: argparse.Namespace) -> None:
         facts = N.probe_host(internal_ip=ip, runtime_version=runtime_version,
                              agent_port=port)
         reg = N.NodeRegistration(api, args.node_name, facts,
-                                 lambda: runtime_readiness(cri))
+                                 lambda: runtime_readiness(cri), fs_path=args.root)
         node = await reg.register()
         lease = L.NodeLease(api, args.node_name,
                             node_uid=str((node.get("metadata") or {}).get("uid") or ""))

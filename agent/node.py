@@ -3,8 +3,17 @@
     facts = probe_host(...)            /proc/cpuinfo, /proc/meminfo, the agent's cgroup
                                        limits, uname, os-release, machine-id, boot_id
     node_object(name, facts)           metadata (labels) + spec
-    node_status(facts, ready, old)     capacity, allocatable, addresses, nodeInfo,
-                                       conditions (Ready + the pressures, all False)
+    node_status(facts, ready, old,     capacity, allocatable, addresses, nodeInfo,
+                pressure)              conditions: Ready + the pressures
+    read_pressure(fs_path)             kubelet's default hard-eviction signals, read now:
+                                       MemoryPressure  memory.available < 100Mi
+                                                       (MemFree + Inactive(file), as the
+                                                       working set leaves it)
+                                       DiskPressure    nodefs.available < 10% or
+                                                       nodefs.inodesFree < 5% (FS_PATH's
+                                                       filesystem: the agent's root)
+                                       PIDPressure     kubelet sets no default threshold:
+                                                       False (nothing is evicted either)
     NodeRegistration.register()        get-or-create the Node, then patch nodes/status
     NodeRegistration.run()             status again every 30 s and when readiness changes
 """
@@ -136,17 +145,66 @@ def _condition(kind: str, ok: bool, reason: str, message: str, now: str,
             "lastHeartbeatTime": now, "lastTransitionTime": since or now}
 
 
+@dataclass(frozen=True)
+class Pressure:
+    memory: str = ""  # why there is memory pressure ("" none)
+    disk: str = ""
+
+
+MEMORY_AVAILABLE_MIN = 100 * 1024 * 1024  # kubelet's memory.available<100Mi
+NODEFS_AVAILABLE_MIN = 0.10  # nodefs.available<10%
+NODEFS_INODES_FREE_MIN = 0.05  # nodefs.inodesFree<5%
+
+
+def memory_available(meminfo: str) -> int:
+    """Bytes available as kubelet counts them: capacity minus the working set (usage minus
+    inactive file pages), from /proc/meminfo: MemFree + Inactive(file)."""
+    fields = {}
+    for line in meminfo.splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            fields[key] = int(parts[0]) * 1024
+    return fields.get("MemFree", 0) + fields.get("Inactive(file)", 0)
+
+
+def read_pressure(fs_path: str, *, meminfo: str | None = None,
+                  statvfs: os.statvfs_result | None = None) -> Pressure:
+    """The node's pressures now (MEMINFO and STATVFS stand in for the files in tests)."""
+    available = memory_available(_read("/proc/meminfo") if meminfo is None else meminfo)
+    memory = (f"memory.available {available // (1024 * 1024)}Mi is below 100Mi"
+              if available < MEMORY_AVAILABLE_MIN else "")
+    disk = ""
+    try:
+        st = os.statvfs(fs_path) if statvfs is None else statvfs
+    except OSError:
+        st = None
+    if st is not None and st.f_blocks:
+        free = st.f_bavail / st.f_blocks
+        if free < NODEFS_AVAILABLE_MIN:
+            disk = f"nodefs.available {free:.1%} of {fs_path}'s filesystem is below 10%"
+        elif st.f_files and st.f_favail / st.f_files < NODEFS_INODES_FREE_MIN:
+            disk = (f"nodefs.inodesFree {st.f_favail / st.f_files:.1%} of {fs_path}'s "
+                    "filesystem is below 5%")
+    return Pressure(memory=memory, disk=disk)
+
+
 def node_status(facts: HostFacts, *, ready: bool, why: str = "",
-                old: dict[str, Any] | None = None) -> dict[str, Any]:
+                old: dict[str, Any] | None = None,
+                pressure: Pressure | None = None) -> dict[str, Any]:
     now = micro_time()[:19] + "Z"
     before = {c.get("type", ""): c for c in (old or {}).get("conditions") or []}
     resources = {"cpu": str(facts.cpus), "memory": f"{facts.memory // 1024}Ki",
                  "pods": str(MAX_PODS)}
+    p = pressure or Pressure()
     conditions = [
-        _condition("MemoryPressure", False, "KubeletHasSufficientMemory",
-                   "the agent has sufficient memory available", now, before),
-        _condition("DiskPressure", False, "KubeletHasNoDiskPressure",
-                   "the agent has no disk pressure", now, before),
+        _condition("MemoryPressure", bool(p.memory),
+                   "KubeletHasInsufficientMemory" if p.memory else
+                   "KubeletHasSufficientMemory",
+                   p.memory or "the agent has sufficient memory available", now, before),
+        _condition("DiskPressure", bool(p.disk),
+                   "KubeletHasDiskPressure" if p.disk else "KubeletHasNoDiskPressure",
+                   p.disk or "the agent has no disk pressure", now, before),
         _condition("PIDPressure", False, "KubeletHasSufficientPID",
                    "the agent has sufficient PID available", now, before),
         _condition("Ready", ready, "KubeletReady" if ready else "KubeletNotReady",
@@ -184,11 +242,12 @@ class Readiness(Protocol):
 
 class NodeRegistration:
     def __init__(self, api: NodeAPI, name: str, facts: HostFacts,
-                 readiness: Readiness) -> None:
+                 readiness: Readiness, *, fs_path: str = "/") -> None:
         self.api = api
         self.name = name
         self.facts = facts
         self.readiness = readiness
+        self.fs_path = fs_path  # DiskPressure: this path's filesystem (the agent's root)
         self.node: dict[str, Any] = {}
 
     async def register(self) -> dict[str, Any]:
@@ -211,7 +270,8 @@ class NodeRegistration:
     async def update_status(self) -> dict[str, Any]:
         ready, why = await self.readiness()
         status = node_status(self.facts, ready=ready, why=why,
-                             old=self.node.get("status") or {})
+                             old=self.node.get("status") or {},
+                             pressure=read_pressure(self.fs_path))
         self.node = await self.api.patch("nodes", self.name, json.dumps(
             {"status": status}).encode(), patch_type=MERGE_PATCH, subresource="status")
         return self.node
