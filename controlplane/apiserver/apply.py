@@ -21,6 +21,7 @@ Entries are {"manager", "operation": "Apply"|"Update", "apiVersion", "time",
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +30,14 @@ from controlplane.apiserver.fieldset import (
     MISSING,
     FieldSet,
     FieldSetError,
+    Nodes,
     Path,
     changed_fields,
     fields_of,
     find_item,
     path_string,
     value_at,
+    walk_fields,
 )
 from controlplane.apiserver.patch import is_set_list, json_equal, merge_key
 
@@ -161,8 +164,13 @@ def _mine(entries: list[_Entry], *, manager: str, operation: str, api_version: s
     return entry
 
 
-def _existing(obj: dict[str, Any], fields: FieldSet) -> FieldSet:
-    return FieldSet(p for p in fields if value_at(obj, p) is not MISSING)
+def _existing(obj: dict[str, Any], fields: FieldSet, nodes: Nodes | None = None) -> FieldSet:
+    """The paths of FIELDS that OBJ has; NODES (exact, from walking OBJ) answers most
+    without a look-up."""
+    known: set[Path] | frozenset[Path] = nodes.paths if nodes is not None and nodes.exact \
+        else frozenset()
+    return FieldSet._of(frozenset(p for p in fields.paths
+                                  if p in known or value_at(obj, p) is not MISSING))
 
 
 # ---- apply -----------------------------------------------------------------------------
@@ -309,10 +317,14 @@ def track_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: st
     Update entry) every field whose value it changed, which other managers lose; fields
     that no longer exist leave every entry. The entries come from OLD (NEW's are ignored,
     clients send back what they read)."""
-    result = copy.deepcopy(new)
+    # only metadata.managedFields is set below: the rest may be shared with NEW
+    result = {**new}
+    if isinstance(new.get("metadata"), dict):
+        result["metadata"] = dict(new["metadata"])
     entries = _entries(old)
-    original = _entries(old)
-    changed = changed_fields(old or {}, result, fields_of(result))
+    original = [dataclasses.replace(e) for e in entries]  # (entries' fields are replaced,
+    nodes = Nodes()                                       # never changed in place)
+    changed = changed_fields(old or {}, result, walk_fields(result, nodes), nodes)
     for e in entries:
         if not (e.manager == manager and e.operation == UPDATE):
             e.fields = e.fields - changed
@@ -321,8 +333,9 @@ def track_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: st
                       api_version=str(result.get("apiVersion") or ""), now=now)
         entry.fields |= changed
     for e in entries:
-        e.fields = _existing(result, e.fields)
-    if old is not None and _unchanged(old, result, original, entries):
+        e.fields = _existing(result, e.fields, nodes)
+    # a changed field is a change to the object (changed_fields compares as _unchanged)
+    if old is not None and not changed and _unchanged(old, result, original, entries):
         original_meta = (old.get("metadata") or {}).get("managedFields")
         _store(result, [])
         if original_meta:

@@ -3,6 +3,7 @@
 ::
 
     object ──fields_of()──► FieldSet ◄──from_fields_v1()── {"f:spec": {"f:replicas": {}}}
+           ──walk_fields(obj, Nodes())──► the same, and every path walked (look-ups spared)
                               │  | & -  (union, intersection, difference)
                               └──to_fields_v1()──► metadata.managedFields[].fieldsV1
 
@@ -46,15 +47,27 @@ class FieldSet:
     def __init__(self, paths: Iterable[Path] = ()) -> None:
         self._paths: frozenset[Path] = frozenset(tuple(p) for p in paths)
 
+    @classmethod
+    def _of(cls, paths: frozenset[Path]) -> FieldSet:
+        """A set over PATHS as they are (tuples already): no copy, no conversion."""
+        out = cls.__new__(cls)
+        out._paths = paths
+        return out
+
+    @property
+    def paths(self) -> frozenset[Path]:
+        """The paths, unordered (iterating the set sorts them)."""
+        return self._paths
+
     # -- set operations --
     def union(self, other: FieldSet) -> FieldSet:
-        return FieldSet(self._paths | other._paths)
+        return FieldSet._of(self._paths | other._paths)
 
     def intersection(self, other: FieldSet) -> FieldSet:
-        return FieldSet(self._paths & other._paths)
+        return FieldSet._of(self._paths & other._paths)
 
     def difference(self, other: FieldSet) -> FieldSet:
-        return FieldSet(self._paths - other._paths)
+        return FieldSet._of(self._paths - other._paths)
 
     __or__ = union
     __and__ = intersection
@@ -179,19 +192,42 @@ def path_string(path: Path) -> str:
 
 def fields_of(obj: Mapping[str, Any]) -> FieldSet:
     """The paths OBJ sets: its leaves and the items of its associative and set lists."""
+    return walk_fields(obj, None)
+
+
+class Nodes:
+    """What walk_fields saw besides the leaves: every path it went through, and whether
+    value_at(obj, p) finds each of them where the walk did (``exact``). That holds unless
+    an associative list has two items with the same key, or a key (or a set an item)
+    that is not a string or an integer: find_item matches by JSON equality (1.0 == 1,
+    NaN != NaN) and takes the first match."""
+
+    __slots__ = ("exact", "paths")
+
+    def __init__(self) -> None:
+        self.paths: set[Path] = set()
+        self.exact = True
+
+
+def walk_fields(obj: Mapping[str, Any], nodes: Nodes | None) -> FieldSet:
+    """fields_of(OBJ); with NODES, also collect the paths walked through into it."""
     kind = str(obj.get("kind") or "")
     out: set[Path] = set()
     for key, value in obj.items():
         if key in _UNOWNED_TOP or value is None:
             continue
         if key == "metadata" and isinstance(value, dict):
+            if nodes is not None:
+                nodes.paths.add(("f:metadata",))
             for mkey in OWNED_METADATA:
                 if value.get(mkey) is not None:
                     _walk(value[mkey], ("f:metadata", f"f:{mkey}"), field=mkey, kind=kind,
-                          out=out)
+                          out=out, nodes=nodes)
             continue
-        _walk(value, (f"f:{key}",), field=key, kind=kind, out=out)
-    return FieldSet(out)
+        _walk(value, (f"f:{key}",), field=key, kind=kind, out=out, nodes=nodes)
+    if nodes is not None:
+        nodes.paths.update(out)
+    return FieldSet._of(frozenset(out))
 
 
 def list_item_element(item: Any, *, field: str, kind: str, path: Path) -> str | None:
@@ -209,15 +245,22 @@ def list_item_element(item: Any, *, field: str, kind: str, path: Path) -> str | 
     return None
 
 
-def _walk(value: Any, path: Path, *, field: str, kind: str, out: set[Path]) -> None:
+def _walk(value: Any, path: Path, *, field: str, kind: str, out: set[Path],
+          nodes: Nodes | None = None) -> None:
     if isinstance(value, dict):
+        if nodes is not None:
+            nodes.paths.add(path)
         children = [(k, v) for k, v in value.items() if v is not None]
         if not children:
             out.add(path)
         for k, v in children:
-            _walk(v, (*path, f"f:{k}"), field=k, kind=kind, out=out)
+            _walk(v, (*path, f"f:{k}"), field=k, kind=kind, out=out, nodes=nodes)
         return
     if isinstance(value, list) and value and (merge_key(kind, field) or is_set_list(field)):
+        if nodes is not None:
+            nodes.paths.add(path)
+            if nodes.exact:
+                nodes.exact = _plain_items(value, merge_key(kind, field))
         for item in value:
             element = list_item_element(item, field=field, kind=kind, path=path)
             assert element is not None
@@ -225,9 +268,27 @@ def _walk(value: Any, path: Path, *, field: str, kind: str, out: set[Path]) -> N
             if isinstance(item, dict):
                 for k, v in item.items():
                     if v is not None:
-                        _walk(v, (*path, element, f"f:{k}"), field=k, kind=kind, out=out)
+                        _walk(v, (*path, element, f"f:{k}"), field=k, kind=kind, out=out,
+                              nodes=nodes)
         return
     out.add(path)
+
+
+def _plain_items(items: list[Any], key: str | None) -> bool:
+    """Every item's KEY (KEY None: every item of a set) a string or an integer (or a
+    boolean); for KEY, no two the same."""
+    seen: set[tuple[type, Any]] = set()
+    for item in items:
+        value = item.get(key) if key is not None and isinstance(item, dict) else item
+        if key is not None and not isinstance(item, dict):
+            return False
+        if type(value) not in (str, int, bool):
+            return False
+        if key is not None:
+            if (type(value), value) in seen:
+                return False
+            seen.add((type(value), value))
+    return True
 
 
 # ---- reading an object at a path -------------------------------------------------------
@@ -278,14 +339,42 @@ def value_at(obj: Any, path: Path) -> Any:
     return node
 
 
-def changed_fields(old: Any, new: Any, candidates: FieldSet) -> FieldSet:
-    """The paths of CANDIDATES whose value in NEW differs from OLD (or is new)."""
+def changed_fields(old: Any, new: Any, candidates: FieldSet,
+                   nodes: Nodes | None = None) -> FieldSet:
+    """The paths of CANDIDATES whose value in NEW differs from OLD (or is new).
+
+    A path under a top-level field (or a metadata field) equal in OLD and NEW cannot
+    have changed: those are not looked at one by one (a status write leaves the spec).
+    NODES (exact, from walking NEW) tells which paths NEW has without a look-up."""
+    same_top, same_meta = _equal_roots(old, new)
+    known: set[Path] | frozenset[Path] = nodes.paths if nodes is not None and nodes.exact \
+        else frozenset()
     out = []
-    for path in candidates:
-        after = value_at(new, path)
-        if after is MISSING:
+    for path in candidates.paths:
+        if path[0] in same_top or (len(path) > 1 and path[1] in same_meta
+                                   and path[0] == "f:metadata"):
             continue
         before = value_at(old, path)
-        if before is MISSING or not json_equal(before, after):
+        if before is MISSING:
+            if path in known or value_at(new, path) is not MISSING:
+                out.append(path)
+            continue
+        after = value_at(new, path)
+        if after is not MISSING and not json_equal(before, after):
             out.append(path)
-    return FieldSet(out)
+    return FieldSet._of(frozenset(out))
+
+
+def _equal_roots(old: Any, new: Any) -> tuple[set[str], set[str]]:
+    """The elements f:<key> of the top-level fields, and of the metadata fields, whose
+    values are equal in OLD and NEW (JSON equality, as changed_fields compares)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return set(), set()
+    top = {f"f:{k}" for k, v in new.items()
+           if k != "metadata" and k in old and json_equal(old[k], v)}
+    meta: set[str] = set()
+    old_meta, new_meta = old.get("metadata"), new.get("metadata")
+    if isinstance(old_meta, dict) and isinstance(new_meta, dict):
+        meta = {f"f:{k}" for k in OWNED_METADATA
+                if k in new_meta and k in old_meta and json_equal(old_meta[k], new_meta[k])}
+    return top, meta
