@@ -76,7 +76,9 @@ def _condition(conds: list[Obj], ctype: str) -> Obj | None:
 
 def _set_condition(conds: list[Obj], new: Obj, now: float) -> list[Obj]:
     """Kubernetes' SetDeploymentCondition: lastTransitionTime moves only when the status
-    changes; an identical status and reason keeps the old transition time."""
+    changes; an identical status and reason keeps the old transition time. A condition
+    that comes out as it was stays where it was (Kubernetes returns early then): moving
+    it to the end would be a status change, and a write, with nothing changed."""
     old = _condition(conds, new["type"])
     stamp = pu.rfc3339(now)
     new = {**new, "lastUpdateTime": new.get("lastUpdateTime") or stamp,
@@ -87,6 +89,8 @@ def _set_condition(conds: list[Obj], new: Obj, now: float) -> list[Obj]:
                 "message") and "keep_update" in new:
             new["lastUpdateTime"] = old.get("lastUpdateTime") or stamp
     new.pop("keep_update", None)
+    if new == old:
+        return conds
     return [c for c in conds if c.get("type") != new["type"]] + [new]
 
 

@@ -211,3 +211,37 @@ def test_progress_deadline(since: float, reason: str, requeue: bool) -> None:
         assert p.requeue_after == pytest.approx(since + 600 - NOW + 1)
     else:
         assert conds["Progressing"]["status"] == "False"
+
+
+ROLLING = [rs("v1", spec=3, revision=1), rs("v2", spec=2, available=0, status=2, revision=2)]
+
+
+@pytest.mark.parametrize(("d", "rses"), [
+    pytest.param(deploy(4, surge=1, unavailable=1), ROLLING, id="mid-rollout"),
+    pytest.param(deploy(4), [rs("v2", spec=4, revision=2)], id="complete"),
+    pytest.param(deploy(4, paused=True), [rs("v2", spec=4, revision=2)], id="paused"),
+    pytest.param(deploy(4), [rs("v2", spec=4, available=1, revision=2)],
+                 id="unavailable"),
+])
+def test_a_sync_with_nothing_changed_leaves_the_status_as_written(d: Obj,
+                                                                   rses: list[Obj]) -> None:
+    """The status a sync wrote comes back (the Deployment's own update event): the next
+    sync must compute the very same status, conditions in the same order, or it writes
+    again with nothing changed (and that write comes back too)."""
+    first = plan(d, rses, pods_per_rs={}, now=NOW).status
+    again = plan({**d, "status": first}, rses, pods_per_rs={}, now=NOW + 5).status
+    assert again == first
+    assert [c["type"] for c in again["conditions"]] == \
+        [c["type"] for c in first["conditions"]]
+
+
+def test_progress_still_moves_the_status_and_its_update_time() -> None:
+    d = deploy(4, surge=1, unavailable=1)
+    first = plan(d, ROLLING, pods_per_rs={}, now=NOW).status
+    ready = [ROLLING[0], rs("v2", spec=2, available=1, status=2, revision=2)]
+    later = plan({**d, "status": first}, ready, pods_per_rs={}, now=NOW + 5).status
+    assert later != first
+    assert later["availableReplicas"] == first["availableReplicas"] + 1
+    conds = {c["type"]: c for c in later["conditions"]}
+    assert conds["Progressing"]["lastUpdateTime"] == pu.rfc3339(NOW + 5)
+    assert conds["Progressing"]["lastTransitionTime"] == pu.rfc3339(NOW)
