@@ -54,7 +54,9 @@ from controlplane.storage import (
     TxnFailed,
     Unavailable,
     Write,
+    keys,
 )
+from controlplane.storage.etcd import RETRY, Outcome, PendingWrite, WriteBatcher
 from controlplane.storage.forwarding import CommitWrites
 
 LEADER_PREFIX = "/corral/leader/"
@@ -79,6 +81,9 @@ class TermStore(CommitWrites):
                          is sent again under the next fence (a Fenced txn wrote nothing,
                          and each write keeps its own compare-and-swap conditions)
         depose()      ─► every waiting and later write fails with Fenced
+    Single creates and updates share commits (etcd.WriteBatcher: group commit): those
+    that arrive while one is out go together in the next, as the API server's own writes
+    do; a write that fails its own condition fails alone, the others go out again.
     Reads, watches and leases pass through to the inner store."""
 
     def __init__(self, inner: Store, *, hold_limit: float = 30.0) -> None:
@@ -88,6 +93,7 @@ class TermStore(CommitWrites):
         self._open = False
         self._deposed = False
         self._hold_limit = hold_limit
+        self._batcher = WriteBatcher(self._send_batch)
 
     def _notify(self) -> None:
         async def wake() -> None:
@@ -123,6 +129,25 @@ class TermStore(CommitWrites):
         if self._deposed or not self._open or self.fence is None or self.fence == stale:
             raise self._refused(self.fence)
         return self.fence
+
+    async def create(self, key: str, value: bytes) -> int:
+        keys.check_size(key, value)  # fails alone, not the commit it would share
+        return await self._batcher.write(key, value, 0)
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        keys.check_size(key, value)
+        return await self._batcher.write(key, value, expected_revision)
+
+    async def _send_batch(self, batch: Sequence[PendingWrite],
+                          ) -> list[Outcome]:
+        """BATCH as one fenced commit: every write's revision, or which failed (their
+        errors) and which only shared the commit with them (to be sent again)."""
+        try:
+            revision = await self.commit([Write(w.key, w.value, w.expected_revision)
+                                          for w in batch])
+        except TxnFailed as err:
+            return [err.failures.get(w.key, RETRY) for w in batch]
+        return [revision] * len(batch)
 
     async def commit(self, writes: Sequence[Write], *, fence: Fence | None = None) -> int:
         if fence is not None:

@@ -189,7 +189,9 @@ class PendingWrite:
         return 3 * len(self.key) + len(self.value) + 64
 
 
-Sender = Callable[[Sequence[PendingWrite]], Awaitable[list["int | StorageError | _Retry"]]]
+# what a Sender reports for each write of a batch: its revision, its own error, or RETRY
+Outcome = int | StorageError | _Retry
+Sender = Callable[[Sequence[PendingWrite]], Awaitable[list[Outcome]]]
 
 
 class WriteBatcher:
