@@ -5,7 +5,9 @@
             ─► Store.create (fails if the key exists)
     update  ─► resourceVersion given: one compare-and-swap at it (Conflict names the
                current version; no read when this process wrote that very version);
-               none: read-modify-write until it lands
+               none: read-modify-write until it lands (starting from this process's
+               last read of the object, if it has not written it since: the auth
+               gate's read of a node's pod serves the node's status patch)
             ─► immutable fields, server-owned parts carried over, generation bumped
     patch / apply ─► read, compute the new object, then update at the read revision,
                retried on Conflict (a patch applies to whatever is current)
@@ -47,6 +49,7 @@ from controlplane.storage import keys, pagination
 from controlplane.storage.interface import Store
 
 WRITTEN_CACHE = 4096  # objects whose last write this process remembers
+READ_CACHE = 1024  # objects whose last read this process remembers (for the next write)
 _NS_PREFIX = keys.list_prefix("namespaces")
 
 
@@ -66,8 +69,14 @@ class ObjectService:
         # revision never changes, so this cannot be stale, only absent)
         self._written: collections.OrderedDict[str, tuple[int, bytes]] = \
             collections.OrderedDict()
+        # key -> (mod revision, value) of objects this process read and has not written
+        # since: the next write without a resourceVersion (a node's status patch, read
+        # just before by the auth gate) starts from it instead of reading again, once
+        self._read_last: collections.OrderedDict[str, tuple[int, bytes]] = \
+            collections.OrderedDict()
 
     def _remember(self, key: str, revision: int, value: bytes) -> None:
+        self._read_last.pop(key, None)  # older than what was just written
         self._written[key] = (revision, value)
         self._written.move_to_end(key)
         if key.startswith(_NS_PREFIX):
@@ -114,9 +123,14 @@ class ObjectService:
             raise storage_error(err, res, name, namespace) from None
 
     async def _read(self, res: Resource, namespace: str, name: str) -> tuple[Obj, int]:
-        value, rev = await self._call(res, name, namespace,
-                                      self.store.get(self._key(res, namespace, name)))
+        key = self._key(res, namespace, name)
+        value, rev = await self._call(res, name, namespace, self.store.get(key))
+        self._read_last[key] = (rev, value)
+        self._read_last.move_to_end(key)
+        if len(self._read_last) > READ_CACHE:
+            self._read_last.popitem(last=False)
         return decode(value, rev), rev
+
 
     async def namespace_usable(self, namespace: str) -> None:
         """NotFound unless the namespace exists; Forbidden while it is being deleted. Asks
@@ -358,32 +372,37 @@ class ObjectService:
         client's resourceVersion) pins the version it may change."""
         key = self._key(res, namespace, name)
         for attempt in range(UPDATE_RETRIES):
-            known = self._written.get(key) if expected and not attempt else None
-            if known is not None and known[0] == expected:
-                # this process wrote the version the client read: skip the etcd read (the
-                # compare-and-swap below still fails if the key has moved on since)
-                rev = expected
-                current = decode(known[1], rev)
-            else:
+            guessed = False
+            if attempt:
                 current, rev = await self._read(res, namespace, name)
+            elif expected:
+                known = self._written.get(key)
+                if known is not None and known[0] == expected:
+                    # this process wrote the version the client read: skip the etcd read
+                    # (the compare-and-swap below still fails if the key has moved on)
+                    rev = expected
+                    current = decode(known[1], rev)
+                else:
+                    current, rev = await self._read(res, namespace, name)
+            else:
+                guess = None if dry_run else self._read_last.pop(key, None)
+                if guess is not None:  # decided on a guess: what is stored decides
+                    rev, current, guessed = guess[0], decode(guess[1], guess[0]), True
+                else:  # (refusals, no-ops and dry runs are decided on a fresh read)
+                    current, rev = await self._read(res, namespace, name)
             if expected and rev != expected:
                 raise e.conflict(res.kind, name, current=rev)
-            desired = change(jsoncodec.copy(current))
-            if not isinstance(desired, dict) or not isinstance(desired.get("metadata"), dict):
-                raise e.invalid(res.kind, name, [("metadata", "must be an object")])
-            new_name = desired["metadata"].setdefault("name", name)
-            if new_name != name:
-                raise e.invalid(res.kind, name, [("metadata.name", admission.IMMUTABLE)])
-            desired = admission.carry_over(res, current, desired, subresource=subresource)
-            desired = self._admit(res, desired, namespace=namespace)
-            problems = admission.check_update(res, current, desired, subresource=subresource)
-            if problems:
-                raise e.invalid(res.kind, name, problems)
-            deletion.check_no_new_finalizers(res, name, current, desired)
-            if field_manager and tracked:
-                desired = _track(current, desired, manager=field_manager,
-                                                 now=rfc3339(self.clock()))
+            try:
+                desired = self._changed(res, current, change, namespace=namespace,
+                                        name=name, subresource=subresource,
+                                        field_manager=field_manager if tracked else "")
+            except Exception:
+                if guessed:
+                    continue
+                raise
             if same(current, desired):
+                if guessed:
+                    continue
                 return current
             if dry_run:
                 return desired
@@ -400,11 +419,33 @@ class ObjectService:
                     raise e.conflict(res.kind, name, current=err.current_revision) from None
                 continue
             except se.StorageError as err:
+                if guessed and not isinstance(err, se.Unavailable):
+                    continue  # (gone, too large...: as what is stored says)
                 raise storage_error(err, res, name, namespace) from None
             desired["metadata"]["resourceVersion"] = str(new_rev)  # (_track made a copy)
             return desired
         raise e.conflict(res.kind, name, current=0,
                          problem=f"gave up after {UPDATE_RETRIES} conflicting writes")
+
+    def _changed(self, res: Resource, current: Obj, change: Callable[[Obj], Obj], *,
+                 namespace: str, name: str, subresource: str, field_manager: str) -> Obj:
+        """CHANGE applied to (a copy of) CURRENT, admitted as an update of it."""
+        desired = change(jsoncodec.copy(current))
+        if not isinstance(desired, dict) or not isinstance(desired.get("metadata"), dict):
+            raise e.invalid(res.kind, name, [("metadata", "must be an object")])
+        new_name = desired["metadata"].setdefault("name", name)
+        if new_name != name:
+            raise e.invalid(res.kind, name, [("metadata.name", admission.IMMUTABLE)])
+        desired = admission.carry_over(res, current, desired, subresource=subresource)
+        desired = self._admit(res, desired, namespace=namespace)
+        problems = admission.check_update(res, current, desired, subresource=subresource)
+        if problems:
+            raise e.invalid(res.kind, name, problems)
+        deletion.check_no_new_finalizers(res, name, current, desired)
+        if field_manager:
+            desired = _track(current, desired, manager=field_manager,
+                             now=rfc3339(self.clock()))
+        return desired
 
     async def patch(self, res: Resource, *, namespace: str = "", name: str,
                     patch: bytes, patch_type: str, subresource: str = "",

@@ -49,7 +49,15 @@ class Cached:
     prev: Obj | None
 
 
-def cached(ev: Any, res: Resource) -> Cached:
+Latest = collections.OrderedDict[str, tuple[bytes, Obj]]
+
+
+def cached(ev: Any, res: Resource, latest: Latest | None = None) -> Cached:
+    """EV decoded (and encoded with its resourceVersion) once for every watcher. LATEST
+    (key -> the value of its last change, decoded) spares decoding the value before
+    the change when it is the one the cache last saw for the key: that copy only serves
+    to match selectors, and the two differ only in metadata.resourceVersion, which no
+    selector can name. LATEST is updated with EV and keeps at most RING keys."""
     if ev.type is EventType.BOOKMARK:
         obj: Obj = {"apiVersion": res.api_version, "kind": res.kind,
                     "metadata": {"resourceVersion": str(ev.revision)}}
@@ -57,7 +65,19 @@ def cached(ev: Any, res: Resource) -> Cached:
     obj = jsoncodec.loads(ev.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(ev.revision)
     raw = jsoncodec.dumps(obj)
-    prev = jsoncodec.loads(ev.prev_value) if ev.prev_value is not None else None
+    prev: Obj | None = None
+    if ev.prev_value is not None:
+        seen = latest.get(ev.key) if latest is not None else None
+        prev = seen[1] if seen is not None and seen[0] == ev.prev_value else \
+            jsoncodec.loads(ev.prev_value)
+    if latest is not None:
+        if ev.type is EventType.DELETED:
+            latest.pop(ev.key, None)
+        else:
+            latest[ev.key] = (ev.value, obj)
+            latest.move_to_end(ev.key)
+            if len(latest) > RING:
+                latest.popitem(last=False)
     return Cached(ev.type.value, ev.revision, ev.key, obj, raw, prev)
 
 
@@ -127,6 +147,7 @@ class WatchCache:
         self.prefix = keys.list_prefix(res.name)
         self.bookmark_interval = bookmark_interval
         self.ring: collections.deque[Cached] = collections.deque(maxlen=RING)
+        self.latest: Latest = collections.OrderedDict()  # see cached()
         self.watchers: set[_Watcher] = set()
         self.revision = 0  # everything up to here has been seen
         self._task: asyncio.Task[None] | None = None
@@ -152,12 +173,13 @@ class WatchCache:
                 if not self.revision:
                     self.revision = await self.store.current_revision()
                     self.ring.clear()
+                    self.latest.clear()
                 self._ready.set()
                 stream = self.store.watch(self.prefix, from_revision=self.revision,
                                           bookmark_interval=self.bookmark_interval)
                 try:
                     async for ev in stream:
-                        c = cached(ev, self.res)
+                        c = cached(ev, self.res, self.latest)
                         if c.type != "BOOKMARK":
                             self.ring.append(c)
                         self.revision = max(self.revision, c.revision)

@@ -4,6 +4,7 @@ old revisions served by the store (and Gone after compaction)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -141,3 +142,40 @@ async def test_old_revision_goes_to_the_store_and_may_be_gone(svc: ObjectService
     with pytest.raises(e.APIError) as info:
         await take(svc.watch(CMS, resource_version=str(old_rv - 1)), 1)
     assert info.value.reason is e.Reason.GONE
+
+
+def _ev(kind: str, key: str, value: bytes, revision: int,
+        prev: bytes | None = None) -> Any:
+    from controlplane.storage.interface import Event, EventType
+    return Event(EventType(kind), key, value, revision, prev)
+
+
+@pytest.mark.parametrize(("prev_bytes", "reused"), [
+    pytest.param(b'{"metadata":{"labels":{"a":"1"}}}', True, id="the-last-value-seen"),
+    pytest.param(b'{"metadata":{"labels":{"a":"0"}}}', False, id="a-change-not-seen"),
+])
+async def test_the_value_before_a_change_is_decoded_only_when_not_seen(
+        prev_bytes: bytes, reused: bool) -> None:
+    latest: watchcache.Latest = collections.OrderedDict()
+    first = watchcache.cached(_ev("ADDED", "/registry/configmaps/a/x",
+                                  b'{"metadata":{"labels":{"a":"1"}}}', 5), CMS, latest)
+    second = watchcache.cached(_ev("MODIFIED", "/registry/configmaps/a/x",
+                                   b'{"metadata":{"labels":{"a":"2"}}}', 7, prev_bytes),
+                               CMS, latest)
+    assert (second.prev is first.obj) is reused
+    assert second.prev is not None
+    assert second.prev["metadata"]["labels"] == {"a": "1" if reused else "0"}
+    gone = watchcache.cached(_ev("DELETED", "/registry/configmaps/a/x",
+                                 b'{"metadata":{"labels":{"a":"2"}}}', 8,
+                                 b'{"metadata":{"labels":{"a":"2"}}}'), CMS, latest)
+    assert gone.prev is second.obj and "/registry/configmaps/a/x" not in latest
+
+
+async def test_the_latest_values_are_bounded() -> None:
+    latest: watchcache.Latest = collections.OrderedDict()
+    for i in range(watchcache.RING + 5):
+        watchcache.cached(_ev("ADDED", f"/registry/configmaps/a/c{i}", b"{}", i + 2), CMS,
+                          latest)
+    assert len(latest) == watchcache.RING
+    assert "/registry/configmaps/a/c0" not in latest
+    assert f"/registry/configmaps/a/c{watchcache.RING + 4}" in latest
