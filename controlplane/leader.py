@@ -16,7 +16,8 @@
             └──── cancelled      ─► cancel work, revoke the lease, re-raise
 
 Keeping the lease renewed (the rules, and the thread they may run on) is
-controlplane.leaderlease's; its names are re-exported here.
+controlplane.leaderlease's: Timing, Lost, Renewal, keep_leading and RenewalThread are
+imported from there.
 
 A standby leads within lease_duration of the leader's last renewal (plus etcd's 0.5 s
 expiry check and a watch round trip). Work writes through `FencedStore`/`TermStore`: each
@@ -34,15 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from controlplane.leaderlease import (
-    MAX_LOOP_STALL,
-    Lost,
-    Renewal,
-    RenewalThread,
-    Timing,
-    keep_leading,
-    scaled,
-)
+from controlplane.leaderlease import Lost, RenewalThread, Timing, keep_leading, scaled
 from controlplane.storage import (
     EventType,
     Fence,
@@ -65,11 +58,6 @@ RETRY_SECONDS = 0.5  # campaign retries while etcd is unavailable
 log = logging.getLogger(__name__)
 Work = Callable[[Fence], Coroutine[Any, Any, None]]
 
-# Timing, Lost, Renewal, keep_leading, RenewalThread, scaled and MAX_LOOP_STALL live in
-# controlplane.leaderlease and are re-exported here, where callers have always found them.
-__all__ = ["LEADER_PREFIX", "MAX_LOOP_STALL", "Lost", "Renewal", "RenewalThread", "TermStore",
-           "Timing", "Work", "campaign", "current_leader", "keep_leading", "leader_key",
-           "run_when_leader", "scaled"]
 
 
 class TermStore(CommitWrites):

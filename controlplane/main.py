@@ -29,7 +29,7 @@ from controlplane.storage import compaction
 from controlplane.storage.errors import StorageError
 
 if TYPE_CHECKING:
-    from controlplane.leader import Timing
+    from controlplane.leaderlease import Timing
 
 PRIMARY_ENV = "CORRAL_PRIMARY_PID"  # set for --workers processes: whose death ends them
 
@@ -98,7 +98,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def leader_timing(p: argparse.ArgumentParser, args: argparse.Namespace) -> Timing:
     """The --leader-elect-* durations, checked as kube-controller-manager does."""
-    from controlplane.leader import Timing
+    from controlplane.leaderlease import Timing
 
     seconds = {}
     for name in ("lease_duration", "renew_deadline", "retry_period"):

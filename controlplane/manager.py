@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.apiserver.objects import ObjectService
-from controlplane.leader import TermStore, Timing, run_when_leader
+from controlplane.leader import TermStore, run_when_leader
+from controlplane.leaderlease import Timing
 from controlplane.local import LocalClient
 from controlplane.storage import Fence, Store
 

@@ -39,7 +39,7 @@ from controlplane.apiserver import metrics
 from controlplane.apiserver.objects import ObjectService
 from controlplane.apiserver.resources import RESOURCES
 from controlplane.apiserver.service import APIServicer, Gate
-from controlplane.leader import Timing
+from controlplane.leaderlease import Timing
 from controlplane.storage import EtcdStore, Store, compaction
 from controlplane.storage.encryption import EncryptingStore, EncryptionConfig
 from controlplane.storage.errors import InvalidArgument

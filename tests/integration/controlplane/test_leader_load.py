@@ -9,7 +9,7 @@ import time
 import pytest
 
 from controlplane import leader
-from controlplane.leader import Timing
+from controlplane.leaderlease import Timing
 from controlplane.storage import EtcdStore, Fence, FencedStore
 
 pytestmark = pytest.mark.asyncio

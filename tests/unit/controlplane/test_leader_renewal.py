@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from controlplane import leader
-from controlplane.leader import Lost, Renewal, TermStore, Timing
+from controlplane import leader, leaderlease
+from controlplane.leader import TermStore
+from controlplane.leaderlease import Lost, Renewal, Timing
 from controlplane.storage import Fence, Fenced, InMemoryStore, NotFound, Unavailable
 
 T = Timing(lease_duration=10, renew_deadline=8, retry_period=2)
@@ -96,7 +97,7 @@ SHORT = Timing(lease_duration=2, renew_deadline=1.6, retry_period=0.4)
 @pytest.mark.asyncio
 async def test_slow_renewals_that_succeed_within_the_ttl_keep_the_lead() -> None:
     store = Scripted(delay=1.2)  # 3 retry periods, above the old 2 s-style deadlines' share
-    keeper = asyncio.create_task(leader.keep_leading(
+    keeper = asyncio.create_task(leaderlease.keep_leading(
         store, lease=1, timing=SHORT, granted=time.monotonic()))
     await asyncio.sleep(3 * SHORT.lease_duration)
     assert not keeper.done()
@@ -116,7 +117,7 @@ async def test_slow_renewals_that_succeed_within_the_ttl_keep_the_lead() -> None
 @pytest.mark.asyncio
 async def test_lost(store: Scripted, want: Lost, within: float) -> None:
     start = time.monotonic()
-    got = await asyncio.wait_for(leader.keep_leading(
+    got = await asyncio.wait_for(leaderlease.keep_leading(
         store, lease=1, timing=SHORT, granted=start), 5)
     took = time.monotonic() - start
     assert got is want
@@ -126,7 +127,7 @@ async def test_lost(store: Scripted, want: Lost, within: float) -> None:
 @pytest.mark.asyncio
 async def test_a_stalled_main_loop_lets_the_lease_go() -> None:
     start = time.monotonic()
-    got = await asyncio.wait_for(leader.keep_leading(
+    got = await asyncio.wait_for(leaderlease.keep_leading(
         Scripted(), lease=1, timing=SHORT, granted=start,
         alive=lambda now: now - start < 0.5), 3)
     assert got is Lost.STALLED
@@ -228,7 +229,7 @@ async def test_the_renewal_thread_renews_while_the_main_loop_is_blocked() -> Non
         made.append(Scripted())
         return made[-1]
 
-    renewer = leader.RenewalThread(factory, lease=1, timing=SHORT, granted=time.monotonic())
+    renewer = leaderlease.RenewalThread(factory, lease=1, timing=SHORT, granted=time.monotonic())
     waiting = asyncio.create_task(renewer.wait())
     await asyncio.sleep(0.1)
     time.sleep(2 * SHORT.lease_duration)  # the main loop does nothing at all meanwhile
@@ -241,14 +242,14 @@ async def test_the_renewal_thread_renews_while_the_main_loop_is_blocked() -> Non
 
 @pytest.mark.asyncio
 async def test_the_renewal_thread_reports_a_lost_lease() -> None:
-    renewer = leader.RenewalThread(lambda: Scripted(error=NotFound("lease 1")), lease=1,
+    renewer = leaderlease.RenewalThread(lambda: Scripted(error=NotFound("lease 1")), lease=1,
                                    timing=SHORT, granted=time.monotonic())
     assert await asyncio.wait_for(renewer.wait(), 3) is Lost.GONE
 
 
 @pytest.mark.asyncio
 async def test_the_renewal_thread_lets_go_of_a_stalled_loop() -> None:
-    renewer = leader.RenewalThread(Scripted, lease=1, timing=SHORT,
+    renewer = leaderlease.RenewalThread(Scripted, lease=1, timing=SHORT,
                                    granted=time.monotonic(), stall_limit=0.5)
     waiting = asyncio.create_task(renewer.wait())
     await asyncio.sleep(0.1)
