@@ -397,6 +397,8 @@ def write_bundle(bundle_dir: str, spec: dict[str, Any]) -> str:
     os.makedirs(bundle_dir, exist_ok=True)
     path = os.path.join(bundle_dir, "config.json")
     with open(path + ".tmp", "w") as f:
-        json.dump(spec, f, indent=1)
+        # compact, as containerd writes it; one call of the C encoder (json.dump, and any
+        # indent, encode in Python: ~0.4 ms for a spec with the default seccomp profile)
+        f.write(json.dumps(spec))
     os.replace(path + ".tmp", path)
     return bundle_dir

@@ -276,7 +276,7 @@ class SandboxManager:
         raw = asdict(sb)
         raw["state"] = sb.state.value
         with open(path + ".tmp", "w") as f:
-            json.dump(raw, f)
+            f.write(json.dumps(raw))
         os.replace(path + ".tmp", path)
         with self._lock:
             self._tenant(sb.tenant)[sb.id] = sb

@@ -246,7 +246,7 @@ class TaskManager:
             bundle = os.path.join(tdir, "bundle")
             os.makedirs(bundle)
             with open(os.path.join(bundle, "config.json"), "w") as f:
-                json.dump(spec, f)
+                f.write(json.dumps(spec))
             ctl = cgroup_controller_dirs(container_id=container_id,
                                          cgroups_path=linux["cgroupsPath"])
             log_path = os.path.abspath(log_path or os.path.join(tdir, "container.log"))
@@ -254,7 +254,7 @@ class TaskManager:
                    "log_path": log_path, "cgroups": ctl, "created_at_ns": time.time_ns(),
                    "stdio": io}
             with open(os.path.join(tdir, TASK), "w") as f:
-                json.dump(rec, f)
+                f.write(json.dumps(rec))
             runtime_root = os.path.join(self.state_dir, "runtime", runtime)
             os.makedirs(runtime_root, exist_ok=True)
             pid = launch(state_dir=tdir, python=self.python, forkserver=self.forkserver,

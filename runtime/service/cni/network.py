@@ -237,7 +237,7 @@ class Network:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump(entry, f)
+                f.write(json.dumps(entry))
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)

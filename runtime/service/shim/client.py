@@ -160,7 +160,7 @@ def launch(*, state_dir: str, spec: dict[str, Any], python: str | None = None,
     """Start the shim of the task in STATE_DIR; returns the container's init pid.
     With FORKSERVER the shim is forked from it, else started as a fresh interpreter."""
     with open(os.path.join(state_dir, P.SPEC), "w") as f:
-        json.dump(spec, f)
+        f.write(json.dumps(spec))
     r, w = os.pipe()
     proc: subprocess.Popen[bytes] | None = None
     try:

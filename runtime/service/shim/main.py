@@ -304,7 +304,7 @@ class Shim:
         proc_file = f"exec-{n}.json"
         pid_file = f"exec-{n}.pid"
         with open(proc_file, "w") as f:
-            json.dump(req["process"], f)
+            f.write(json.dumps(req["process"]))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)

@@ -274,12 +274,13 @@ def test_run_writes_the_record_twice(tmp_path: Any, monkeypatch: pytest.MonkeyPa
     memory only, yet a restarted daemon reads everything back."""
     m, net, pause, holder = manager4(tmp_path, drop_infra=True)
     written: list[str] = []
-    real = S.json.dump
+    real = S.json.dumps
 
-    def dump(obj: Any, f: Any, **kw: Any) -> None:
-        written.append(obj["state"])
-        real(obj, f, **kw)
-    monkeypatch.setattr(S.json, "dump", dump)
+    def dumps(obj: Any, **kw: Any) -> str:
+        if isinstance(obj, dict) and "state" in obj and "id" in obj:  # a sandbox record
+            written.append(obj["state"])
+        return real(obj, **kw)
+    monkeypatch.setattr(S.json, "dumps", dumps)
     sb = m.run("k8s.io", spec())
     assert written == ["created", "ready"]
     again = SandboxManager(str(tmp_path), network=net, pause=pause, holder=holder)
