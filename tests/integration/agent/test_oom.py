@@ -6,30 +6,16 @@ Never)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.integration.agent import test_agent as agent_test
 from tests.integration.agent.test_agent import Agent, make_pod, status_of, until
-from tests.integration.runtime.service.test_runtimed import Runtimed
 from tests.support.controlplane import ControlPlane
 
-# the real etcd, controlplane, runtimed of test_agent.py
-etcd, registry, busybox, cp, rtd = (agent_test.etcd, agent_test.registry,
-                                    agent_test.busybox, agent_test.cp, agent_test.rtd)
-
-
-@pytest.fixture
-def agent(cp: ControlPlane, rtd: Runtimed) -> Iterator[Agent]:
-    a = Agent(cp, rtd, f"node-{os.urandom(3).hex()}")
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
+# the real etcd, controlplane, runtimed and agent of test_agent.py
+etcd, registry, busybox, cp, rtd, agent = (agent_test.etcd, agent_test.registry,
+                                           agent_test.busybox, agent_test.cp, agent_test.rtd,
+                                           agent_test.agent)
 
 
 def test_a_container_over_its_memory_limit_is_oomkilled(cp: ControlPlane, agent: Agent,
