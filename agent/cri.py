@@ -31,6 +31,7 @@ INIT_LABEL = "corral.io/init-container"
 CPU_PERIOD = 100_000  # microseconds, CFS default
 MIN_SHARES = 2  # kubelet: a container with no cpu request gets 2 shares
 MAX_SHARES = 262_144
+MIN_QUOTA = 1_000  # microseconds: kubelet's MinQuotaPeriod
 
 
 class ConfigError(ValueError):
@@ -170,15 +171,24 @@ def _bytes(value: Any) -> int:
     return quantity.parse(value).value() if value is not None else 0
 
 
+def milli_to_shares(milli: int) -> int:
+    """kubelet's MilliCPUToShares: 1024 per CPU, at least 2, at most 262144."""
+    if milli == 0:
+        return MIN_SHARES
+    return min(MAX_SHARES, max(MIN_SHARES, milli * 1024 // 1000))
+
+
+def milli_to_quota(milli: int, period: int = CPU_PERIOD) -> int:
+    """kubelet's MilliCPUToQuota: 0 (no limit) or at least 1 ms per period."""
+    return 0 if milli == 0 else max(MIN_QUOTA, milli * period // 1000)
+
+
 def linux_resources(container: Mapping[str, Any]) -> pb.LinuxContainerResources:
     """cpu request -> shares, cpu limit -> CFS quota, memory limit -> bytes (kubelet's)."""
     res = container.get("resources") or {}
     requests, limits = res.get("requests") or {}, res.get("limits") or {}
-    cpu_request = _milli(requests.get("cpu", limits.get("cpu")))
-    shares = MIN_SHARES if cpu_request == 0 else \
-        min(MAX_SHARES, max(MIN_SHARES, cpu_request * 1024 // 1000))
-    cpu_limit = _milli(limits.get("cpu"))
-    quota = max(1000, cpu_limit * CPU_PERIOD // 1000) if cpu_limit else 0
+    shares = milli_to_shares(_milli(requests.get("cpu", limits.get("cpu"))))
+    quota = milli_to_quota(_milli(limits.get("cpu")))
     return pb.LinuxContainerResources(
         cpu_shares=shares, cpu_quota=quota, cpu_period=CPU_PERIOD if quota else 0,
         memory_limit_in_bytes=_bytes(limits.get("memory")))

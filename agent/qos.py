@@ -34,7 +34,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.cri import CPU_PERIOD, MAX_SHARES, MIN_SHARES
+from agent.cri import CPU_PERIOD, MAX_SHARES, MIN_SHARES, milli_to_quota, milli_to_shares
 from agent.status import qos_class
 from api import quantity
 
@@ -42,7 +42,6 @@ log = logging.getLogger("agent.qos")
 
 GUARANTEED, BURSTABLE, BESTEFFORT = "Guaranteed", "Burstable", "BestEffort"
 TIERS = {GUARANTEED: "", BURSTABLE: "burstable", BESTEFFORT: "besteffort"}
-MIN_QUOTA = 1_000  # microseconds: kubelet's MinQuotaPeriod
 CGROUP_ROOT = "/sys/fs/cgroup"
 UNLIMITED_V1 = 1 << 62  # memory.limit_in_bytes at or above: no limit
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -131,18 +130,6 @@ def pod_totals(spec: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]
         if limits[r]:
             limits[r] += overhead[r]
     return requests, limits
-
-
-def milli_to_shares(milli: int) -> int:
-    """kubelet's MilliCPUToShares: 1024 per CPU, at least 2, at most 262144."""
-    if milli == 0:
-        return MIN_SHARES
-    return min(MAX_SHARES, max(MIN_SHARES, milli * 1024 // 1000))
-
-
-def milli_to_quota(milli: int, period: int = CPU_PERIOD) -> int:
-    """kubelet's MilliCPUToQuota: 0 (no limit) or at least 1 ms per period."""
-    return 0 if milli == 0 else max(MIN_QUOTA, milli * period // 1000)
 
 
 def shares_to_weight(shares: int) -> int:
