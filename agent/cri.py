@@ -163,11 +163,13 @@ def container_log_path(name: str, attempt: int) -> str:
     return os.path.join(name, f"{attempt}.log")
 
 
-def _milli(value: Any) -> int:
+def milli_of(value: Any) -> int:
+    """A cpu quantity ("250m", 2) in millicores; 0 when unset."""
     return quantity.parse(value).milli_value() if value is not None else 0
 
 
-def _bytes(value: Any) -> int:
+def bytes_of(value: Any) -> int:
+    """A memory quantity ("64Mi") in bytes; 0 when unset."""
     return quantity.parse(value).value() if value is not None else 0
 
 
@@ -187,11 +189,11 @@ def linux_resources(container: Mapping[str, Any]) -> pb.LinuxContainerResources:
     """cpu request -> shares, cpu limit -> CFS quota, memory limit -> bytes (kubelet's)."""
     res = container.get("resources") or {}
     requests, limits = res.get("requests") or {}, res.get("limits") or {}
-    shares = milli_to_shares(_milli(requests.get("cpu", limits.get("cpu"))))
-    quota = milli_to_quota(_milli(limits.get("cpu")))
+    shares = milli_to_shares(milli_of(requests.get("cpu", limits.get("cpu"))))
+    quota = milli_to_quota(milli_of(limits.get("cpu")))
     return pb.LinuxContainerResources(
         cpu_shares=shares, cpu_quota=quota, cpu_period=CPU_PERIOD if quota else 0,
-        memory_limit_in_bytes=_bytes(limits.get("memory")))
+        memory_limit_in_bytes=bytes_of(limits.get("memory")))
 
 
 def security_context(pod: Mapping[str, Any], container: Mapping[str, Any],

@@ -34,9 +34,16 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.cri import CPU_PERIOD, MAX_SHARES, MIN_SHARES, milli_to_quota, milli_to_shares
+from agent.cri import (
+    CPU_PERIOD,
+    MAX_SHARES,
+    MIN_SHARES,
+    bytes_of,
+    milli_of,
+    milli_to_quota,
+    milli_to_shares,
+)
 from agent.status import qos_class
-from api import quantity
 
 log = logging.getLogger("agent.qos")
 
@@ -86,15 +93,7 @@ def _check(parent: str, uid: str, *, who: str) -> None:
         raise CgroupError(f"{who}: metadata.uid: not usable in a cgroup name, got {uid!r}")
 
 
-def _milli(value: Any) -> int:
-    return quantity.parse(value).milli_value() if value is not None else 0
-
-
-def _bytes(value: Any) -> int:
-    return quantity.parse(value).value() if value is not None else 0
-
-
-_AMOUNT = {"cpu": _milli, "memory": _bytes}
+_AMOUNT = {"cpu": milli_of, "memory": bytes_of}
 
 
 def _amounts(container: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
