@@ -76,6 +76,7 @@ class PodManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._seen: dict[str, tuple[Any, ...]] = {}
         self.synced = asyncio.Event()
+        self._tier_pods: frozenset[str] | None = None  # uids the burstable tier was set for
 
     @property
     def selector(self) -> str:
@@ -174,9 +175,12 @@ class PodManager:
                 log.warning("pods: relist: %s", err)
                 continue
             relists += 1
-            # the burstable tier weighs as its pods' requests (written only on a change)
-            Q.update_burstable_tier([w.pod for w in self.workers.values() if not w.gone],
-                                    self.env.cgroup_parent)
+            # the burstable tier weighs as its pods' requests: set again only when the
+            # pods here changed (a pod's requests do not)
+            live = {uid: w.pod for uid, w in self.workers.items() if not w.gone}
+            if frozenset(live) != self._tier_pods and Q.update_burstable_tier(
+                    list(live.values()), self.env.cgroup_parent):
+                self._tier_pods = frozenset(live)
             if relists % SWEEP_EVERY == 0:
                 self.sweep(keep=set(pods))
             for uid, worker in list(self.workers.items()):
