@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 Work = Callable[[Fence], Coroutine[Any, Any, None]]
 
 
-
 class TermStore(CommitWrites):
     """A Store whose writes are fenced on the current term's fence and held while the
     lease is in doubt, so a term this process wins back at once costs its work nothing.

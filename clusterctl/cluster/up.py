@@ -312,14 +312,13 @@ def ready_nodes(client: Any) -> list[str]:
     return sorted(names)
 
 
-def wait_ready(p: Plan, st: State, *, config: str, timeout: float,
-               since: float | None = None) -> None:
+def wait_ready(p: Plan, st: State, *, config: str, timeout: float, since: float) -> None:
     """Every node Ready within TIMEOUT seconds of SINCE (time.monotonic() when the nodes
-    were started; default now): a node seen Ready only after that is too late."""
+    were started): a node seen Ready only after that is too late."""
     from api import client as api_client
     c = api_client.Client(api_client.load_config(config))
     try:
-        deadline = (time.monotonic() if since is None else since) + timeout
+        deadline = since + timeout
         want = sorted(n.name for n in p.nodes)
         ready: list[str] = []
         while True:

@@ -122,15 +122,18 @@ class ObjectService:
         except se.StorageError as err:
             raise storage_error(err, res, name, namespace) from None
 
-    async def _read(self, res: Resource, namespace: str, name: str) -> tuple[Obj, int]:
+    async def _read(self, res: Resource, namespace: str, name: str, *,
+                    remember: bool = False) -> tuple[Obj, int]:
+        """The stored object and its revision; REMEMBER (a GET's read) keeps the bytes for
+        the next write without a resourceVersion."""
         key = self._key(res, namespace, name)
         value, rev = await self._call(res, name, namespace, self.store.get(key))
-        self._read_last[key] = (rev, value)
-        self._read_last.move_to_end(key)
-        if len(self._read_last) > READ_CACHE:
-            self._read_last.popitem(last=False)
+        if remember:
+            self._read_last[key] = (rev, value)
+            self._read_last.move_to_end(key)
+            if len(self._read_last) > READ_CACHE:
+                self._read_last.popitem(last=False)
         return decode(value, rev), rev
-
 
     async def namespace_usable(self, namespace: str) -> None:
         """NotFound unless the namespace exists; Forbidden while it is being deleted. Asks
@@ -186,7 +189,7 @@ class ObjectService:
 
     async def get(self, res: Resource, *, namespace: str, name: str,
                   subresource: str = "") -> Obj:
-        obj, _ = await self._read(res, self._scope(res, namespace), name)
+        obj, _ = await self._read(res, self._scope(res, namespace), name, remember=True)
         if subresource == "scale":
             return subresources.scale_of(res, obj)
         if subresource not in ("", "status"):

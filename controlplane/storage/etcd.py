@@ -335,7 +335,7 @@ class EtcdStore:
                        current_revision=int(kvs[0].mod_revision))
 
     async def _send_batch(self, batch: Sequence[PendingWrite],
-                          ) -> list[int | StorageError | _Retry]:
+                          ) -> list[Outcome]:
         """One Txn for BATCH's creates and updates: every compare holds, every put is made
         at one revision; else nothing is written and the failure branch's reads tell
         which writes failed (AlreadyExists, NotFound, Conflict) and which may retry."""

@@ -86,6 +86,7 @@ async def test_updates_of_one_key_go_out_in_order_in_separate_commits() -> None:
     results = await asyncio.gather(stale, fresh, return_exceptions=True)
     assert isinstance(results[0], Conflict) and isinstance(results[1], int)
     assert await store.get("/registry/pods/ns/a") == (b"3", results[1])
+    assert store.commits and max(store.commits) == 1  # one key: never two in one commit
 
 
 @pytest.mark.asyncio

@@ -243,14 +243,14 @@ async def test_the_renewal_thread_renews_while_the_main_loop_is_blocked() -> Non
 @pytest.mark.asyncio
 async def test_the_renewal_thread_reports_a_lost_lease() -> None:
     renewer = leaderlease.RenewalThread(lambda: Scripted(error=NotFound("lease 1")), lease=1,
-                                   timing=SHORT, granted=time.monotonic())
+                                        timing=SHORT, granted=time.monotonic())
     assert await asyncio.wait_for(renewer.wait(), 3) is Lost.GONE
 
 
 @pytest.mark.asyncio
 async def test_the_renewal_thread_lets_go_of_a_stalled_loop() -> None:
     renewer = leaderlease.RenewalThread(Scripted, lease=1, timing=SHORT,
-                                   granted=time.monotonic(), stall_limit=0.5)
+                                        granted=time.monotonic(), stall_limit=0.5)
     waiting = asyncio.create_task(renewer.wait())
     await asyncio.sleep(0.1)
     time.sleep(1.0)  # longer than the stall limit, shorter than the lease

@@ -230,9 +230,7 @@ def test_a_sync_with_nothing_changed_leaves_the_status_as_written(d: Obj,
     again with nothing changed (and that write comes back too)."""
     first = plan(d, rses, pods_per_rs={}, now=NOW).status
     again = plan({**d, "status": first}, rses, pods_per_rs={}, now=NOW + 5).status
-    assert again == first
-    assert [c["type"] for c in again["conditions"]] == \
-        [c["type"] for c in first["conditions"]]
+    assert again == first  # lists compare in order: the conditions too
 
 
 def test_progress_still_moves_the_status_and_its_update_time() -> None:
