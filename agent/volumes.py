@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import env as envmod
 from api import errors
+from api.container import relative_sub_path
 from api.quantity import QuantityError, parse
 
 if TYPE_CHECKING:
@@ -468,10 +469,9 @@ def container_mounts(container: Mapping[str, Any], volumes: Mapping[str, Volume]
 
 
 def _sub_path(vol: Volume, sub: str, *, where: str) -> str:
-    if os.path.isabs(sub):
-        raise VolumeError(f"{where}: must be a relative path, got {sub!r}")
-    if ".." in sub.split("/"):
-        raise VolumeError(f"{where}: must not contain '..', got {sub!r}")
+    problem = relative_sub_path(sub)  # the API's own rule, for objects stored before it
+    if problem:
+        raise VolumeError(f"{where}: {problem}")
     root = os.path.realpath(vol.host_path)
     joined = os.path.join(root, sub)
     if not os.path.lexists(joined):
