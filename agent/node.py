@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.lease import micro_time
+from agent.stats import parse_meminfo
 from api import errors
 
 log = logging.getLogger("corral.agent.node")
@@ -159,12 +160,7 @@ NODEFS_INODES_FREE_MIN = 0.05  # nodefs.inodesFree<5%
 def memory_available(meminfo: str) -> int:
     """Bytes available as kubelet counts them: capacity minus the working set (usage minus
     inactive file pages), from /proc/meminfo: MemFree + Inactive(file)."""
-    fields = {}
-    for line in meminfo.splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            fields[key] = int(parts[0]) * 1024
+    fields = parse_meminfo(meminfo)
     return fields.get("MemFree", 0) + fields.get("Inactive(file)", 0)
 
 

@@ -251,7 +251,7 @@ def running_of(pods: list[BoundPod], *, cgroup_parent: str = "") -> list[ST.Runn
     for bp in pods:
         sb = bp.runtime.sandbox()
         meta = bp.pod["metadata"]
-        pod_cgroup = Q.pod_cgroup(bp.pod, cgroup_parent) if cgroup_parent else ""
+        pod_cgroup = Q.pod_cgroup(bp.pod, cgroup_parent)  # "" without a parent
         for c in bp.runtime.containers:
             if c.state == "running" and (sb is None or c.sandbox_id == sb.id):
                 out.append(ST.Running(namespace=str(meta.get("namespace") or "default"),

@@ -156,12 +156,18 @@ class PodManager:
                                  "namespace": pr.namespace or "default"},
                     "spec": {"terminationGracePeriodSeconds": 2}}
             self.start_worker(fake, gone=True)
-        self.sweep(keep=known | set(pods))
+        await self.sweep(keep=known | set(pods))
 
-    def sweep(self, *, keep: set[str]) -> None:
-        """Pod cgroups of pods neither in KEEP nor with a worker here: removed (one whose
-        last task was still exiting when its pod went is retried by the next sweep)."""
-        busy = Q.sweep_pod_cgroups(self.env.cgroup_parent, keep=keep | set(self.workers))
+    async def sweep(self, *, keep: set[str]) -> None:
+        """Pod cgroups of pods neither in KEEP nor with a worker here: removed, in a thread
+        (one whose last task was still exiting when its pod went is retried by the next
+        sweep); a failure is logged, as for the relist itself."""
+        try:
+            busy = await asyncio.to_thread(Q.sweep_pod_cgroups, self.env.cgroup_parent,
+                                           keep=keep | set(self.workers))
+        except (Q.CgroupError, OSError) as err:
+            log.warning("pods: sweeping pod cgroups: %s", err)
+            return
         if busy:
             log.warning("pods: pod cgroups still busy: %s", ", ".join(busy))
 
@@ -182,7 +188,7 @@ class PodManager:
                     list(live.values()), self.env.cgroup_parent):
                 self._tier_pods = frozenset(live)
             if relists % SWEEP_EVERY == 0:
-                self.sweep(keep=set(pods))
+                await self.sweep(keep=set(pods))
             for uid, worker in list(self.workers.items()):
                 fp = _fingerprint(pods.get(uid))
                 if self._seen.get(uid) != fp:

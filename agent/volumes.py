@@ -184,13 +184,13 @@ def write_atomic(target: str, payload: Payload) -> bool:
         link = os.path.join(target, name)
         if not os.path.lexists(link):
             os.symlink(os.path.join(DATA, name), link)
-    for name in os.listdir(target):
-        if not name.startswith("..") and name not in top:
-            os.unlink(os.path.join(target, name))
     # the directory just replaced stays until the next write: a reader that resolved
     # ..data a moment before the swap still finds its files; older ones go
     for name in os.listdir(target):
-        if name.startswith("..") and name not in (DATA, DATA_TMP, new, old):
+        if not name.startswith(".."):
+            if name not in top:
+                os.unlink(os.path.join(target, name))
+        elif name not in (DATA, DATA_TMP, new, old):
             shutil.rmtree(os.path.join(target, name), ignore_errors=True)
     return True
 

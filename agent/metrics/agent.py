@@ -12,9 +12,7 @@ Tests build their own AgentMetrics on a fresh CollectorRegistry and Recorder.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -47,24 +45,6 @@ class AgentMetrics(Collector):
         yield cri
         yield GaugeMetricFamily("corral_agent_pod_workers",
                                 "Pod workers running on this agent.", value=r.pod_workers)
-
-    def observe_pod_start(self, seconds: float) -> None:
-        self.recorder.observe_pod_start(seconds)
-
-    def observe_cri(self, call: str, seconds: float) -> None:
-        self.recorder.observe_cri(call, seconds)
-
-    @contextmanager
-    def time_cri(self, call: str) -> Iterator[None]:
-        """Times the block, failed calls included (a failing runtime is slow or fast too)."""
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.observe_cri(call, time.monotonic() - start)
-
-    def set_pod_workers(self, n: int) -> None:
-        self.recorder.set_pod_workers(n)
 
 
 REGISTRY = CollectorRegistry()

@@ -54,10 +54,3 @@ def test_conditions_carry_the_pressure_and_keep_their_transition_time() -> None:
     ready = {c["type"]: c for c in hot["conditions"]}["Ready"]
     assert ready["lastTransitionTime"] == by["Ready"]["lastTransitionTime"]  # unchanged
 
-
-def test_memory_available_of_this_host_is_what_meminfo_says() -> None:
-    with open("/proc/meminfo") as f:
-        text = f.read()
-    kib = {k: int(v.split()[0]) for k, _, v in
-           (line.partition(":") for line in text.splitlines()) if v.split()}
-    assert N.memory_available(text) == (kib["MemFree"] + kib["Inactive(file)"]) * 1024
