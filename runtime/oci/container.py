@@ -78,7 +78,7 @@ def create(store: state.Store, cid: str, opts: Options) -> state.Container:
     pid = init_pid = 0
     try:
         seccomp_program = None
-        if linux.get("seccomp") is not None:
+        if linux.get("seccomp"):  # as drop_privileges and exec test it: {} is no filter
             # compiled here, once per profile (seccomp_bpf.py); the init only loads it
             seccomp_program = seccomp_bpf.for_root(linux["seccomp"], store.root)
         from . import cgroups

@@ -197,10 +197,13 @@ def after_preload(code: str) -> bytes:
 
 
 def test_preload_computes_the_host_identity_once() -> None:
+    """After preload, host_identity() does not ask libseccomp again (a child would)."""
     assert after_preload(
         "from runtime.oci import seccomp_bpf\n"
-        "print(seccomp_bpf._host is not None and "
-        "seccomp_bpf._host == seccomp_bpf.host_identity())") == b"True\n"
+        "before = seccomp_bpf._host\n"
+        "def fail() -> str:\n    raise AssertionError('asked libseccomp again')\n"
+        "seccomp_bpf.libseccomp_version = fail\n"
+        "print(before is not None and seccomp_bpf.host_identity() == before)") == b"True\n"
 
 
 def test_preload_reads_the_cgroup_mounts_once_for_every_child() -> None:
