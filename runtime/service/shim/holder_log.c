@@ -10,23 +10,41 @@ void open_log(void) {
     log_size = fstat(log_fd, &st) == 0 ? st.st_size : 0;
 }
 
+/* Append whole lines; when the next ones would take the file past log_max, rename it to
+ * <log>.1 first, so that neither file holds more than log_max (a burst read in one go
+ * included). A single line longer than log_max has a file of its own. */
 void write_log(const buf_t *data) {
-    if (!data->len || log_fd < 0) return;
-    if (log_max && log_size && log_size + (long long)data->len > log_max) {
-        close(log_fd);
-        char old[4096];
-        snprintf(old, sizeof old, "%s.1", log_path);
-        rename(log_path, old);
-        open_log();
-        if (log_fd < 0) return;
+    const char *p = data->p;
+    size_t left = data->len;
+    while (left && log_fd >= 0) {
+        size_t n = left;
+        if (log_max && log_size + (long long)left > log_max) {
+            long long room = log_max - log_size;
+            const char *nl = room > 0 ? memrchr(p, '\n', (size_t)room) : NULL;
+            n = nl ? (size_t)(nl - p) + 1 : 0;
+            if (!n && log_size) {
+                close(log_fd);
+                char old[4096];
+                snprintf(old, sizeof old, "%s.1", log_path);
+                rename(log_path, old);
+                open_log();
+                continue;
+            }
+            if (!n) {
+                nl = memchr(p, '\n', left);
+                n = nl ? (size_t)(nl - p) + 1 : left;
+            }
+        }
+        for (size_t off = 0; off < n;) {
+            ssize_t w = write(log_fd, p + off, n - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+        log_size += (long long)n;
+        p += n;
+        left -= n;
     }
-    for (size_t off = 0; off < data->len;) {
-        ssize_t n = write(log_fd, data->p + off, data->len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        off += (size_t)n;
-    }
-    log_size += (long long)data->len;
 }
 
 void cri_line(buf_t *out, const char *stream, char tag, const char *text, size_t n,

@@ -241,15 +241,23 @@ class Shim:
             os.close(old)
 
     def write_log(self, data: bytes) -> None:
-        if not data:
-            return
+        """Append whole lines; when the next ones would take the file past log_max_bytes,
+        rename it to <log>.1 first, so that neither file holds more than the limit (a burst
+        read in one go included). A single longer line has a file of its own."""
         limit = self.spec.get("log_max_bytes") or 0
-        if limit and self.log_size and self.log_size + len(data) > limit:
-            os.close(self.log_fd)
-            os.replace(self.spec["log_path"], self.spec["log_path"] + ".1")
-            self.open_log()
-        os.write(self.log_fd, data)
-        self.log_size += len(data)
+        while data:
+            n = len(data)
+            if limit and self.log_size + n > limit:
+                n = data.rfind(b"\n", 0, max(limit - self.log_size, 0)) + 1
+                if not n and self.log_size:
+                    os.close(self.log_fd)
+                    os.replace(self.spec["log_path"], self.spec["log_path"] + ".1")
+                    self.open_log()
+                    continue
+                n = n or data.find(b"\n") + 1 or len(data)
+            os.write(self.log_fd, data[:n])
+            self.log_size += n
+            data = data[n:]
 
     def read_stream(self, fd: int, *, drain: bool = False) -> None:
         log = self.streams[fd]

@@ -235,6 +235,18 @@ def test_log_rotated_by_size(start: object) -> None:
     assert texts == [f"line-{i}" for i in range(50 - len(texts), 50)]  # the newest, in order
 
 
+def test_log_burst_read_at_once_still_rotated_by_size(start: object) -> None:
+    """50 lines in one write reach the holder in one read: they are split at line ends,
+    so neither file passes the limit (a CI run once found 816 bytes under a 400 limit)."""
+    h: Holder = start("i=0; s=; while [ $i -lt 50 ]; do s=\"$s line-$i\"; i=$((i+1)); "  # type: ignore[operator]
+                      "done; printf '%s\\n' $s", log_max=400)
+    assert h.client.call(P.OP_WAIT, timeout=20)["exit"]["exit_code"] == 0
+    rotated = h.dir / "container.log.1"
+    assert 0 < rotated.stat().st_size <= 400 and 0 < h.log.stat().st_size <= 400
+    texts = [x for _, _, x in h.lines(rotated) + h.lines()]
+    assert texts == [f"line-{i}" for i in range(50 - len(texts), 50)]
+
+
 class FakeForkServer:
     """A stand-in for forkserver.py's runtime socket: runs an exec's process itself (as
     `corral-runc exec` would: pid file, then its end as the wait status), answers other

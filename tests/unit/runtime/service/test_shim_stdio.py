@@ -221,3 +221,22 @@ async def test_session_on_a_tty_resizes(once: bool, tail: bytes) -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+@pytest.mark.parametrize(("writes", "want"), [
+    pytest.param([b"a1\na2\na3\n"], [b"a1\na2\n", b"a3\n"], id="burst-split-at-lines"),
+    pytest.param([b"a1\n", b"a2\n", b"a3\n"], [b"a1\na2\n", b"a3\n"], id="one-by-one"),
+    pytest.param([b"a1\n", b"long-line\nb\n"], [b"long-line\n", b"b\n"], id="long-line-alone"),
+])
+def test_python_shim_log_never_passes_its_limit(tmp_path: Any, writes: list[bytes],
+                                                want: list[bytes]) -> None:
+    log = tmp_path / "c.log"
+    s = Shim({"id": "c1", "runtime": ["/bin/true"], "runtime_root": str(tmp_path),
+              "log_path": str(log), "log_max_bytes": 6})
+    s.open_log()
+    try:
+        for w in writes:
+            s.write_log(w)
+    finally:
+        os.close(s.log_fd)
+    assert [(tmp_path / "c.log.1").read_bytes(), log.read_bytes()] == want
