@@ -8,13 +8,14 @@ busybox `sleep`) through CRIClient, on corral-runtimed and on containerd 1.6's C
             RunPodSandbox, CreateContainer, StartContainer; wait --settle s
         snapshot again after the last: the difference, by process, over the pods
 
-A side's processes are its daemon and every process that carries its mark (ours: the
-test tag in the environment, which the fork server, shims and holders inherit; the peer's:
-its socket on the command line, as the shims have it). Each is counted twice: its own
+A side's processes are its daemon, every process that carries its mark (ours: the test
+tag in the environment, the cwd or the cgroup path; the peer's: its socket on the command
+line, as the shims have it) and their children. Each is counted twice: its own
 time (utime + stime, by comm: runtimed, shims, ...) and the time of its children that
 exited and were reaped while we measured (cutime + cstime: the daemon's are the CNI
-plugins and helpers it execs; a shim's are the runtime calls, corral-runc or runc). The
-pods' own processes (`sleep`) are not counted.
+plugins and helpers it execs; a shim's are the runtime calls, corral-runc or runc). A
+pod's process is counted as "container init": its time is the runtime's init (ours Python,
+runc's Go) until it exec'd `sleep`, which then sleeps.
 
 Prints one JSON line per side with the CPU-ms per pod by process (the mean over the pods:
 /proc counts in 10 ms clock ticks), then the final line {"bench", "ours", "peer", "ratio",
@@ -58,8 +59,9 @@ TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 Snapshot = dict[tuple[int, int], tuple[str, int, int]]
 
 
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(comm, starttime, own ticks, reaped children's ticks) of PID, or None if gone."""
+def _stat(pid: int) -> tuple[str, int, int, int, int] | None:
+    """(comm, ppid, starttime, own ticks, reaped children's ticks) of PID, or None if
+    gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             raw = f.read()
@@ -67,16 +69,27 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
         return None
     comm = raw[raw.index("(") + 1:raw.rindex(")")]
     fields = raw.rpartition(")")[2].split()
-    # fields[0] is field 3 (state): utime 14, stime 15, cutime 16, cstime 17, starttime 22
-    return comm, int(fields[19]), int(fields[11]) + int(fields[12]), \
+    # fields[0] is field 3 (state): ppid 4, utime 14, stime 15, cutime 16, cstime 17,
+    # starttime 22
+    return comm, int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]), \
         int(fields[13]) + int(fields[14])
 
 
-def _marked_by_env(mark: bytes) -> Callable[[int], bool]:
+def _marked_by_tag(tag: str) -> Callable[[int], bool]:
+    """Ours: the tag in the environment (the daemon and what it execs), or in the cwd (a
+    shim or holder: its bundle dir; the fork server hands them a PATH-only environment),
+    or in the cgroup path (a pod's processes: under the cgroup parent /TAG)."""
+    env = f"{leaks.TAG_ENV}={tag}".encode()
+
     def test(pid: int) -> bool:
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
-                return mark in f.read().split(b"\0")
+                if env in f.read().split(b"\0"):
+                    return True
+            if tag in os.readlink(f"/proc/{pid}/cwd"):
+                return True
+            with open(f"/proc/{pid}/cgroup") as f:
+                return tag in f.read()
         except OSError:
             return False
     return test
@@ -93,21 +106,20 @@ def _marked_by_cmdline(mark: bytes) -> Callable[[int], bool]:
 
 
 def snapshot(daemon: int, marked: Callable[[int], bool], known: dict[int, bool]) -> Snapshot:
-    """CPU ticks of DAEMON (comm "daemon") and of every live process MARKED says is the
-    side's. KNOWN caches MARKED's answer per PID across snapshots."""
-    out: Snapshot = {}
+    """CPU ticks of DAEMON (comm "daemon"), of every live process MARKED says is the
+    side's, and of their children (a pod's process: its environment is the container's).
+    KNOWN caches MARKED's answer per PID across snapshots."""
+    stats = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
+        if name.isdigit() and (st := _stat(int(name))) is not None:
+            stats[int(name)] = st
+    out: Snapshot = {}
+    for pid, (comm, ppid, start, own, reaped) in stats.items():
+        for p in (pid, ppid):
+            if p not in known:
+                known[p] = p == daemon or marked(p)
+        if not (known[pid] or known[ppid]):
             continue
-        pid = int(name)
-        if pid not in known:
-            known[pid] = pid == daemon or marked(pid)
-        if not known[pid]:
-            continue
-        st = _stat(pid)
-        if st is None:
-            continue
-        comm, start, own, reaped = st
         out[(pid, start)] = (f"{comm} (daemon)" if pid == daemon else comm, own, reaped)
     return out
 
@@ -119,8 +131,8 @@ def difference(before: Snapshot, after: Snapshot) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, (comm, own, reaped) in after.items():
         _, own0, reaped0 = before.get(key, (comm, 0, 0))
-        if comm == "sleep":  # the pod's own process
-            continue
+        if comm == "sleep":  # the pod's process: the runtime's init until it exec'd sleep
+            comm = "container init"
         for label, ticks in ((comm, own - own0), (f"{comm} children", reaped - reaped0)):
             if ticks:
                 out[label] = out.get(label, 0.0) + ticks * TICK_MS
@@ -172,7 +184,7 @@ async def ours(*, tag: str, image: str, registry: str, pods: int, settle: float,
             socket=rtd.socket, image=image,
             sandbox_config=lambda name: with_pid(cri_scenario.sandbox_config(rtd, name), pid),
             daemon=rtd.proc.pid, pods=pods, settle=settle,
-            marked=_marked_by_env(f"{leaks.TAG_ENV}={tag}".encode()))
+            marked=_marked_by_tag(tag))
     return summary("corral-runtimed", cost, walls)
 
 
