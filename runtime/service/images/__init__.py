@@ -6,7 +6,8 @@
     distribution.py (httpx, async) ── auth.py: 401 ─► Basic | Bearer token (cached per scope)
         │  connections.py: a client per registry, closed 60 s after its last use (never
         │  while in use); transport.py: HTTP/1.1 on asyncio streams + h11, TLS (the CA
-        │  bundle, one SSL context per process) only for https
+        │  bundle, one SSL context per process) only for https; proxy.py: HTTP(S)_PROXY /
+        │  NO_PROXY as Go reads them ─► absolute-form requests (http) or CONNECT + TLS (https)
         │  HEAD/GET manifest (Accept: OCI index, OCI manifest, Docker list, Docker schema2)
         │  mediatypes.py: index ─► linux/amd64 entry; manifest ─► config + layers (types checked)
         │  GET blobs, ≤3 at once, retried (5xx, 429 + Retry-After, resets, stalls), resumed
@@ -34,6 +35,7 @@ from runtime.service.images.errors import (
     UnsupportedMediaType,
 )
 from runtime.service.images.mediatypes import LINUX_AMD64, Descriptor, Platform
+from runtime.service.images.proxy import Proxy, ProxySettings
 from runtime.service.images.pull import Layer, Puller, PullResult, pull
 from runtime.service.images.reference import Reference, parse_reference
 
@@ -50,6 +52,8 @@ __all__ = [
     "NotFound",
     "Platform",
     "PlatformNotFound",
+    "Proxy",
+    "ProxySettings",
     "PullError",
     "PullResult",
     "PullTimeout",

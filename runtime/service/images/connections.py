@@ -4,10 +4,12 @@ closed once idle; TLS set up only for https, and once per process.
     RegistryClient.resolve / get_manifest / fetch_blob
       └─ async with pool.use(registry) as client        users[registry] += 1 (in use)
             └─ client ──► transport.H11Transport ── http://  ──► plain TCP, no SSL context
-                                                 └─ https:// ──► tls_context(verify=…): one
-                                                    SSL context (the CA bundle) per process,
-                                                    built by the first https request, shared
-                                                    while any client holds it
+                              (proxies: the same        └─ https:// ──► tls_context(verify=…):
+                               ProxySettings for           one SSL context (the CA bundle) per
+                               every registry)             process, built by the first https
+                                                           request, shared while any client
+                                                           holds it; verify=False only for the
+                                                           registry's insecure_tls entry
       users[registry] == 0 ──► idle since now; the reaper closes a client IDLE s after its
       last use (never one in use) and ends when no client is left: a pull leaves no client,
       no connection and no CA bundle behind.
@@ -27,18 +29,15 @@ import httpx
 DEFAULT_IDLE = 60.0  # seconds a registry's client stays open after its last use
 
 _TLS: dict[bool, weakref.ref[ssl.SSLContext]] = {}
-tls_contexts_built = 0  # CA-loading contexts built in this process: for tests and metrics
 
 
 def tls_context(*, verify: bool) -> ssl.SSLContext:
     """The process's SSL context for https registries (VERIFY: the CA bundle, or
     SSL_CERT_FILE / SSL_CERT_DIR, and the host name checked), built while none is alive."""
-    global tls_contexts_built
     ctx = _TLS[verify]() if verify in _TLS else None
     if ctx is None:
         ctx = httpx.create_ssl_context(verify=verify, trust_env=True)
         _TLS[verify] = weakref.ref(ctx)
-        tls_contexts_built += verify
     return ctx
 
 

@@ -9,7 +9,11 @@
 
 Connections (connections.py): one httpx client per registry, opened by the first request and
 closed ``idle_timeout`` s (60) after the last operation that used it ended; requests go over
-transport.py (asyncio + h11), with an SSL context (the CA bundle) only for https.
+transport.py (asyncio + h11), with an SSL context (the CA bundle) only for https: verified
+unless the registry is in ``insecure_tls`` (decided in ``_new_client``, nowhere else).
+Proxies (proxy.py): HTTP_PROXY / HTTPS_PROXY / NO_PROXY as Go reads them, from the
+environment at the first pull unless ``proxies`` is given; a proxy that refuses (a 4xx) is
+not retried: ``proxy http://127.0.0.1:3128: CONNECT answered 403 Forbidden``.
 
 Every request goes through ``_send`` (Authorization from the Authorizer; one answer to a 401
 challenge) and every attempt through ``_retrying``: connection errors, resets, stalls, 5xx
@@ -59,6 +63,7 @@ if TYPE_CHECKING:  # loaded by the first pull (connections, _retrying), not by a
     import httpx
 
     from runtime.service.images.connections import ClientPool
+    from runtime.service.images.proxy import ProxySettings
 
 T = TypeVar("T")
 CHUNK = 64 * 1024
@@ -124,6 +129,7 @@ class RegistryClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         idle_timeout: float = 60.0,
+        proxies: ProxySettings | None = None,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError(f"RegistryClient: idle_timeout: must be > 0 seconds, got"
@@ -137,6 +143,7 @@ class RegistryClient:
         self._transport = transport
         self._sleep = sleep
         self.idle_timeout = idle_timeout
+        self._proxies = proxies  # None: read from the environment by the first pull
         self._connections: ClientPool | None = None
 
     async def __aenter__(self) -> RegistryClient:
@@ -169,6 +176,17 @@ class RegistryClient:
         plain = plain or ref.host in self._plain_http
         return f"{'http' if plain else 'https'}://{ref.registry}"
 
+    @property
+    def proxies(self) -> ProxySettings:
+        """The proxy settings: from the environment (read once, on first use) unless given."""
+        if self._proxies is None:
+            import os
+
+            from runtime.service.images.proxy import ProxySettings
+
+            self._proxies = ProxySettings.from_environment(os.environ)
+        return self._proxies
+
     def _new_client(self, registry: str) -> httpx.AsyncClient:
         import httpx
 
@@ -179,10 +197,12 @@ class RegistryClient:
         insecure = registry in self._insecure_tls or host in self._insecure_tls
         timeout = httpx.Timeout(connect=self.connect_timeout, read=self.stall_timeout,
                                 write=self.stall_timeout, pool=None)
+        # The one place TLS and proxies are decided: httpx, given a transport, reads neither
+        # its verify= nor the proxy variables.
         transport = self._transport or H11Transport(
-            tls_context=functools.partial(tls_context, verify=not insecure))
-        return httpx.AsyncClient(timeout=timeout, follow_redirects=True, transport=transport,
-                                 verify=not insecure)
+            tls_context=functools.partial(tls_context, verify=not insecure),
+            proxies=self.proxies)
+        return httpx.AsyncClient(timeout=timeout, follow_redirects=True, transport=transport)
 
     async def _send(
         self, ref: Reference, method: str, url: str, *, headers: Mapping[str, str]
@@ -234,6 +254,8 @@ class RegistryClient:
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         import httpx
 
+        from runtime.service.images.transport import ProxyRefused
+
         policy = self.retry
         last = ""
         timed_out = False
@@ -241,6 +263,9 @@ class RegistryClient:
             delay: float
             try:
                 return await attempt()
+            except ProxyRefused as e:  # the proxy's 4xx, or a bad proxy setting: not retried
+                error = Unauthorized if e.status in (401, 403, 407) else RegistryError
+                raise error(str(e)) from e
             except _Retry as e:
                 last, timed_out = e.reason, False
                 delay = (min(e.retry_after, policy.max_retry_after)

@@ -4,12 +4,14 @@
     ├── InvalidReference      "busybox:1" with no registry host, bad tag…    (INVALID_ARGUMENT)
     └── PullError             what failed while pulling; ``image`` names the pull
         ├── Unauthorized      401/403, credentials rejected or missing        (PERMISSION_DENIED)
+        │                     (also a proxy's 401/403/407: "proxy http://…: CONNECT answered 403 …")
         ├── NotFound          manifest / blob unknown (404)                   (NOT_FOUND)
         ├── UnsupportedMediaType   a manifest, config or layer type we do not know
         ├── PlatformNotFound  an index without an entry for our platform     (NOT_FOUND)
         ├── BlobMismatch      a blob's bytes do not hash / add up as declared  (DATA_LOSS)
         ├── PullTimeout       a read stalled longer than the stall timeout    (DEADLINE_EXCEEDED)
         ├── RegistryUnavailable  connection errors, 5xx, 429 after every retry (UNAVAILABLE)
+        │                     (the proxy's too: unreachable, 502 to CONNECT…)
         ├── NoSpace           ENOSPC while writing into the content store     (RESOURCE_EXHAUSTED)
         └── RegistryError     any other unexpected answer (4xx, bad JSON…)    (UNKNOWN)
 

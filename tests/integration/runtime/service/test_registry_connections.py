@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,12 +37,19 @@ async def wait_for(cond: Callable[[], bool], *, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_idle_client_closed_then_a_new_pull_works(registry: Registry,
-                                                        tmp_path: Path) -> None:
+async def test_idle_client_closed_then_a_new_pull_works(registry: Registry, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     img = ociimage.image()
     ociimage.push(registry.url, "busybox", "1", img)
     gc.collect()
-    built = conn.tls_contexts_built
+    tls_asked: list[bool] = []
+    real = conn.tls_context
+
+    def spy(*, verify: bool) -> ssl.SSLContext:  # a context built and freed within the
+        tls_asked.append(verify)                 # pull would not show in live_tls_contexts
+        return real(verify=verify)
+
+    monkeypatch.setattr(conn, "tls_context", spy)
     async with RegistryClient(idle_timeout=IDLE) as client:
         first = await pull(f"{registry.host}/busybox:1", client=client,
                            store=FileContentStore(tmp_path / "a"))
@@ -54,7 +62,7 @@ async def test_idle_client_closed_then_a_new_pull_works(registry: Registry,
         assert again.manifest_digest == first.manifest_digest
         assert again.downloaded_bytes == first.downloaded_bytes
         assert conn.live_tls_contexts() == 0  # http: no SSL context, no CA bundle
-    assert conn.tls_contexts_built == built
+    assert tls_asked == []
     assert client.connections.open() == []
 
 

@@ -13,7 +13,13 @@ import httpx
 import pytest
 
 from runtime.service.content import Digest
-from runtime.service.images import RegistryClient, RegistryUnavailable, RetryPolicy, parse_reference
+from runtime.service.images import (
+    ProxySettings,
+    RegistryClient,
+    RegistryUnavailable,
+    RetryPolicy,
+    parse_reference,
+)
 from runtime.service.images import connections as conn
 from runtime.service.images.connections import ClientPool
 from runtime.service.images.mediatypes import OCI_MANIFEST
@@ -177,7 +183,6 @@ def test_ssl_context_only_for_https(url: str, builds_tls: bool) -> None:
     chose plain TCP or TLS, which is what is looked at."""
     async def go() -> None:
         gc.collect()  # no context left alive by an earlier test
-        before = conn.tls_contexts_built
         built: list[ssl.SSLContext] = []
 
         def context() -> ssl.SSLContext:
@@ -190,7 +195,6 @@ def test_ssl_context_only_for_https(url: str, builds_tls: bool) -> None:
                 await client.get(url)
             assert transport.uses_tls is builds_tls and len(built) == int(builds_tls)
             assert conn.live_tls_contexts() == int(builds_tls)
-            assert conn.tls_contexts_built - before == int(builds_tls)
         built.clear()
         gc.collect()  # the refused connection's traceback held it in a cycle
         assert conn.live_tls_contexts() == 0  # nothing keeps the CA bundle after the pull
@@ -198,16 +202,48 @@ def test_ssl_context_only_for_https(url: str, builds_tls: bool) -> None:
     asyncio.run(go())
 
 
-def test_registry_client_over_http_loads_no_ca_bundle() -> None:
-    """The RegistryClient's own transport, against a loopback port nobody serves."""
+@pytest.fixture
+def tls_asked(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The verify argument of every connections.tls_context call (the real one still runs):
+    a context built during a request is freed with its connection, so live_tls_contexts()
+    afterwards cannot tell whether one was built."""
+    asked: list[bool] = []
+    real = conn.tls_context
+
+    def spy(*, verify: bool) -> ssl.SSLContext:
+        asked.append(verify)
+        return real(verify=verify)
+
+    monkeypatch.setattr(conn, "tls_context", spy)
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("ref", "insecure", "asked"),
+    [pytest.param("127.0.0.1:9/x:1", (), [], id="http-loads-no-ca-bundle"),
+     pytest.param("localhost:9/x:1", (), [], id="localhost-is-http"),
+     pytest.param("registry.test:9/x:1", (), [True], id="https-verified"),
+     pytest.param("registry.test:9/x:1", ("registry.test",), [False],
+                  id="insecure-host-not-verified"),
+     pytest.param("registry.test:9/x:1", ("registry.test:9",), [False],
+                  id="insecure-registry-not-verified"),
+     pytest.param("registry.test:9/x:1", ("other.test",), [True],
+                  id="insecure-elsewhere-still-verified")],
+)
+def test_registry_client_tls_decision(tls_asked: list[bool], ref: str,
+                                      insecure: tuple[str, ...], asked: list[bool]) -> None:
+    """The RegistryClient's own transport: http for loopback, https verified unless the
+    registry is insecure_tls. Every request fails on a loopback port nobody serves (https
+    ones at a proxy there, so no name is looked up), after the transport asked for its
+    SSL context or not."""
     async def go() -> None:
         gc.collect()
-        before = conn.tls_contexts_built
-        async with RegistryClient(retry=RetryPolicy(attempts=1)) as c:
-            with pytest.raises(RegistryUnavailable, match="ConnectError"):
-                await c.get_manifest(parse_reference("127.0.0.1:9/x:1"), DIGEST)
-            assert conn.live_tls_contexts() == 0
-        assert conn.tls_contexts_built == before
+        async with RegistryClient(retry=RetryPolicy(attempts=1), insecure_tls=insecure,
+                                  proxies=ProxySettings.of(https="http://127.0.0.1:9")) as c:
+            with pytest.raises(RegistryUnavailable,
+                               match="ProxyError: proxy" if asked else "ConnectError"):
+                await c.get_manifest(parse_reference(ref), DIGEST)
+        assert tls_asked == asked
 
     asyncio.run(go())
 
