@@ -12,8 +12,14 @@ containers through CRI, and reports back.
                  worker.py  one PodWorker per pod: PENDING -> INITIALIZING -> RUNNING ->
                     │       COMPLETED; TERMINATING -> TERMINATED (explicit table)
                     ├─► cri.py     pod spec -> PodSandboxConfig / ContainerConfig
+                    ├─► probes.py  liveness/readiness/startup probers per pod; a failed
+                    │              one asks for a Kill(kind, message); one probe (exec,
+                    │              httpGet, tcpSocket) is probecheck.py's
                     └─► status.py  phase, conditions, containerStatuses -> batched
                                    merge patches of pods/status, only when changed
+
+Each pod gets a cgroup of its own under its QoS tier (qos.py, over cgroupfs.py), made
+before its sandbox; node.py holds the tiers' parent to the node's allocatable.
 
 Containers carry the pod's uid/namespace/name and their own name as labels, so a
 restarted agent adopts what runs and restarts nothing. Hooks for volumes, env sources

@@ -1,6 +1,6 @@
 """A container's environment, resolved the way kubelet resolves it.
 
-    resolve(pod, container, *, client, node_ip="")  ->  [(name, value), ...]
+    resolve(pod, container, *, client)  ->  [(name, value), ...]
 
         envFrom[i]  configMapRef / secretRef    every key (with prefix) in order; keys that
                                                 are not valid names are skipped and reported
@@ -18,6 +18,9 @@ is a literal `$`; only literal `value`s are expanded, never values from a source
 Pieces the volumes module shares: `ObjectGetter` (the one client method both need, so a
 test can pass a fake and the agent its `api.client.AsyncClient`), `config_map_data` and
 `secret_data` (None when the object does not exist), `field_value`, `resource_value`.
+status.podIP and status.hostIP are read from the pod's status and nowhere else: the
+worker hands over the pod with the sandbox's and the node's IPs already in it
+(worker.with_sandbox_ips), so they are there at the first start too.
 Every error is an `EnvError` naming the pod, the container and the variable:
 `Pod web: containers[app].env[DB]: secret "db" not found`.
 """
@@ -107,8 +110,7 @@ def _text(value: bytes) -> str:
 
 # ---- fieldRef and resourceFieldRef --------------------------------------------------------
 
-def field_value(pod: Mapping[str, Any], path: str, *, node_ip: str = "",
-                pod_ip: str = "", whole_maps: bool = False) -> str:
+def field_value(pod: Mapping[str, Any], path: str, *, whole_maps: bool = False) -> str:
     """The text of pod field PATH, as the downward API gives it. A missing label or
     annotation is "". WHOLE_MAPS allows metadata.labels / metadata.annotations (volumes
     only): one `key="value"` line per entry, sorted, values quoted like Go's %q."""
@@ -128,12 +130,10 @@ def field_value(pod: Mapping[str, Any], path: str, *, node_ip: str = "",
         "spec.nodeName": lambda: spec.get("nodeName", ""),
         "spec.serviceAccountName": lambda: (spec.get("serviceAccountName")
                                             or spec.get("serviceAccount") or ""),
-        "status.podIP": lambda: pod_ip or status.get("podIP", ""),
-        "status.hostIP": lambda: node_ip or status.get("hostIP", ""),
-        "status.podIPs": lambda: ",".join(
-            [pod_ip] if pod_ip else [i.get("ip", "") for i in status.get("podIPs") or []]),
-        "status.hostIPs": lambda: ",".join(
-            [node_ip] if node_ip else [i.get("ip", "") for i in status.get("hostIPs") or []]),
+        "status.podIP": lambda: status.get("podIP", ""),
+        "status.hostIP": lambda: status.get("hostIP", ""),
+        "status.podIPs": lambda: ",".join(i.get("ip", "") for i in status.get("podIPs") or []),
+        "status.hostIPs": lambda: ",".join(i.get("ip", "") for i in status.get("hostIPs") or []),
     }
     if path not in simple:
         known = sorted([*simple, "metadata.labels['<key>']", "metadata.annotations['<key>']"])
@@ -229,7 +229,7 @@ def expand(text: str, defined: Mapping[str, str]) -> str:
 # ---- resolve ---------------------------------------------------------------------------
 
 async def resolve(pod: Mapping[str, Any], container: Mapping[str, Any], *,
-                  client: ObjectGetter, node_ip: str = "", pod_ip: str = "",
+                  client: ObjectGetter,
                   allocatable: Mapping[str, Any] | None = None,
                   warn: Callable[[str], None] | None = None) -> list[tuple[str, str]]:
     """The environment of CONTAINER of POD. WARN receives the reports of skipped invalid
@@ -274,8 +274,7 @@ async def resolve(pod: Mapping[str, Any], container: Mapping[str, Any], *,
             continue
         try:
             value = await _value_from(pod, container, source, client=client,
-                                      namespace=namespace, node_ip=node_ip, pod_ip=pod_ip,
-                                      allocatable=allocatable)
+                                      namespace=namespace, allocatable=allocatable)
         except (errors.APIError, FieldPathError) as err:
             raise EnvError(f"{here}: {err}") from err
         except LookupError as err:
@@ -287,12 +286,10 @@ async def resolve(pod: Mapping[str, Any], container: Mapping[str, Any], *,
 
 async def _value_from(pod: Mapping[str, Any], container: Mapping[str, Any],
                       source: Mapping[str, Any], *, client: ObjectGetter, namespace: str,
-                      node_ip: str, pod_ip: str,
                       allocatable: Mapping[str, Any] | None) -> str | None:
     """One valueFrom; None when an optional source or key is missing."""
     if source.get("fieldRef"):
-        return field_value(pod, source["fieldRef"].get("fieldPath", ""), node_ip=node_ip,
-                           pod_ip=pod_ip)
+        return field_value(pod, source["fieldRef"].get("fieldPath", ""))
     if source.get("resourceFieldRef"):
         ref = source["resourceFieldRef"]
         return resource_value(pod, container_name=ref.get("containerName")

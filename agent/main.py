@@ -3,9 +3,13 @@
     corral-agent --config FILE --node-name NAME --runtime-socket PATH
                  [--root DIR] [--listen HOST:PORT] [--http-listen HOST:PORT]
                  [--tls-cert-file F --tls-key-file F] [--cgroup-parent PATH]
+                 [--system-reserved cpu=Q,memory=Q,pid=N] [--kube-reserved ...]
+                 [--enforce-node-allocatable pods|none] [--pod-max-pids N]
 
 --listen serves the node API (nodeapi.py: logs, exec, stats) over mutual TLS with the
 node's credentials; --http-listen serves /healthz and /metrics (metrics/) in plain HTTP.
+The reservations and the pids limit are kubelet's: node.py computes allocatable and holds
+--cgroup-parent to it, qos.py (cgroupfs.py underneath) limits each pod's cgroup.
 
 Footprint: what an idle node does not use is not imported. prometheus_client loads only
 with the first scrape of /metrics (--http-listen), websockets with the first
@@ -64,6 +68,19 @@ def add_arguments(p: argparse.ArgumentParser, *, runtime_socket: bool = True) ->
     p.add_argument("--tls-key-file", default="", help="the key of --tls-cert-file")
     p.add_argument("--cgroup-parent", default="/corral-pods",
                    help="cgroup under which pod sandboxes are made")
+    for flag, who in (("--system-reserved", "the system's daemons"),
+                      ("--kube-reserved", "the agent and the runtime")):
+        p.add_argument(flag, default=N.Reserved(), type=N.reserved_flag(flag),
+                       metavar="cpu=Q,memory=Q,pid=N", help=f"kept back from pods for {who} "
+                       "(Kubernetes quantities, as kubelet's): allocatable is the capacity "
+                       "less both reservations and the 100Mi memory eviction threshold")
+    p.add_argument("--enforce-node-allocatable", default=frozenset({"pods"}),
+                   type=N.flag_type("--enforce-node-allocatable", N.parse_enforced),
+                   help="pods (default): hold --cgroup-parent to the capacity less the "
+                   "reservations; none: to the capacity")
+    p.add_argument("--pod-max-pids", default=-1,
+                   type=N.flag_type("--pod-max-pids", N.parse_pod_max_pids),
+                   help="pids.max of every pod cgroup (-1: unlimited)")
     p.add_argument("--node-ip", default="", help="InternalIP (default: the address that "
                    "reaches the controlplane)")
     p.add_argument("--volume-refresh-period", type=float, default=60.0,
@@ -90,21 +107,18 @@ async def runtime_readiness(cri: cric.CRIClient) -> tuple[bool, str]:
 
 class PodVolumes:
     """agent/volumes.py behind the worker's Volumes hook: prepare (name -> Volume, whose
-    mounts the worker checks), refresh (configMap/secret/downwardAPI content), cleanup."""
+    mounts the worker checks), refresh (configMap/secret/downwardAPI content), cleanup.
+    The pod comes from the worker with the sandbox's and the node's IPs in its status."""
 
-    def __init__(self, api: api_client.AsyncClient, pod_dir: str, *,
-                 node_ip: str = "") -> None:
+    def __init__(self, api: api_client.AsyncClient, pod_dir: str) -> None:
         self.api = api
         self.pod_dir = pod_dir
-        self.node_ip = node_ip
 
     async def prepare(self, pod: Mapping[str, Any]) -> Mapping[str, volumes.Volume]:
-        return await volumes.prepare(pod, pod_dir=self.pod_dir, client=self.api,
-                                     node_ip=self.node_ip)
+        return await volumes.prepare(pod, pod_dir=self.pod_dir, client=self.api)
 
     async def refresh(self, pod: Mapping[str, Any]) -> list[str]:
-        return await volumes.refresh(pod, pod_dir=self.pod_dir, client=self.api,
-                                     node_ip=self.node_ip)
+        return await volumes.refresh(pod, pod_dir=self.pod_dir, client=self.api)
 
     async def cleanup(self, pod: Mapping[str, Any]) -> None:
         volumes.teardown(str(pod["metadata"]["uid"]), pod_dir=self.pod_dir)
@@ -176,13 +190,13 @@ def split_listen(value: str, flag: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def env_hook(api: api_client.AsyncClient, node_ip: str) -> W.EnvResolver:
-    """fieldRef env from POD as the worker gives it: status.podIP is the sandbox's IP
-    (worker.with_sandbox_ips), set before the API's status has it."""
+def env_hook(api: api_client.AsyncClient) -> W.EnvResolver:
+    """fieldRef env from POD as the worker gives it: status.podIP is the sandbox's IP and
+    status.hostIP the node's (worker.with_sandbox_ips), set before the API's status has
+    them."""
     async def resolve(pod: Mapping[str, Any], container: Mapping[str, Any],
                       ) -> list[tuple[str, str]]:
-        return await envmod.resolve(pod, container, client=api, node_ip=node_ip,
-                                    pod_ip=str((pod.get("status") or {}).get("podIP") or ""))
+        return await envmod.resolve(pod, container, client=api)
     return resolve
 
 
@@ -216,19 +230,28 @@ async def run(args: argparse.Namespace) -> None:
         port = split_listen(args.listen, "--listen")[1] if args.listen else 0
         facts = N.probe_host(internal_ip=ip, runtime_version=runtime_version,
                              agent_port=port)
+        reserve = N.Reservation(system=args.system_reserved, kube=args.kube_reserved,
+                                enforce=args.enforce_node_allocatable)
+        try:  # kubelet's node allocatable: checked, and enforced on --cgroup-parent
+            await asyncio.to_thread(N.enforce_reservation, reserve, facts,
+                                    cgroup_parent=args.cgroup_parent)
+        except N.ReservedError as err:
+            raise api_client.ConfigError(str(err)) from None
         reg = N.NodeRegistration(api, args.node_name, facts,
-                                 lambda: runtime_readiness(cri), fs_path=args.root)
+                                 lambda: runtime_readiness(cri), fs_path=args.root,
+                                 reserve=reserve)
         node = await reg.register()
         lease = L.NodeLease(api, args.node_name,
                             node_uid=str((node.get("metadata") or {}).get("uid") or ""))
         relist = P.Relist(C.Runtime(cri))
-        env = W.WorkerEnv(api=api, cri=cri, refresh=relist, writer=S.StatusWriter(api),
+        env = W.WorkerEnv(api=api, cri=cri, refresh=relist, runtime=relist.runtime,
+                          writer=S.StatusWriter(api),
                           log_root=log_root, cgroup_parent=args.cgroup_parent, host_ip=ip,
                           runtime_name=version.runtime_name or "corral",
-                          volumes=PodVolumes(api, os.path.join(args.root, "volumes"),
-                                             node_ip=ip),
-                          env=env_hook(api, ip), node_name=args.node_name,
-                          volume_refresh=args.volume_refresh_period)
+                          volumes=PodVolumes(api, os.path.join(args.root, "volumes")),
+                          env=env_hook(api), node_name=args.node_name,
+                          volume_refresh=args.volume_refresh_period,
+                          pod_max_pids=args.pod_max_pids)
         manager = P.PodManager(source=api, node_name=args.node_name, env=env, relist=relist)
 
         reader = CgroupReader()
@@ -262,11 +285,19 @@ async def run(args: argparse.Namespace) -> None:
         await api.close()
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    """The logging of corral-agent and corral-node (nodehost): LEVEL (--log-level, any
+    case) to stderr, one line a record; grpc's own logger only from WARNING."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format=LOG_FORMAT)
+    logging.getLogger("grpc").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("grpc").setLevel(logging.WARNING)
+    setup_logging(args.log_level)
     loop = asyncio.new_event_loop()
     task = loop.create_task(run(args))
     for sig in (signal.SIGTERM, signal.SIGINT):

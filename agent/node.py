@@ -4,7 +4,18 @@
                                        limits, uname, os-release, machine-id, boot_id
     node_object(name, facts)           metadata (labels) + spec
     node_status(facts, ready, old,     capacity, allocatable, addresses, nodeInfo,
-                pressure)              conditions: Ready + the pressures
+                pressure, reserve)     conditions: Ready + the pressures
+    parse_reserved(flag, text)         --system-reserved / --kube-reserved: "cpu=500m,
+                                       memory=1Gi,pid=1000" -> Reserved (ReservedError
+                                       names the flag and the bad part)
+    Reservation(system, kube, ...)     kubelet's Node Allocatable:
+        .allocatable(facts)            status: capacity - system - kube - the hard
+                                       eviction threshold (memory.available 100Mi)
+        .check(facts)                  a reservation above capacity: ReservedError
+        .pods_limits(facts)            the pods' parent cgroup (qos.ensure_node_cgroup):
+                                       capacity - system - kube with "pods" enforced
+                                       (no eviction threshold), else capacity
+    enforce_reservation(reserve, facts, cgroup_parent=)   at start: check, then enforce
     read_pressure(fs_path)             kubelet's default hard-eviction signals, read now:
                                        MemoryPressure  memory.available < 100Mi
                                                        (MemFree + Inactive(file), as the
@@ -20,23 +31,28 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
 import os
 import platform
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from agent import qos
 from agent.lease import micro_time
 from agent.stats import parse_meminfo
 from api import errors
+from api import quantity as Qty
 
 log = logging.getLogger("corral.agent.node")
 MAX_PODS = 110
 MERGE_PATCH = "application/merge-patch+json"
 AGENT_VERSION = "corral-agent/0.1"
+T = TypeVar("T")
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
         "s390x": "s390x", "riscv64": "riscv64"}
 
@@ -112,11 +128,20 @@ class HostFacts:
     boot_id: str
     runtime_version: str  # "<name>://<version>"
     agent_port: int = 0
+    pids: int = 0  # kubelet's pid capacity: min(kernel.pid_max, kernel.threads-max)
+
+
+def pid_capacity(pid_max: str, threads_max: str) -> int:
+    """kubelet's pid capacity from /proc/sys/kernel/{pid_max,threads-max}; 0: unknown."""
+    known = [int(v) for v in (pid_max.strip(), threads_max.strip()) if v.isdigit()]
+    return min(known, default=0)
 
 
 def probe_host(*, internal_ip: str, runtime_version: str, agent_port: int = 0) -> HostFacts:
     uname = platform.uname()
     return HostFacts(
+        pids=pid_capacity(_read("/proc/sys/kernel/pid_max"),
+                          _read("/proc/sys/kernel/threads-max")),
         cpus=cpu_count(_read("/proc/cpuinfo"), own_cgroup_file("cpu.max")),
         memory=memory_bytes(_read("/proc/meminfo"), own_cgroup_file("memory.max")),
         hostname=socket.gethostname(), internal_ip=internal_ip, kernel=uname.release,
@@ -185,9 +210,172 @@ def read_pressure(fs_path: str, *, meminfo: str | None = None,
     return Pressure(memory=memory, disk=disk)
 
 
+# ---- reserved resources: kubelet's Node Allocatable ------------------------------------
+
+RESERVABLE = ("cpu", "memory", "pid")
+ENFORCEABLE = ("pods", "none")
+
+
+class ReservedError(ValueError):
+    """A bad --system-reserved / --kube-reserved / --enforce-node-allocatable, or a
+    reservation above the node's capacity; the message names the flag and the part."""
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """Amounts kept back from pods: cpu in millicores, memory in bytes, pid in processes."""
+
+    cpu: int = 0
+    memory: int = 0
+    pid: int = 0
+
+
+def parse_reserved(flag: str, text: str) -> Reserved:
+    """FLAG's value "cpu=500m,memory=1Gi,pid=1000" (Kubernetes quantities; "" none)."""
+    got: dict[str, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or not key:
+            raise ReservedError(f"{flag}: {item!r}: want resource=quantity")
+        if key not in RESERVABLE:
+            raise ReservedError(f"{flag}: {key}: not a reservable resource (want "
+                                f"{', '.join(RESERVABLE)})")
+        if key in got:
+            raise ReservedError(f"{flag}: {key}: given twice")
+        try:
+            q = Qty.parse(value)
+        except Qty.QuantityError:
+            raise ReservedError(f'{flag}: {key}: invalid quantity "{value}"') from None
+        if q.amount < 0:
+            raise ReservedError(f'{flag}: {key}: must be >= 0, got "{value}"')
+        got[key] = q.milli_value() if key == "cpu" else q.value()
+    return Reserved(**got)
+
+
+def parse_enforced(text: str) -> frozenset[str]:
+    """--enforce-node-allocatable: "pods" or "none" ("" as "none")."""
+    keys = frozenset(k.strip() for k in text.split(",") if k.strip())
+    for k in sorted(keys):
+        if k not in ENFORCEABLE:
+            raise ReservedError(f"--enforce-node-allocatable: {k}: not supported (want "
+                                "pods or none; corral-agent has no --system-reserved-cgroup)")
+    if "none" in keys and len(keys) > 1:
+        raise ReservedError("--enforce-node-allocatable: none: cannot be combined with pods")
+    return keys - {"none"}
+
+
+@dataclass(frozen=True)
+class PodsLimits:
+    """The pods' parent cgroup: cpu in millicores, memory in bytes, pids (0: no limit)."""
+
+    cpu: int
+    memory: int
+    pids: int = 0
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What the node keeps for itself (kubelet's --system-reserved, --kube-reserved and
+    hard eviction threshold) and whether the pods' parent cgroup is held to the rest."""
+
+    system: Reserved = Reserved()
+    kube: Reserved = Reserved()
+    eviction_memory: int = MEMORY_AVAILABLE_MIN
+    enforce: frozenset[str] = frozenset({"pods"})
+
+    def reserved(self, r: str, *, eviction: bool = True) -> int:
+        extra = self.eviction_memory if r == "memory" and eviction else 0
+        return int(getattr(self.system, r)) + int(getattr(self.kube, r)) + extra
+
+    def check(self, facts: HostFacts) -> None:
+        """kubelet's validateNodeAllocatable: no resource reserves more than capacity."""
+        capacity = {"cpu": facts.cpus * 1000, "memory": facts.memory, "pid": facts.pids}
+        for r, have in capacity.items():
+            want = self.reserved(r)
+            if want > have and (r != "pid" or have):
+                flags = [f for f, res in (("--system-reserved", self.system),
+                                          ("--kube-reserved", self.kube)) if getattr(res, r)]
+                with_eviction = " (with the 100Mi hard eviction threshold)" \
+                    if r == "memory" else ""
+                raise ReservedError(
+                    f"{', '.join(flags) or 'reserved'}: {r}: reserving {_amount(r, want)}"
+                    f"{with_eviction} exceeds the node's capacity {_amount(r, have)}")
+
+    def allocatable(self, facts: HostFacts) -> dict[str, str]:
+        """Node status allocatable: capacity less reservations and eviction, at least 0."""
+        cpu = max(0, facts.cpus * 1000 - self.reserved("cpu"))
+        memory = max(0, (facts.memory // 1024) * 1024 - self.reserved("memory"))
+        return {"cpu": _amount("cpu", cpu), "memory": _amount("memory", memory),
+                "pods": str(MAX_PODS)}
+
+    def pods_limits(self, facts: HostFacts) -> PodsLimits:
+        """The pods' parent cgroup: allocatable without the eviction threshold when
+        "pods" is enforced, the capacity otherwise (kubelet sets it either way: the
+        kernel's default cpu weight would starve the pods); pids only when reserved."""
+        if "pods" not in self.enforce:
+            return PodsLimits(cpu=facts.cpus * 1000, memory=facts.memory)
+        pid = self.reserved("pid")
+        return PodsLimits(
+            cpu=max(0, facts.cpus * 1000 - self.reserved("cpu")),
+            memory=max(0, facts.memory - self.reserved("memory", eviction=False)),
+            pids=max(1, facts.pids - pid) if pid and facts.pids else 0)
+
+
+def enforce_reservation(reserve: Reservation, facts: HostFacts, *, cgroup_parent: str,
+                        fs: qos.Cgroupfs | None = None) -> PodsLimits:
+    """At start: check RESERVE against the capacity, then hold the pods' parent cgroup
+    to what it leaves them (idempotent); ReservedError names the flag or the cgroup."""
+    reserve.check(facts)
+    limits = reserve.pods_limits(facts)
+    try:
+        qos.ensure_node_cgroup(cgroup_parent, cpu_milli=limits.cpu, memory=limits.memory,
+                               pids=limits.pids, fs=fs)
+    except qos.CgroupError as e:
+        raise ReservedError(f"--enforce-node-allocatable: {e}") from None
+    return limits
+
+
+def flag_type(flag: str, parse: Callable[[str], T]) -> Callable[[str], T]:
+    """PARSE as an argparse type: its ReservedError becomes argparse's message
+    ("argument FLAG: memory: invalid quantity ...")."""
+    def of(text: str) -> T:
+        try:
+            return parse(text)
+        except ReservedError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{flag}: ")) from None
+    return of
+
+
+def reserved_flag(flag: str) -> Callable[[str], Reserved]:
+    return flag_type(flag, lambda text: parse_reserved(flag, text))
+
+
+def parse_pod_max_pids(text: str) -> int:
+    """--pod-max-pids: -1 (or 0): no limit; N > 0: every pod cgroup's pids.max."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise ReservedError(f"--pod-max-pids: want an integer, got {text!r}") from None
+    if n < -1:
+        raise ReservedError(f"--pod-max-pids: must be -1 (unlimited) or more, got {n}")
+    return n
+
+
+def _amount(resource: str, n: int) -> str:
+    """N as Kubernetes prints it: cpu "1500m" / "2", memory "7340032Ki" / bytes."""
+    if resource == "cpu":
+        return str(n // 1000) if n % 1000 == 0 else f"{n}m"
+    if resource == "memory":
+        return f"{n // 1024}Ki" if n % 1024 == 0 else str(n)
+    return str(n)
+
+
 def node_status(facts: HostFacts, *, ready: bool, why: str = "",
                 old: dict[str, Any] | None = None,
-                pressure: Pressure | None = None) -> dict[str, Any]:
+                pressure: Pressure | None = None,
+                reserve: Reservation | None = None) -> dict[str, Any]:
     now = micro_time()[:19] + "Z"
     before = {c.get("type", ""): c for c in (old or {}).get("conditions") or []}
     resources = {"cpu": str(facts.cpus), "memory": f"{facts.memory // 1024}Ki",
@@ -207,7 +395,8 @@ def node_status(facts: HostFacts, *, ready: bool, why: str = "",
                    "corral-agent is posting ready status" if ready else why, now, before),
     ]
     return {
-        "capacity": dict(resources), "allocatable": dict(resources),
+        "capacity": dict(resources),
+        "allocatable": (reserve or Reservation()).allocatable(facts),
         "conditions": conditions,
         "addresses": [{"type": "InternalIP", "address": facts.internal_ip},
                       {"type": "Hostname", "address": facts.hostname}],
@@ -238,8 +427,10 @@ class Readiness(Protocol):
 
 class NodeRegistration:
     def __init__(self, api: NodeAPI, name: str, facts: HostFacts,
-                 readiness: Readiness, *, fs_path: str = "/") -> None:
+                 readiness: Readiness, *, fs_path: str = "/",
+                 reserve: Reservation | None = None) -> None:
         self.api = api
+        self.reserve = reserve or Reservation()  # allocatable: capacity less reservations
         self.name = name
         self.facts = facts
         self.readiness = readiness
@@ -267,7 +458,8 @@ class NodeRegistration:
         ready, why = await self.readiness()
         status = node_status(self.facts, ready=ready, why=why,
                              old=self.node.get("status") or {},
-                             pressure=read_pressure(self.fs_path))
+                             pressure=read_pressure(self.fs_path),
+                             reserve=self.reserve)
         self.node = await self.api.patch("nodes", self.name, json.dumps(
             {"status": status}).encode(), patch_type=MERGE_PATCH, subresource="status")
         return self.node

@@ -9,31 +9,44 @@ pod's summed limits hold whatever its containers do.
 
     pure      tier(pod) -> "" | "burstable" | "besteffort"        (status.qos_class)
               pod_cgroup(pod, parent) -> "/parent/burstable/pod<uid>"
-              pod_resources(pod) -> PodResources(shares, quota, period, memory)
+              pod_resources(pod) -> PodResources(shares, quota, period, memory,
+                                                 pids, hugepages)
               pod_files(res, mode) -> {controller: {file: value}}     v1 / v2 names
+              node_files(cpu, memory, pids, mode)      the parent: kubelet's allocatable
     I/O       Cgroupfs(root): mkdir (v1 cpuset copied down, v2 controllers enabled in the
-              ancestors), write, rmdir children first; one directory per hierarchy
-    worker    ensure_pod_cgroup(pod, parent) -> path     before RunPodSandbox (idempotent:
-              a restarted agent adopts what exists and rewrites the same values)
+              ancestors: one walk per call), write, rmdir children first; one directory
+              per hierarchy; the host's huge page sizes (/sys/kernel/mm/hugepages)
+    agent     ensure_node_cgroup(parent, cpu=, memory=, pids=)   at start (idempotent)
+    worker    ensure_pod_cgroup(pod, parent, pod_max_pids=) -> path   before
+              RunPodSandbox (idempotent: a restarted agent adopts what exists and rewrites
+              the same values); pids.max when --pod-max-pids > 0; hugetlb limits for
+              every page size the host has (the pod's hugepages-<size> limits, else 0,
+              as kubelet), wherever hugetlb is: a v1 hierarchy, v2, or hybrid's unified/
               remove_pod_cgroup(uid, parent) -> bool      after RemovePodSandbox; False: busy,
               sweep_pod_cgroups(parent, keep) -> busy      retried by the next sweep
 
-The hierarchies are found from the directory tree under root (cgroup.controllers at the
-root: v2; else a directory per v1 hierarchy, plus unified/ on hybrid hosts), so unit tests
-point Cgroupfs at a temporary tree.
+The cgroup filesystem itself is agent/cgroupfs.py (Cgroupfs, CgroupIO, CgroupError: all
+re-exported here); unit tests point a Cgroupfs at a temporary tree.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.cgroupfs import CGROUP_ROOT as CGROUP_ROOT
+from agent.cgroupfs import UNLIMITED_V1 as UNLIMITED_V1
+from agent.cgroupfs import CgroupError as CgroupError
+from agent.cgroupfs import Cgroupfs as Cgroupfs
+from agent.cgroupfs import CgroupIO as CgroupIO
+from agent.cgroupfs import Files as Files
+from agent.cgroupfs import Hierarchy as Hierarchy
+from agent.cgroupfs import host_cgroupfs as host_cgroupfs
+from agent.cgroupfs import host_page_sizes as host_page_sizes
 from agent.cri import (
     CPU_PERIOD,
     MAX_SHARES,
@@ -49,15 +62,7 @@ log = logging.getLogger("agent.qos")
 
 GUARANTEED, BURSTABLE, BESTEFFORT = "Guaranteed", "Burstable", "BestEffort"
 TIERS = {GUARANTEED: "", BURSTABLE: "burstable", BESTEFFORT: "besteffort"}
-CGROUP_ROOT = "/sys/fs/cgroup"
-UNLIMITED_V1 = 1 << 62  # memory.limit_in_bytes at or above: no limit
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_V2_CONTROLLERS = ("cpu", "memory")  # what pod_files writes on v2
-_RETRIES = 4  # rmdir of a cgroup whose last task is still exiting: ~30 ms
-
-
-class CgroupError(Exception):
-    """A pod cgroup cannot be made or written; the message names the pod and the field."""
 
 
 # ---- pure: the tiers and the pod's settings -----------------------------------------------
@@ -144,40 +149,103 @@ class PodResources:
     cpu_quota: int = 0
     cpu_period: int = CPU_PERIOD
     memory_limit: int = 0
+    pids_limit: int = 0  # 0: not set (the kernel's "max")
+    hugepages: tuple[tuple[int, int], ...] = ()  # (page size, limit) in bytes, by size
 
 
-def pod_resources(pod: Mapping[str, Any]) -> PodResources:
+HUGEPAGES_PREFIX = "hugepages-"
+
+
+def pod_hugepages(spec: Mapping[str, Any]) -> dict[int, int]:
+    """{page size: bytes} of the pod's hugepages-<size> limits: the containers' sum or the
+    largest init container's, whichever is larger (kubelet's pod requests; the API makes
+    a huge page request equal its limit)."""
+    def of(c: Mapping[str, Any]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for name, value in ((c.get("resources") or {}).get("limits") or {}).items():
+            if str(name).startswith(HUGEPAGES_PREFIX):
+                size = bytes_of(str(name)[len(HUGEPAGES_PREFIX):])
+                out[size] = out.get(size, 0) + bytes_of(value)
+        return out
+    total: dict[int, int] = {}
+    for c in spec.get("containers") or []:
+        for size, n in of(c).items():
+            total[size] = total.get(size, 0) + n
+    for c in spec.get("initContainers") or []:
+        for size, n in of(c).items():
+            total[size] = max(total.get(size, 0), n)
+    return total
+
+
+def pod_resources(pod: Mapping[str, Any], *, pod_max_pids: int = -1,
+                  page_sizes: Collection[int] = ()) -> PodResources:
     """kubelet's ResourceConfigForPod: shares from the summed cpu requests; the cpu quota
     and memory limit are the sums of the limits, set only when every container declares
-    that limit (always for Guaranteed); BestEffort gets the minimum shares only."""
+    that limit (always for Guaranteed); BestEffort gets the minimum shares only. Every
+    pod: pids.max POD_MAX_PIDS when > 0, and for each of the host's PAGE_SIZES the pod's
+    huge page limit, 0 when it asks for none."""
     spec = pod.get("spec") or {}
     cls = qos_class(spec)
+    asked = pod_hugepages(spec)
+    pids = max(pod_max_pids, 0)
+    pages = tuple((size, asked.get(size, 0)) for size in sorted(page_sizes))
     if cls == BESTEFFORT:
-        return PodResources(cpu_shares=MIN_SHARES)
+        return PodResources(cpu_shares=MIN_SHARES, pids_limit=pids, hugepages=pages)
     requests, limits = pod_totals(spec)
     mains = [_amounts(c)[1] for c in spec.get("containers") or []]
     declared = {r: cls == GUARANTEED or all(lim[r] > 0 for lim in mains) for r in _AMOUNT}
     return PodResources(
         cpu_shares=milli_to_shares(requests["cpu"]),
         cpu_quota=milli_to_quota(limits["cpu"]) if declared["cpu"] else 0,
-        memory_limit=limits["memory"] if declared["memory"] else 0)
+        memory_limit=limits["memory"] if declared["memory"] else 0,
+        pids_limit=pids, hugepages=pages)
 
 
-Files = dict[str, dict[str, str]]  # controller -> {control file: value}
+def hugetlb_name(size: int) -> str:
+    """The kernel's name of a huge page size in hugetlb files: 2MB, 1GB, 64KB."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20)):
+        if size >= scale:
+            return f"{size // scale}{unit}"
+    return f"{size // 1024}KB"
 
 
-def pod_files(res: PodResources, mode: str) -> Files:
-    """The control files of a pod cgroup; mode "v1" / "hybrid" (v1 names) or "v2"."""
+def pod_files(res: PodResources, mode: str, *, hugetlb_v2: bool | None = None) -> Files:
+    """The control files of a pod cgroup; mode "v1" / "hybrid" (v1 names) or "v2";
+    HUGETLB_V2: hugetlb's hierarchy is unified (default: MODE is "v2")."""
+    files: Files
     if mode == "v2":
         cpu_max = f"{res.cpu_quota or 'max'} {res.cpu_period}"
-        return {"cpu": {"cpu.weight": str(shares_to_weight(res.cpu_shares)),
-                        "cpu.max": cpu_max},
-                "memory": {"memory.max": str(res.memory_limit or "max")}}
-    # the period before the quota: the kernel checks the quota against the period
-    return {"cpu": {"cpu.shares": str(res.cpu_shares),
-                    "cpu.cfs_period_us": str(res.cpu_period),
-                    "cpu.cfs_quota_us": str(res.cpu_quota or -1)},
-            "memory": {"memory.limit_in_bytes": str(res.memory_limit or -1)}}
+        files = {"cpu": {"cpu.weight": str(shares_to_weight(res.cpu_shares)),
+                         "cpu.max": cpu_max},
+                 "memory": {"memory.max": str(res.memory_limit or "max")}}
+    else:  # the period before the quota: the kernel checks the quota against the period
+        files = {"cpu": {"cpu.shares": str(res.cpu_shares),
+                         "cpu.cfs_period_us": str(res.cpu_period),
+                         "cpu.cfs_quota_us": str(res.cpu_quota or -1)},
+                 "memory": {"memory.limit_in_bytes": str(res.memory_limit or -1)}}
+    if res.pids_limit > 0:
+        files["pids"] = {"pids.max": str(res.pids_limit)}
+    if res.hugepages:
+        suffix = "max" if (mode == "v2" if hugetlb_v2 is None else hugetlb_v2) \
+            else "limit_in_bytes"
+        files["hugetlb"] = {f"hugetlb.{hugetlb_name(size)}.{suffix}": str(limit)
+                            for size, limit in res.hugepages}
+    return files
+
+
+def node_files(mode: str, *, cpu_milli: int, memory: int, pids: int = 0,
+               with_pids: bool = True) -> Files:
+    """The pods' parent cgroup held to the node's allocatable (kubelet's
+    enforceNodeAllocatableCgroups): cpu weight from CPU_MILLI, the MEMORY limit, and
+    pids.max PIDS ("max" for 0) when WITH_PIDS (the pids controller is there)."""
+    shares = milli_to_shares(cpu_milli)
+    files: Files = ({"cpu": {"cpu.weight": str(shares_to_weight(shares))},
+                     "memory": {"memory.max": str(memory)}} if mode == "v2" else
+                    {"cpu": {"cpu.shares": str(shares)},
+                     "memory": {"memory.limit_in_bytes": str(memory)}})
+    if with_pids:
+        files["pids"] = {"pids.max": str(pids or "max")}
+    return files
 
 
 def tier_files(name: str, mode: str, *, burstable_milli: int = 0) -> Files:
@@ -200,213 +268,47 @@ def burstable_requests(pods: Collection[Mapping[str, Any]]) -> int:
                if qos_class(p.get("spec") or {}) == BURSTABLE)
 
 
-# ---- I/O: the cgroup filesystem -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Hierarchy:
-    mount: str  # its directory under the cgroup root
-    controllers: tuple[str, ...]  # v1: from the directory name; v2: cgroup.controllers
-    unified: bool = False
-
-
-def _holds(current: str, value: str) -> bool:
-    """CURRENT (a control file's text) already says VALUE; v1 reads "no limit" (-1) back
-    as the largest page multiple."""
-    current = current.strip()
-    if value == "-1" and current.isdigit():
-        return int(current) >= UNLIMITED_V1
-    return current == value
-
-
-class CgroupIO:
-    """The system calls on cgroupfs, one each; unit tests put a fake tree behind it."""
-
-    def read(self, path: str) -> str:
-        """The file's text, "" when it does not exist."""
-        try:
-            with open(path) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def write(self, path: str, value: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)  # never O_CREAT
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
-
-    def mkdir(self, path: str) -> None:
-        os.mkdir(path, 0o755)
-
-    def rmdir(self, path: str) -> None:
-        os.rmdir(path)
-
-
-class Cgroupfs:
-    """The cgroup hierarchies under ROOT and the few operations the agent needs on them."""
-
-    def __init__(self, root: str = CGROUP_ROOT, *, io: CgroupIO | None = None) -> None:
-        self.root = root
-        self.io = io or CgroupIO()
-        self.mode, self.hierarchies = self._detect()
-
-    def _detect(self) -> tuple[str, list[Hierarchy]]:
-        if os.path.exists(os.path.join(self.root, "cgroup.controllers")):
-            return "v2", [Hierarchy(self.root, tuple(self.io.read(os.path.join(
-                self.root, "cgroup.controllers")).split()), unified=True)]
-        found = []
-        for name in sorted(os.listdir(self.root)):
-            path = os.path.join(self.root, name)
-            if os.path.islink(path) or not os.path.isdir(path):
-                continue  # cpu -> cpu,cpuacct: the same hierarchy under a second name
-            if name == "unified" and os.path.exists(os.path.join(path, "cgroup.controllers")):
-                found.append(Hierarchy(path, (), unified=True))
-            elif os.path.exists(os.path.join(path, "cgroup.procs")):
-                found.append(Hierarchy(path, tuple(name.split(","))))
-        if not found:
-            raise CgroupError(f"cgroups: {self.root}: no cgroup hierarchy is mounted there")
-        hybrid = any(h.unified for h in found)
-        return ("hybrid" if hybrid else "v1"), found
-
-    def holding(self, controller: str) -> Hierarchy | None:
-        """The hierarchy whose files FILES names for CONTROLLER."""
-        for h in self.hierarchies:
-            if (self.mode == "v2" and h.unified) or controller in h.controllers:
-                return h
-        return None
-
-    def dirs(self, path: str) -> list[str]:
-        """PATH's directory in every hierarchy."""
-        return [h.mount + path for h in self.hierarchies]
-
-    def ensure(self, path: str, files: Files, *, who: str) -> None:
-        """mkdir PATH in every hierarchy (parents too), then write FILES."""
-        for h in self.hierarchies:
-            self._mkdir(h, h.mount + path, who=who)
-        if self.mode == "v2":
-            self._enable(path, who=who)
-        for controller, values in files.items():
-            held = self.holding(controller)
-            if held is None:
-                raise CgroupError(f"{who}: {controller}: the {controller} cgroup controller "
-                                  f"is not mounted under {self.root}")
-            for name, value in values.items():
-                target = os.path.join(held.mount + path, name)
-                if _holds(self.io.read(target), value):
-                    continue  # adopted and unchanged: no write
-                try:
-                    self.io.write(target, value)
-                except OSError as e:
-                    raise CgroupError(f"{who}: {name}: writing {value!r} to {target}: "
-                                      f"{os.strerror(e.errno or 0)}") from None
-
-    def _mkdir(self, h: Hierarchy, d: str, *, who: str) -> None:
-        """mkdir D, and its missing parents first (one mkdir when the parent exists, as
-        it does for every pod but a tier's first)."""
-        try:
-            self.io.mkdir(d)
-        except FileExistsError:
-            return
-        except FileNotFoundError:
-            if len(d) <= len(h.mount):
-                raise CgroupError(f"{who}: cgroup {h.mount}: the hierarchy is gone") from None
-            self._mkdir(h, os.path.dirname(d), who=who)
-            self._mkdir(h, d, who=who)
-            return
-        except OSError as e:
-            raise CgroupError(f"{who}: cgroup {d}: mkdir: {os.strerror(e.errno or 0)}") from None
-        if "cpuset" in h.controllers:  # v1 refuses tasks in a cpuset with none
-            parent = os.path.dirname(d)
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                mine = os.path.join(d, name)
-                if os.path.exists(mine) and not self.io.read(mine).strip():
-                    try:
-                        self.io.write(mine, self.io.read(os.path.join(parent, name)).strip())
-                    except OSError as e:
-                        raise CgroupError(f"{who}: {name}: copying it from {parent}: "
-                                          f"{os.strerror(e.errno or 0)}") from None
-
-    def _enable(self, path: str, *, who: str) -> None:
-        """v2: cpu and memory on in cgroup.subtree_control from the root down to PATH."""
-        cur = self.root
-        for part in ["", *path.strip("/").split("/")]:
-            cur = os.path.join(cur, part) if part else cur
-            have = self.io.read(os.path.join(cur, "cgroup.controllers")).split()
-            on = self.io.read(os.path.join(cur, "cgroup.subtree_control")).split()
-            for c in _V2_CONTROLLERS:
-                if c in have and c not in on:
-                    try:
-                        self.io.write(os.path.join(cur, "cgroup.subtree_control"), f"+{c}")
-                    except OSError as e:
-                        raise CgroupError(f"{who}: cgroup {cur}: enabling {c}: "
-                                          f"{os.strerror(e.errno or 0)}") from None
-
-    def remove(self, path: str) -> bool:
-        """rmdir PATH (children first) in every hierarchy; False if one is still busy."""
-        for d in self.dirs(path):
-            for sub in [p for p, _, _ in os.walk(d, topdown=False)]:  # deepest first, d last
-                if not self._rmdir(sub):
-                    log.warning("cgroup %s is busy; removing it later", sub)
-                    return False  # held by a process: in every hierarchy alike
-        return True
-
-    def _rmdir(self, path: str) -> bool:
-        for i in range(_RETRIES):
-            try:
-                self.io.rmdir(path)
-                return True
-            except FileNotFoundError:
-                return True
-            except OSError as e:
-                if e.errno != errno.EBUSY or i == _RETRIES - 1:
-                    return False
-                time.sleep(0.005 * (i + 1))  # a task that is still exiting leaves it soon
-        return False
-
-    def children(self, path: str) -> set[str]:
-        """Names of the child cgroups of PATH, in any hierarchy."""
-        out: set[str] = set()
-        for d in self.dirs(path):
-            try:
-                out.update(e.name for e in os.scandir(d) if e.is_dir(follow_symlinks=False))
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-        return out
-
-
 # ---- what the worker calls --------------------------------------------------------------------
 
-_fs: Cgroupfs | None = None
+
+def ensure_node_cgroup(parent: str, *, cpu_milli: int, memory: int, pids: int = 0,
+                       fs: Cgroupfs | None = None) -> None:
+    """Make (or adopt) PARENT, the pods' node-level cgroup, held to CPU_MILLI (its cpu
+    weight), MEMORY bytes and PIDS processes (0: "max"; pids.max only where the pids
+    controller is, unless PIDS asks for a limit)."""
+    if not parent:
+        return
+    _check(parent, "node", who="--cgroup-parent")
+    if not parent.strip("/"):  # the root cgroup itself: nothing to hold, as kubelet's "/"
+        log.warning("--cgroup-parent /: the pods are not held to the node's allocatable")
+        return
+    fs = fs or host_cgroupfs()
+    files = node_files(fs.mode, cpu_milli=cpu_milli, memory=memory, pids=pids,
+                       with_pids=bool(pids) or fs.has("pids"))
+    fs.ensure(parent.rstrip("/"), files, who=f"node allocatable cgroup {parent}")
 
 
-def host_cgroupfs() -> Cgroupfs:
-    """The host's hierarchies under /sys/fs/cgroup, found once per process."""
-    global _fs
-    if _fs is None:
-        _fs = Cgroupfs()
-    return _fs
-
-
-def ensure_pod_cgroup(pod: Mapping[str, Any], parent: str, *,
+def ensure_pod_cgroup(pod: Mapping[str, Any], parent: str, *, pod_max_pids: int = -1,
                       fs: Cgroupfs | None = None) -> str:
     """Make (or adopt) the pod's cgroup with its limits under its QoS tier; the path to
-    give RunPodSandbox as linux.cgroup_parent ("" when PARENT is "")."""
+    give RunPodSandbox as linux.cgroup_parent ("" when PARENT is ""). POD_MAX_PIDS > 0:
+    its pids.max (kubelet's --pod-max-pids)."""
     path = pod_cgroup(pod, parent)
     if not path:
         return ""
     fs = fs or host_cgroupfs()
     who = _who(pod)
     try:
-        files = pod_files(pod_resources(pod), fs.mode)
+        res = pod_resources(pod, pod_max_pids=pod_max_pids, page_sizes=fs.page_sizes)
     except ValueError as e:  # a quantity the API should have refused
         raise CgroupError(f"{who}: spec.containers[].resources: {e}") from None
+    files = pod_files(res, fs.mode, hugetlb_v2=fs.hugetlb_v2)
     t = tier(pod)
+    steps: list[tuple[str, Files, str]] = []
     if t:  # burstable's weight is update_burstable_tier's: mkdir only (kernel default)
         files_of_tier = tier_files(t, fs.mode) if t == "besteffort" else {}
-        fs.ensure(f"{parent.rstrip('/')}/{t}", files_of_tier, who=f"QoS tier {t}")
-    fs.ensure(path, files, who=who)
+        steps.append((f"{parent.rstrip('/')}/{t}", files_of_tier, f"QoS tier {t}"))
+    fs.ensure_tree([*steps, (path, files, who)])
     return path
 
 

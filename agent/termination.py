@@ -9,7 +9,8 @@
                     that used it all earns kubelet's one-off PRE_STOP_EXTRA s of TERM
     remove(rt)      RemovePodSandbox of each sandbox, the pod's cgroup (qos.py; a busy one
                     is left to the manager's sweep), the volumes' cleanup
-    probe_grace()   a probe's own terminationGracePeriodSeconds for a liveness/startup kill
+    probe_grace()   the failed probe's own terminationGracePeriodSeconds for a liveness or
+                    startup kill (its kind comes with the kill: probes.Kill)
 
 Every step tolerates what is already gone (NotFound); the worker retries a failed remove
 with back-off and marks the pod TERMINATED only once it succeeded.
@@ -37,11 +38,10 @@ log = logging.getLogger("corral.agent.worker")
 PRE_STOP_EXTRA = 2  # seconds of TERM after a preStop that used the whole grace (kubelet)
 
 
-def probe_grace(container: Mapping[str, Any], why: str, *, default: int) -> int:
-    """The grace of a kill for a failed probe: the probe's terminationGracePeriodSeconds
-    when it sets one, else DEFAULT (the pod's)."""
-    kind = "startupProbe" if "failed startup probe" in why else "livenessProbe"
-    g = (container.get(kind) or {}).get("terminationGracePeriodSeconds")
+def probe_grace(container: Mapping[str, Any], kind: PR.Kind, *, default: int) -> int:
+    """The grace of a kill for a failed probe of KIND: that probe's
+    terminationGracePeriodSeconds when it sets one, else DEFAULT (the pod's)."""
+    g = (container.get(kind.value) or {}).get("terminationGracePeriodSeconds")
     return default if g is None else int(g)
 
 

@@ -264,9 +264,10 @@ def project(data: Mapping[str, bytes] | None, source: Mapping[str, Any], *,
     return out
 
 
-def render_downward(pod: Mapping[str, Any], source: Mapping[str, Any], *, where: str,
-                    node_ip: str = "") -> Payload:
-    """The files of a downwardAPI volume."""
+def render_downward(pod: Mapping[str, Any], source: Mapping[str, Any], *,
+                    where: str) -> Payload:
+    """The files of a downwardAPI volume (status.podIP/hostIP: the pod's status, which the
+    worker fills in with the sandbox's and the node's IPs)."""
     mode = source.get("defaultMode")
     mode = DEFAULT_MODE if mode is None else int(mode)
     out: Payload = {}
@@ -278,7 +279,7 @@ def render_downward(pod: Mapping[str, Any], source: Mapping[str, Any], *, where:
         try:
             if item.get("fieldRef"):
                 text = envmod.field_value(pod, item["fieldRef"].get("fieldPath", ""),
-                                          node_ip=node_ip, whole_maps=True)
+                                          whole_maps=True)
             else:
                 ref = item.get("resourceFieldRef") or {}
                 if not ref.get("containerName"):
@@ -295,10 +296,9 @@ def render_downward(pod: Mapping[str, Any], source: Mapping[str, Any], *, where:
 
 # ---- prepare, refresh, teardown ----------------------------------------------------------
 
-async def prepare(pod: Mapping[str, Any], *, pod_dir: str, client: envmod.ObjectGetter,
-                  node_ip: str = "") -> dict[str, Volume]:
-    """Make every volume of POD; return them by name. NODE_IP answers status.hostIP in
-    downwardAPI volumes when the pod's status has none yet."""
+async def prepare(pod: Mapping[str, Any], *, pod_dir: str,
+                  client: envmod.ObjectGetter) -> dict[str, Volume]:
+    """Make every volume of POD; return them by name."""
     meta = pod.get("metadata") or {}
     base = volumes_dir(str(meta.get("uid", "")), pod_dir=pod_dir)
     out = {}
@@ -308,15 +308,14 @@ async def prepare(pod: Mapping[str, Any], *, pod_dir: str, client: envmod.Object
         kind = next((k for k in KINDS if vol.get(k) is not None), "emptyDir")
         try:
             out[name] = await _prepare_one(pod, vol, kind=kind, base=base, where=where,
-                                           client=client, node_ip=node_ip)
+                                           client=client)
         except OSError as err:
             raise VolumeError(f"{where}: {err.strerror or err}") from err
     return out
 
 
 async def _prepare_one(pod: Mapping[str, Any], vol: Mapping[str, Any], *, kind: str,
-                       base: str, where: str, client: envmod.ObjectGetter,
-                       node_ip: str = "") -> Volume:
+                       base: str, where: str, client: envmod.ObjectGetter) -> Volume:
     name = vol["name"]
     source = vol.get(kind) or {}
     if kind == "hostPath":
@@ -338,15 +337,14 @@ async def _prepare_one(pod: Mapping[str, Any], vol: Mapping[str, Any], *, kind: 
         return Volume(name, kind, path, False, tmpfs)
     if tmpfs:
         _mount_tmpfs(path, size=None, mode=0o755)
-    write_atomic(path, await _render(pod, kind, source, where=where, client=client,
-                                     node_ip=node_ip))
+    write_atomic(path, await _render(pod, kind, source, where=where, client=client))
     return Volume(name, kind, path, True, tmpfs)
 
 
 async def _render(pod: Mapping[str, Any], kind: str, source: Mapping[str, Any], *,
-                  where: str, client: envmod.ObjectGetter, node_ip: str = "") -> Payload:
+                  where: str, client: envmod.ObjectGetter) -> Payload:
     if kind == "downwardAPI":
-        return render_downward(pod, source, where=f"{where}.downwardAPI", node_ip=node_ip)
+        return render_downward(pod, source, where=f"{where}.downwardAPI")
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
     ref = source.get("name" if kind == "configMap" else "secretName", "")
     try:
@@ -396,8 +394,8 @@ def _host_path(source: Mapping[str, Any], *, where: str) -> str:
     return str(path)
 
 
-async def refresh(pod: Mapping[str, Any], *, pod_dir: str, client: envmod.ObjectGetter,
-                  node_ip: str = "") -> list[str]:
+async def refresh(pod: Mapping[str, Any], *, pod_dir: str,
+                  client: envmod.ObjectGetter) -> list[str]:
     """Rewrite the configMap, secret and downwardAPI volumes whose content changed (each
     atomically); return their names. A required object that has gone keeps its old
     content, and the first such error is raised after the other volumes are done."""
@@ -415,7 +413,7 @@ async def refresh(pod: Mapping[str, Any], *, pod_dir: str, client: envmod.Object
         where = f"Pod {meta.get('name', '')}: volumes[{name}]"
         try:
             if write_atomic(path, await _render(pod, kind, vol[kind], where=where,
-                                                client=client, node_ip=node_ip)):
+                                                client=client)):
                 changed.append(name)
         except (VolumeError, errors.APIError) as err:
             problems.append(err)

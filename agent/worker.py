@@ -26,8 +26,9 @@ sandbox, containers new to it) is read back by one status call each, not a relis
     TERMINATED    all of that done (worker ends)
 
 Probes (agent/probes.py PodProber; a changed result wakes the worker): each sync
-updates the probers to the running container instances; in RUNNING a kill_reason()
-means a Killing event, preStop and StopContainer(the probe's grace, else the pod's), the
+updates the probers to the running container instances; in RUNNING a kill_reason() (a
+probes.Kill: the failed probe's kind and the message) means a Killing event, preStop and
+StopContainer(that probe's grace, else the pod's), the
 exit then handled as any other;
 ready()/started() make containerStatuses[].ready/started and the Ready conditions.
 
@@ -35,8 +36,9 @@ Hooks (small interfaces, implemented elsewhere): ``Volumes`` (prepare -> volume 
 volumes.Volume, whose mounts volumes.container_mounts checks: subPath inside the volume,
 configMap/secret/downwardAPI read-only; refresh; cleanup), ``EnvResolver`` (a container's
 env as pairs), ``Probes`` (the factory gets the pod and the worker's wake). Both env and
-volumes see the pod with the sandbox's IP as status.podIP (with_sandbox_ips). Defaults:
-no volumes, literal env values, the real probers over the CRI's ExecSync.
+volumes see the pod with the sandbox's IP as status.podIP and the node's as status.hostIP
+(with_sandbox_ips: their one source of both). Defaults: no volumes, literal env values,
+the real probers over the CRI's ExecSync.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class Probes(Protocol):
     def update(self, pod: Mapping[str, Any], rt: C.PodRuntime) -> None: ...
     def ready(self, name: str) -> bool: ...
     def started(self, name: str) -> bool: ...
-    def kill_reason(self, name: str, container_id: str) -> str: ...
+    def kill_reason(self, name: str, container_id: str) -> PR.Kill | None: ...
     def take_events(self) -> list[tuple[str, str, str]]: ...
     async def close(self) -> None: ...
 
@@ -106,13 +108,14 @@ class NoVolumes:
 
 def with_sandbox_ips(pod: Mapping[str, Any], *, pod_ip: str,
                      host_ip: str) -> Mapping[str, Any]:
-    """POD as env fieldRefs and downward API volumes see it: status.podIP is the sandbox's
-    IP (the API's status is written after the sync that starts the containers, so it has
-    none at the first start), status.hostIP the node's when the API has none."""
+    """POD as env fieldRefs and downward API volumes see it, their only source of
+    status.podIP/hostIP: status.podIP is the sandbox's IP (the API's status is written
+    after the sync that starts the containers, so it has none at the first start),
+    status.hostIP the node's (as kubelet's: the node's own IP wins over the API's)."""
     status = dict(pod.get("status") or {})
     if pod_ip:
         status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
-    if host_ip and not status.get("hostIP"):
+    if host_ip:
         status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]
     return {**pod, "status": status}
 
@@ -152,12 +155,10 @@ class WorkerEnv:
     backoff: Callable[[], Backoff] = Backoff
     resync: float = 5.0
     volume_refresh: float = 60.0  # seconds between refreshes of configMap/secret volumes
-    runtime: C.Runtime | None = None  # default: the one behind REFRESH, a pods.Relist
-
-    def __post_init__(self) -> None:
-        if self.runtime is None:
-            behind = getattr(self.refresh, "runtime", None)
-            self.runtime = behind if isinstance(behind, C.Runtime) else None
+    pod_max_pids: int = -1  # --pod-max-pids: > 0, every pod cgroup's pids.max
+    # the Runtime behind REFRESH (pods.Relist.runtime): what an act() made is read back by
+    # status calls through it; None: a relist after every act()
+    runtime: C.Runtime | None = None
 
 
 class PodWorker(Termination):
@@ -354,7 +355,8 @@ class PodWorker(Termination):
             # the pod's own cgroup, under its QoS tier, with the pod's summed limits: the
             # runtime puts the sandbox's containers below it
             cgroup = await asyncio.to_thread(Q.ensure_pod_cgroup, self.pod,
-                                             self.env.cgroup_parent)
+                                             self.env.cgroup_parent,
+                                             pod_max_pids=self.env.pod_max_pids)
             config = C.sandbox_config(self.pod, log_root=self.env.log_root,
                                       cgroup_parent=cgroup, attempt=attempt)
             sid = await self.env.cri.run_pod_sandbox(config)
@@ -397,11 +399,11 @@ class PodWorker(Termination):
             elif latest.state == "running":
                 self.waiting.pop(c["name"], None)
                 why = self.probes.kill_reason(c["name"], latest.id)
-                if why:
-                    log.info("pod %s: %s", self.key, why)
-                    await self.event("Normal", "Killing", why)
+                if why is not None:
+                    log.info("pod %s: %s", self.key, why.message)
+                    await self.event("Normal", "Killing", why.message)
                     await self.kill(c, latest, rt,
-                                    grace=probe_grace(c, why, default=self._grace()))
+                                    grace=probe_grace(c, why.kind, default=self._grace()))
                     acted = True
             elif latest.state == "exited" and S.will_restart(policy, latest):
                 acted = await self.restart_later(c, latest, rt) or acted

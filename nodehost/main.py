@@ -101,9 +101,7 @@ async def host(args: argparse.Namespace, cfg: DaemonConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("grpc").setLevel(logging.WARNING)
+    agent_main.setup_logging(args.log_level)
     try:
         cfg = daemon.configure(args, prefix=PREFIX)
     except ConfigError as e:

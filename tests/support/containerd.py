@@ -34,14 +34,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import tempfile
 import time
 
 from clusterctl.cluster import system
-from tests.support import ociimage, process
+from tests.support import ociimage, process, sockets
 from tests.support.registry import Registry
 
 CONTAINERD = "/usr/bin/containerd"
@@ -277,14 +276,7 @@ state = "{self.state}"
         return self
 
     def _serving(self) -> bool:
-        if not os.path.exists(self.socket):
-            return False
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(self.socket)
-                return True
-            except OSError:
-                return False
+        return sockets.serving(self.socket)
 
     def log_tail(self, lines: int = 30) -> str:
         return process.log_tail(self.log_path, lines=lines)

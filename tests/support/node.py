@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from tests.support import containerd, process
 from tests.support.controlplane import ControlPlane
 from tests.support.etcd import EtcdServer
 from tests.support.registry import Registry
+from tests.support.sockets import serving as serving  # the nodes' tests import it here
 
 
 @dataclass
@@ -61,15 +61,6 @@ def pull(socket_path: str, image: str, *, timeout: float = 120) -> None:
     with grpc.insecure_channel(f"unix://{socket_path}") as channel:
         pb_grpc.ImageServiceStub(channel).PullImage(  # type: ignore[no-untyped-call]
             pb.PullImageRequest(image=pb.ImageSpec(image=image)), timeout=timeout)
-
-
-def serving(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX) as s:
-        try:
-            s.connect(path)
-        except OSError:
-            return False
-    return True
 
 
 class CorralNode:

@@ -102,9 +102,18 @@ def test_field_paths(path: str, want: str) -> None:
     assert env.field_value(POD, path) == want
 
 
-def test_node_and_pod_ip_given_by_the_agent_win() -> None:
-    assert env.field_value(POD, "status.hostIP", node_ip="10.9.9.9") == "10.9.9.9"
-    assert env.field_value(POD, "status.podIP", pod_ip="10.1.0.7") == "10.1.0.7"
+@pytest.mark.parametrize(("status", "path", "want"), [
+    pytest.param({"podIPs": [{"ip": "10.1.0.5"}, {"ip": "fd00::5"}]}, "status.podIPs",
+                 "10.1.0.5,fd00::5", id="pod-ips"),
+    pytest.param({"hostIPs": [{"ip": "192.168.0.2"}]}, "status.hostIPs", "192.168.0.2",
+                 id="host-ips"),
+    pytest.param({}, "status.podIP", "", id="no-pod-ip-yet"),
+    pytest.param({}, "status.hostIPs", "", id="no-host-ips-yet"),
+])
+def test_ips_come_from_the_pods_status_only(status: dict[str, Any], path: str,
+                                            want: str) -> None:
+    # the worker puts the sandbox's and the node's IPs there (worker.with_sandbox_ips)
+    assert env.field_value({**POD, "status": status}, path) == want
 
 
 def test_whole_label_map_is_for_volumes_only() -> None:
@@ -159,10 +168,10 @@ def test_values_sources_and_expansion_in_order() -> None:
         {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         {"name": "HOST", "value": "db2"},
         {"name": "AGAIN", "value": "$(HOST)"},
-    ]}, node_ip="10.0.0.1")
+    ]})
     assert got == [("HOST", "db2"), ("URL", "pg://db:$(PORT)/$(POD)"), ("POD", "web"),
                    ("MODE", "prod"), ("PW", "s3cret"), ("RAW", "http://$(HOST)"),
-                   ("MEM", "1024"), ("NODE", "10.0.0.1"), ("AGAIN", "db2")]
+                   ("MEM", "1024"), ("NODE", "192.168.0.2"), ("AGAIN", "db2")]
 
 
 def test_env_from_with_prefix_skips_and_reports_invalid_keys() -> None:

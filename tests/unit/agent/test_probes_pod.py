@@ -101,7 +101,7 @@ def test_a_container_without_probes_is_ready_and_started_and_gets_no_prober() ->
         h.prober.update(h.prober.pod, runtime(h.time, ("app", "c1")))
         assert h.prober.probers == {}
         assert h.prober.ready("app") and h.prober.started("app")
-        assert h.prober.kill_reason("app", "c1") == ""
+        assert h.prober.kill_reason("app", "c1") is None
     asyncio.run(go())
 
 
@@ -134,19 +134,19 @@ def test_readiness_follows_the_probe_and_wakes_the_worker() -> None:
         assert h.prober.ready("app"), "two failures are under the threshold of 3"
         await h.time.advance(10)
         assert not h.prober.ready("app") and h.wakes == 2
-        assert h.prober.kill_reason("app", "c1") == "", "readiness never kills"
+        assert h.prober.kill_reason("app", "c1") is None, "readiness never kills"
         assert h.prober.take_events() == [("Warning", "Unhealthy",
                                            "Readiness probe failed: said failure")]
         await h.prober.close()
     asyncio.run(go())
 
 
-@pytest.mark.parametrize(("kind", "field", "what"), [
-    pytest.param("l", "livenessProbe", "liveness", id="liveness"),
-    pytest.param("s", "startupProbe", "startup", id="startup"),
+@pytest.mark.parametrize(("kind", "field", "what", "probe_kind"), [
+    pytest.param("l", "livenessProbe", "liveness", p.Kind.LIVENESS, id="liveness"),
+    pytest.param("s", "startupProbe", "startup", p.Kind.STARTUP, id="startup"),
 ])
 def test_a_failure_past_the_threshold_asks_for_a_kill_of_that_instance_only(
-        kind: str, field: str, what: str) -> None:
+        kind: str, field: str, what: str, probe_kind: p.Kind) -> None:
     answers = Answers(**{kind: [F]})
 
     async def go() -> None:
@@ -154,11 +154,11 @@ def test_a_failure_past_the_threshold_asks_for_a_kill_of_that_instance_only(
                     answers)
         h.prober.update(h.prober.pod, runtime(h.time, ("app", "c1")))
         await settle()
-        assert h.prober.kill_reason("app", "c1") == ""
+        assert h.prober.kill_reason("app", "c1") is None
         await h.time.advance(10)
-        want = f"Container app failed {what} probe, will be restarted"
+        want = p.Kill(probe_kind, f"Container app failed {what} probe, will be restarted")
         assert h.prober.kill_reason("app", "c1") == want
-        assert h.prober.kill_reason("app", "c0") == ""
+        assert h.prober.kill_reason("app", "c0") is None
         assert h.prober.take_events() == [
             ("Warning", "Unhealthy", f"{what.capitalize()} probe failed: said failure")]
         await h.time.advance(10)
@@ -166,7 +166,7 @@ def test_a_failure_past_the_threshold_asks_for_a_kill_of_that_instance_only(
         # the restarted instance gets a fresh prober and no kill
         h.prober.update(h.prober.pod, runtime(h.time, ("app", "c2")))
         await settle()
-        assert h.prober.kill_reason("app", "c2") == ""
+        assert h.prober.kill_reason("app", "c2") is None
         assert answers.calls[-1] == (kind, "c2")
         await h.prober.close()
     asyncio.run(go())

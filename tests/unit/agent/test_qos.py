@@ -139,14 +139,15 @@ def test_pod_cgroup_refuses(pod: dict[str, Any], parent: str, match: str) -> Non
 class FakeKernel(Q.CgroupIO):
     """Directories get the control files of their hierarchy; rmdir refuses a cgroup with
     tasks or children (EBUSY); every write is recorded; REFUSE names files whose writes
-    fail with EINVAL."""
+    fail with EINVAL. hugetlb.<size>.* files exist in a v1 hugetlb hierarchy, and in a
+    unified one below a parent whose subtree_control enables hugetlb."""
 
     V1 = {"cpu": {"cpu.shares": "1024", "cpu.cfs_period_us": "100000",
                   "cpu.cfs_quota_us": "-1"},
           "memory": {"memory.limit_in_bytes": "9223372036854771712"},
-          "cpuset": {"cpuset.cpus": "", "cpuset.mems": ""}}
+          "cpuset": {"cpuset.cpus": "", "cpuset.mems": ""}, "pids": {"pids.max": "max"}}
     V2 = {"cpu.weight": "100", "cpu.max": "max 100000", "memory.max": "max",
-          "cgroup.subtree_control": ""}
+          "pids.max": "max", "cgroup.subtree_control": ""}
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -157,8 +158,8 @@ class FakeKernel(Q.CgroupIO):
         rel = os.path.relpath(path, self.root).split("/")
         if os.path.exists(os.path.join(self.root, "cgroup.controllers")):  # v2
             return dict(self.V2)  # cgroup.controllers: read() asks the parent
-        if rel[0] == "unified":
-            return {"cgroup.controllers": "", "cgroup.subtree_control": ""}
+        if rel[0] == "unified":  # cgroup.controllers: read() asks the parent
+            return {"cgroup.subtree_control": ""}
         return dict(self.V1.get(rel[0], {}))
 
     def mkdir(self, path: str) -> None:
@@ -178,12 +179,21 @@ class FakeKernel(Q.CgroupIO):
         self.writes.append((os.path.relpath(path, self.root), value))
         if os.path.basename(path) in self.refuse:
             raise OSError(errno.EINVAL, "Invalid argument")
+        if os.path.basename(path).startswith("hugetlb.") and not os.path.exists(path) and \
+                self.hugetlb_in(os.path.dirname(path)):
+            open(path, "w").close()  # the kernel's file, made when the controller came on
         if os.path.basename(path) == "cgroup.subtree_control":
             on = set(self.read(path).split()) | {value.lstrip("+")}
             value = " ".join(sorted(on))
         if os.path.basename(path) == "memory.limit_in_bytes" and value == "-1":
             value = "9223372036854771712"  # what v1 reads back for "no limit"
         super().write(path, value)
+
+    def hugetlb_in(self, d: str) -> bool:
+        if os.path.relpath(d, self.root).split("/")[0] == "hugetlb":
+            return True
+        parent = os.path.join(os.path.dirname(d), "cgroup.subtree_control")
+        return "hugetlb" in self.read(parent).split()
 
     def rmdir(self, path: str) -> None:
         if not os.path.isdir(path):
@@ -196,9 +206,10 @@ class FakeKernel(Q.CgroupIO):
         os.rmdir(path)
 
 
-def hybrid_tree(root: str) -> FakeKernel:
-    """cpu, memory, cpuset (cpus 0-1, mems 0), name=systemd, a cpuacct symlink, unified."""
-    for name in ("cpu", "memory", "cpuset", "systemd"):
+def hybrid_tree(root: str, *, extra: tuple[str, ...] = ()) -> FakeKernel:
+    """cpu, memory, cpuset (cpus 0-1, mems 0), name=systemd, a cpuacct symlink, unified
+    with hugetlb (as this host has it); EXTRA: more v1 hierarchies (pids, hugetlb)."""
+    for name in ("cpu", "memory", "cpuset", "systemd", *extra):
         os.makedirs(os.path.join(root, name))
         with open(os.path.join(root, name, "cgroup.procs"), "w") as f:
             f.write("1\n")
@@ -207,8 +218,10 @@ def hybrid_tree(root: str) -> FakeKernel:
             f.write(value)
     os.symlink("cpu", os.path.join(root, "cpuacct"))
     os.makedirs(os.path.join(root, "unified"))
-    with open(os.path.join(root, "unified", "cgroup.controllers"), "w") as f:
-        f.write("hugetlb\n")
+    unified = "" if "hugetlb" in extra else "hugetlb\n"
+    for name, value in (("cgroup.controllers", unified), ("cgroup.subtree_control", "")):
+        with open(os.path.join(root, "unified", name), "w") as f:
+            f.write(value)
     return FakeKernel(root)
 
 

@@ -87,30 +87,27 @@ def pod() -> dict[str, Any]:
 STARTED = {"RunPodSandbox": 1, "ImageStatus": 1, "CreateContainer": 1, "StartContainer": 1}
 
 
-@pytest.mark.parametrize(("through_relist", "fail_status", "want"), [
+@pytest.mark.parametrize(("with_runtime", "fail_status", "want"), [
     pytest.param(True, False, {**STARTED, "ListPodSandbox": 1, "ListContainers": 1,
                                "PodSandboxStatus": 1, "ContainerStatus": 1},
                  id="one-relist-and-two-status-calls"),
     pytest.param(True, True, {**STARTED, "ListPodSandbox": 2, "ListContainers": 2,
                               "PodSandboxStatus": 1, "ContainerStatus": 2},
                  id="a-status-call-that-fails-falls-back-to-a-relist"),
+    # a pods.Relist has its Runtime in it, but only the runtime= given is used
     pytest.param(False, False, {**STARTED, "ListPodSandbox": 3, "ListContainers": 3,
                                 "PodSandboxStatus": 1, "ContainerStatus": 1},
                  id="without-a-runtime-a-relist-after-each-step"),
 ])
-def test_a_pod_start_asks_the_runtime_this_much(tmp_path: Any, through_relist: bool,
+def test_a_pod_start_asks_the_runtime_this_much(tmp_path: Any, with_runtime: bool,
                                                 fail_status: bool, want: dict[str, int]
                                                 ) -> None:
     cri = NodeCRI(fail_status=fail_status)
     runtime = C.Runtime(cri)  # type: ignore[arg-type]
     relist = P.Relist(runtime)
-
-    async def plain() -> Any:  # the same relist, but not a pods.Relist: no Runtime behind
-        return await runtime.observe()
     env = W.WorkerEnv(api=FakeAPI(), cri=cri,  # type: ignore[arg-type]
-                      refresh=relist if through_relist else plain,
+                      refresh=relist, runtime=runtime if with_runtime else None,
                       writer=S.StatusWriter(FakeAPI()), log_root=str(tmp_path))
-    assert (env.runtime is runtime) is through_relist
     worker = W.PodWorker(env, pod())
 
     async def start_then_relist() -> dict[str, C.PodRuntime]:

@@ -14,6 +14,7 @@ import pytest
 
 from agent import cri as C
 from agent import pods as PODS
+from agent import probes as PR
 from agent import termination as T
 from agent import worker as W
 from runtime.service.cri import client as cric
@@ -101,16 +102,20 @@ def test_a_failed_pre_stop_is_an_event_and_the_stop_goes_on(tmp_path: Any) -> No
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("probe_grace,want", [
-    pytest.param(7, 7, id="the-probe-grace"),
-    pytest.param(None, 3, id="the-pod-grace"),
+@pytest.mark.parametrize("field,probe_grace,want", [
+    pytest.param("livenessProbe", 7, 7, id="the-probe-grace"),
+    pytest.param("livenessProbe", None, 3, id="the-pod-grace"),
+    pytest.param("startupProbe", 9, 9, id="a-startup-kill-the-startup-grace"),
 ])
 def test_a_liveness_kill_runs_pre_stop_with_the_probe_grace(
-        tmp_path: Any, probe_grace: int | None, want: int) -> None:
+        tmp_path: Any, field: str, probe_grace: int | None, want: int) -> None:
     async def go() -> None:
-        probe = liveness(failureThreshold=1)
+        probe = {field: liveness(failureThreshold=1)["livenessProbe"]}
         if probe_grace is not None:
-            probe["livenessProbe"]["terminationGracePeriodSeconds"] = probe_grace
+            probe[field]["terminationGracePeriodSeconds"] = probe_grace
+        if field == "startupProbe":  # not the one that failed: its grace is not used
+            probe["livenessProbe"] = {"exec": {"command": ["other"]},
+                                      "terminationGracePeriodSeconds": 4}
         rig = Rig(str(tmp_path), {**probe, "lifecycle": {
             "preStop": {"exec": {"command": ["hook"]}}}})
         rig.cri.exec_codes.update(alive=[1], hook=[0])
@@ -125,18 +130,19 @@ def test_a_liveness_kill_runs_pre_stop_with_the_probe_grace(
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("why,container,want", [
-    pytest.param("Container app failed liveness probe, will be restarted",
-                 {"livenessProbe": {"terminationGracePeriodSeconds": 4},
-                  "startupProbe": {"terminationGracePeriodSeconds": 9}}, 4, id="liveness"),
-    pytest.param("Container app failed startup probe, will be restarted",
-                 {"livenessProbe": {"terminationGracePeriodSeconds": 4},
-                  "startupProbe": {"terminationGracePeriodSeconds": 9}}, 9, id="startup"),
-    pytest.param("Container app failed liveness probe, will be restarted",
-                 {"livenessProbe": {}}, 30, id="unset"),
+BOTH = {"livenessProbe": {"terminationGracePeriodSeconds": 4},
+        "startupProbe": {"terminationGracePeriodSeconds": 9}}
+
+
+@pytest.mark.parametrize("kind,container,want", [
+    pytest.param(PR.Kind.LIVENESS, BOTH, 4, id="liveness"),
+    pytest.param(PR.Kind.STARTUP, BOTH, 9, id="startup"),
+    pytest.param(PR.Kind.LIVENESS, {"livenessProbe": {}}, 30, id="unset"),
+    pytest.param(PR.Kind.STARTUP, {"livenessProbe": {"terminationGracePeriodSeconds": 4}},
+                 30, id="startup-unset-not-the-liveness-grace"),
 ])
-def test_probe_grace(why: str, container: dict[str, Any], want: int) -> None:
-    assert T.probe_grace(container, why, default=30) == want
+def test_probe_grace(kind: PR.Kind, container: dict[str, Any], want: int) -> None:
+    assert T.probe_grace(container, kind, default=30) == want
 
 
 class FlakyRemoveCRI(FakeCRI):

@@ -57,13 +57,12 @@ class Rig:
         self.api = FakeAPI()
         self.client = FakeClient(objects or {})
         self.pod_dir = os.path.join(tmp, "volumes")
-        self.volumes = M.PodVolumes(self.client, self.pod_dir,  # type: ignore[arg-type]
-                                    node_ip=NODE_IP)
+        self.volumes = M.PodVolumes(self.client, self.pod_dir)  # type: ignore[arg-type]
         env = W.WorkerEnv(api=self.api, cri=self.cri,  # type: ignore[arg-type]
                           refresh=self.cri.refresh, writer=S.StatusWriter(self.api),
                           log_root=os.path.join(tmp, "logs"), node_name="n1",
                           host_ip=NODE_IP, volumes=self.volumes,
-                          env=M.env_hook(self.client, NODE_IP),  # type: ignore[arg-type]
+                          env=M.env_hook(self.client),  # type: ignore[arg-type]
                           volume_refresh=volume_refresh)
         self.worker = W.PodWorker(env, pod)
 
@@ -186,19 +185,55 @@ def test_field_ref_env_and_downward_volume_see_the_sandbox_ip_at_the_first_start
     run(go())
 
 
-@pytest.mark.parametrize("status,pod_ip,want", [
-    pytest.param({}, "10.0.0.2", {"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}],
-                                  "hostIP": "h", "hostIPs": [{"ip": "h"}]}, id="empty"),
-    pytest.param({"podIP": "old", "hostIP": "api"}, "10.0.0.2",
-                 {"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}], "hostIP": "api"},
-                 id="sandbox-wins-api-host-kept"),
-    pytest.param({"podIP": "1.2.3.4"}, "", {"podIP": "1.2.3.4", "hostIP": "h",
-                                            "hostIPs": [{"ip": "h"}]}, id="no-sandbox-ip"),
+def test_the_node_and_sandbox_ips_win_over_the_api_status_at_start_and_refresh(
+        tmp_path: Any) -> None:
+    async def go() -> None:
+        env = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": f}}} for n, f in [
+            ("POD_IP", "status.podIP"), ("HOST_IPS", "status.hostIPs")]]
+        pod = make_pod({"env": env, "volumeMounts": [{"name": "info", "mountPath": "/i"}]},
+                       {"name": "info", "downwardAPI": {"items": [
+                           {"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}},
+                           {"path": "host", "fieldRef": {"fieldPath": "status.hostIP"}}]}})
+        pod["status"] = {"podIP": "10.9.9.9", "hostIP": "198.51.100.1",
+                         "hostIPs": [{"ip": "198.51.100.1"}]}  # stale: an older node IP
+        rig = Rig(str(tmp_path), pod, volume_refresh=0.05)
+        try:
+            await rig.sync()
+            got = {e.key: e.value for e in rig.cri.configs["app"].envs}
+            assert got == {"POD_IP": SANDBOX_IP, "HOST_IPS": NODE_IP}
+            host = rig.mounts()["/i"].host_path
+            for _ in range(2):  # at the start, then rewritten by a refresh
+                with open(os.path.join(host, "ip")) as f:
+                    assert f.read() == SANDBOX_IP
+                with open(os.path.join(host, "host")) as f:
+                    assert f.read() == NODE_IP
+                os.unlink(os.path.join(host, "..data", "host"))  # a refresh puts it back
+                await asyncio.sleep(0.06)
+                await rig.sync()
+            assert rig.worker.state is W.PodState.RUNNING
+        finally:
+            await rig.close()
+    run(go())
+
+
+@pytest.mark.parametrize("status,pod_ip,host_ip,want", [
+    pytest.param({}, "10.0.0.2", "h", {"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}],
+                                       "hostIP": "h", "hostIPs": [{"ip": "h"}]}, id="empty"),
+    # the node's own IP wins over the API's, as env and volumes had it when they were
+    # given the node's IP apart from the pod (kubelet: its node IP)
+    pytest.param({"podIP": "old", "hostIP": "api"}, "10.0.0.2", "h",
+                 {"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}], "hostIP": "h",
+                  "hostIPs": [{"ip": "h"}]}, id="sandbox-and-node-win"),
+    pytest.param({"podIP": "1.2.3.4"}, "", "h", {"podIP": "1.2.3.4", "hostIP": "h",
+                                                 "hostIPs": [{"ip": "h"}]}, id="no-sandbox-ip"),
+    pytest.param({"podIP": "1.2.3.4", "hostIP": "api"}, "", "",
+                 {"podIP": "1.2.3.4", "hostIP": "api"}, id="no-node-ip-api-kept"),
 ])
-def test_with_sandbox_ips(status: dict[str, Any], pod_ip: str, want: dict[str, Any]) -> None:
+def test_with_sandbox_ips(status: dict[str, Any], pod_ip: str, host_ip: str,
+                          want: dict[str, Any]) -> None:
     pod = {"metadata": {"name": "p"}, "status": status}
     before = dict(status)
-    assert W.with_sandbox_ips(pod, pod_ip=pod_ip, host_ip="h")["status"] == want
+    assert W.with_sandbox_ips(pod, pod_ip=pod_ip, host_ip=host_ip)["status"] == want
     assert pod["status"] == before  # the cached object is not touched
 
 

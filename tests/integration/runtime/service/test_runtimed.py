@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import api_pb2_grpc as pb_grpc
 from runtime.service.cri.client import AlreadyExists, CRIClient, InvalidArgument, NotFound
 from runtime.service.tasks import TaskManager
-from tests.support import containerd, leaks, process
+from tests.support import containerd, leaks, process, sockets
 from tests.support.registry import Registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -103,12 +102,7 @@ class Runtimed:
         return {**os.environ, leaks.TAG_ENV: self.tag}
 
     def _serving(self) -> bool:
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(self.socket)
-            except OSError:
-                return False
-        return True
+        return sockets.serving(self.socket)
 
     def log_tail(self) -> str:
         return process.log_tail(self.log_path, lines=30)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import threading
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
@@ -97,3 +99,33 @@ def test_a_failing_collector_is_a_500() -> None:
     registry.register(Broken())  # type: ignore[arg-type]
     response = respond(registry, Request("GET", "/metrics"))
     assert response.status == 500 and b"no cgroup" in response.body
+
+
+@pytest.mark.asyncio
+async def test_a_scrape_is_one_thread_hop_and_healthz_none(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    hops: list[str] = []
+    real = asyncio.to_thread
+
+    async def counting(fn: Any, /, *args: Any, **kw: Any) -> Any:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kw)
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    loop_thread = threading.get_ident()
+    made_in: list[int] = []
+
+    def make() -> CollectorRegistry:  # the lazy registry: made by the first scrape
+        made_in.append(threading.get_ident())
+        return registry_with_a_gauge()
+
+    async with MetricsServer(make) as server:
+        for _ in range(2):
+            status, headers, body = await fetch(server.port, get("/metrics"))
+            assert status == 200 and b"corral_test_answer 42.0" in body
+            assert int(headers["content-length"]) == len(body)
+        assert len(hops) == 2, f"one hop per scrape, got {hops}"
+        assert made_in != [] and made_in[0] != loop_thread, "made off the event loop"
+        assert len(made_in) == 1, "the registry is made once"
+        assert (await fetch(server.port, get("/healthz")))[0] == 200
+        assert (await fetch(server.port, get("/nothing")))[0] == 404
+        assert len(hops) == 2, "/healthz and a 404 are answered on the loop"
