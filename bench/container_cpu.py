@@ -26,6 +26,7 @@ Run as root: python3 bench/container_cpu.py [--runs N] [--modes inproc,cli,runc]
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import functools
 import gc
@@ -52,6 +53,7 @@ PEER = shutil.which("runc") or "/usr/sbin/runc"
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 PR_SET_CHILD_SUBREAPER = 36
 WORKLOADS = {"true": ["/bin/true"], "sleep": ["/bin/sleep", "60"]}
+MODES = ("inproc", "cli", "runc")
 
 
 def cpu_children() -> float:
@@ -81,11 +83,13 @@ class Runner:
             self.inproc = inproc
 
     def __call__(self, *args: str) -> None:
-        argv = ["--root", self.state, *args]
+        flags = ["--root", self.state]
+        argv = [*flags, *args]
         if self.mode == "inproc" and args[0] in self.inproc.IN_CALLER:
             # as the shim runs start (when its holder follows): in this process, no fork
             t0 = cpu_self()
-            rc = self.inproc.call(argv, stdio=(self.devnull, self.devnull, 2))
+            rc = self.inproc.call(args, runtime_flags=flags,
+                                  stdio=(self.devnull, self.devnull, 2))
             self.spent += cpu_self() - t0
             if rc != 0:
                 raise SystemExit(f"{self.mode}: {' '.join(args)} failed with exit code {rc}")
@@ -177,10 +181,28 @@ def remove_parent_cgroups(name: str) -> None:
                 pass
 
 
+def modes_arg(value: str) -> list[str]:
+    modes = value.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not value:
+        raise argparse.ArgumentTypeError(f"unknown mode(s) {', '.join(unknown) or repr(value)};"
+                                         f" expected a comma-separated subset of "
+                                         f"{','.join(MODES)}")
+    return modes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="CPU of one container's create+start+delete",
+                                 allow_abbrev=False)
+    ap.add_argument("--runs", type=int, default=15, help="measured runs (after 2 warm-ups)")
+    ap.add_argument("--modes", type=modes_arg, default=list(MODES),
+                    help=f"comma-separated, from {','.join(MODES)} (default: all)")
+    return ap.parse_args(argv)
+
+
 def main() -> None:
-    runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 15
-    modes = (sys.argv[sys.argv.index("--modes") + 1].split(",") if "--modes" in sys.argv
-             else ["inproc", "cli", "runc"])
+    args = parse_args()
+    runs, modes = args.runs, args.modes
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

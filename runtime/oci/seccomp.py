@@ -11,17 +11,19 @@
                            flags seccomp_load would pass, for seccomp_bpf.py to cache and load
 
 Syscall names libseccomp does not know are skipped, as runc and Docker do: profiles list
-syscalls of every architecture and kernel generation. libseccomp is loaded on first use;
-importing this module costs only ctypes. `features()` is the "seccomp" object of the OCI
-features document. The default profile lives in seccomp_profile (imported on demand).
+syscalls of every architecture and kernel generation. libseccomp is loaded on first use,
+and `ctypes` with it (its import costs ~3.5 ms): validate() and plan(), which every create
+runs, and the structures below need only libc.py's `_ctypes` types. `features()` is the
+"seccomp" object of the OCI features document. The default profile lives in
+seccomp_profile (imported on demand).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
+from runtime.oci import libc
 from runtime.oci.errors import ConfigError, SetupError, Unsupported
 
 TYPE_CHECKING = False
@@ -271,20 +273,21 @@ def plan(seccomp: dict[str, Any]) -> Plan:
 
 
 # ---------------------------------------------------------------------------------------------
-# libseccomp (ctypes), loaded on first use
+# libseccomp (ctypes), loaded on first use; the structures are built on libc.py's types
+# (a C unsigned int is 32 bits on every architecture Linux runs on)
 
 
-class _ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
+class _ArgCmp(libc.Structure):  # struct scmp_arg_cmp
     _fields_ = [
-        ("arg", ctypes.c_uint),
-        ("op", ctypes.c_int),
-        ("datum_a", ctypes.c_uint64),
-        ("datum_b", ctypes.c_uint64),
+        ("arg", libc.c_uint32),
+        ("op", libc.c_int),
+        ("datum_a", libc.c_uint64),
+        ("datum_b", libc.c_uint64),
     ]
 
 
-class _Version(ctypes.Structure):  # struct scmp_version
-    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+class _Version(libc.Structure):  # struct scmp_version
+    _fields_ = [("major", libc.c_uint32), ("minor", libc.c_uint32), ("micro", libc.c_uint32)]
 
 
 _NR_SCMP_ERROR = -1
@@ -294,6 +297,8 @@ _libseccomp: Any = None
 def _lib() -> Any:
     global _libseccomp
     if _libseccomp is None:
+        import ctypes
+
         try:
             lib = ctypes.CDLL("libseccomp.so.2")
         except OSError as e:
@@ -310,7 +315,8 @@ def _lib() -> Any:
              [ctx, u32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]),
             ("seccomp_attr_set", ctypes.c_int, [ctx, ctypes.c_int, u32]),
             ("seccomp_load", ctypes.c_int, [ctx]),
-            ("seccomp_attr_get", ctypes.c_int, [ctx, ctypes.c_int, ctypes.POINTER(u32)]),
+            ("seccomp_attr_get", ctypes.c_int,
+             [ctx, ctypes.c_int, ctypes.POINTER(libc.c_uint32)]),
             ("seccomp_export_bpf", ctypes.c_int, [ctx, ctypes.c_int]),
             ("seccomp_api_get", ctypes.c_uint, []),
             ("seccomp_version", ctypes.POINTER(_Version), []),
@@ -403,9 +409,9 @@ def _export(p: Plan, lib: Any) -> tuple[int, bytes]:
     ctx = _build(p, lib)
     try:
         flags = 0
-        value = ctypes.c_uint32(0)
+        value = libc.c_uint32(0)
         for attr, flag in _KERNEL_FLAGS.items():
-            if lib.seccomp_attr_get(ctx, attr, ctypes.byref(value)) == 0 and value.value:
+            if lib.seccomp_attr_get(ctx, attr, libc.byref(value)) == 0 and value.value:
                 flags |= flag
         fd = os.memfd_create("corral-seccomp", os.MFD_CLOEXEC)
         try:

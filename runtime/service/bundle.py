@@ -105,16 +105,11 @@ class ContainerConfig:
     namespaces: tuple[tuple[str, str], ...] = ()  # (kind, path) to join, e.g. a sandbox's
     cgroups_path: str = ""
     annotations: tuple[tuple[str, str], ...] = ()
-    # CRI's stdin, stdin_once, tty: tty is process.terminal; the shim makes the stdin pipe
-    # (tasks.create takes all three)
+    # CRI's stdin, stdin_once, tty, as the request gives them: tty is process.terminal; the
+    # shim makes the stdin pipe (tasks.create takes all three; tasks.stdio_flags says how)
     stdin: bool = False
     stdin_once: bool = False
     tty: bool = False
-
-    def stdio(self) -> dict[str, bool]:
-        """tasks.create's stdin/stdin_once/tty keywords (stdin_once only with stdin)."""
-        return {"stdin": self.stdin, "stdin_once": self.stdin and self.stdin_once,
-                "tty": self.tty}
 
 
 def sandbox_namespaces(pid: int, kinds: tuple[str, ...] = ("network", "ipc", "uts")

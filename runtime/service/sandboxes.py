@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from runtime.service import cni, nsholder
-from runtime.service.cni import config as cni_config
 from runtime.service.cni import netns as netns_mod
 from runtime.service.nsholder import Pinned
 
@@ -467,27 +466,20 @@ class CNINetwork:
         self.bin_dirs = tuple(bin_dirs)
         self.cache_dir = cache_dir
         self.netns_dir = netns_dir
-        # the network of the first conflist, parsed again only when that file changes
-        # (every RunPodSandbox and Status asked: a listdir, a read and a parse each)
-        self._loaded: tuple[tuple[Any, ...], cni.Network] | None = None
+        # the first conflist's network, parsed again only when that file changes (every
+        # RunPodSandbox and Status asks: a listdir, a read and a parse each otherwise)
+        self._conf = cni.DefaultNetwork(conf_dir)
+        self._net: cni.Network | None = None
 
     def _network(self) -> cni.Network:
-        files = cni_config.config_files(self.conf_dir)
-        if not files:
+        conf = self._conf.get()
+        if conf is None:
             raise FailedPrecondition(f"network: no CNI network configuration in "
                                      f"{self.conf_dir}")
-        try:
-            st = os.stat(files[0])
-            key: tuple[Any, ...] = (files[0], st.st_ino, st.st_size, st.st_mtime_ns,
-                                    st.st_ctime_ns)
-        except FileNotFoundError:  # removed since the listing: load_file says so
-            key = ()
-        loaded = self._loaded
-        if key and loaded is not None and loaded[0] == key:
-            return loaded[1]
-        net = cni.Network(cni.load_file(files[0]), plugin_dirs=self.bin_dirs,
-                          cache_dir=self.cache_dir)
-        self._loaded = (key, net) if key else None
+        net = self._net
+        if net is None or net.conf is not conf:
+            net = cni.Network(conf, plugin_dirs=self.bin_dirs, cache_dir=self.cache_dir)
+            self._net = net
         return net
 
     def ready(self) -> tuple[bool, str]:

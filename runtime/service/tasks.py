@@ -54,6 +54,12 @@ STDIO = ("stdin", "stdin_once", "tty")  # CRI ContainerConfig's; in task.json (e
 RUNTIME_SOCKET = "runtime-fork.sock"  # the fork server's, for holders' corral-runc calls
 
 
+def stdio_flags(*, stdin: bool, stdin_once: bool, tty: bool) -> dict[str, bool]:
+    """STDIO as a task holds it (task.json, the shim's spec; the CRI record copies it):
+    stdin_once only with stdin, as it means "close the stdin after the first attach"."""
+    return {"stdin": stdin, "stdin_once": stdin and stdin_once, "tty": tty}
+
+
 class TaskError(Exception):
     pass
 
@@ -237,7 +243,7 @@ class TaskManager:
             raise AlreadyExists(f"Task {name}: already exists") from None
         try:
             spec = json.loads(json.dumps(spec))
-            io = {"stdin": stdin, "stdin_once": stdin and stdin_once, "tty": tty}
+            io = stdio_flags(stdin=stdin, stdin_once=stdin_once, tty=tty)
             if tty:
                 spec.setdefault("process", {})["terminal"] = True
             linux = spec.setdefault("linux", {})

@@ -4,7 +4,7 @@ plugins (bridge, host-local, loopback, portmap from ``containernetworking-plugin
     RunPodSandbox                                   StopPodSandbox / RemovePodSandbox
         │ netns.create(sandbox id)                      ▲ netns.remove(path)
         ▼   -> /run/corral/netns/<id>                   │
-    config.default_network(conf dir)  ─ default.write_default() makes corral0's conflist
+    config.DefaultNetwork(conf dir)   ─ default.write_default() makes corral0's conflist
         │ NetworkConfigList (validated; ConfigError names file + field)
         ▼
     network.Network(conf, plugin_dirs, cache_dir)
@@ -21,9 +21,9 @@ Errors: errors.py (PluginError names plugin, network, container; PluginNotFound 
 """
 
 from runtime.service.cni.config import (
+    DefaultNetwork,
     NetworkConfigList,
     PluginConf,
-    default_network,
     load_dir,
     load_file,
     parse_conf,
@@ -66,6 +66,7 @@ __all__ = [
     "CNIError",
     "CachedAttachment",
     "ConfigError",
+    "DefaultNetwork",
     "IPConfig",
     "IncompatibleVersion",
     "Interface",
@@ -84,7 +85,6 @@ __all__ = [
     "VersionInfo",
     "bridge_conflist",
     "build_env",
-    "default_network",
     "find_plugin",
     "load_dir",
     "load_file",

@@ -4,6 +4,7 @@
         │  parse_conflist / parse_conf (a single-plugin .conf is wrapped into a list)
         ▼
     NetworkConfigList(name, cni_version, plugins=[PluginConf(type, raw, capabilities)])
+        │  (DefaultNetwork(conf dir).get(): the first file's, parsed again only if it changed)
         │  plugin_stdin(list, plugin, prev_result=…, capability_args=…)
         ▼
     the JSON one plugin reads on stdin (name + cniVersion from the list, runtimeConfig for
@@ -187,10 +188,36 @@ def load_dir(conf_dir: str) -> list[NetworkConfigList]:
     return [load_file(p) for p in config_files(conf_dir)]
 
 
-def default_network(conf_dir: str) -> NetworkConfigList | None:
-    """The network a pod joins: the first file by name (containerd's choice)."""
-    files = config_files(conf_dir)
-    return load_file(files[0]) if files else None
+class DefaultNetwork:
+    """The network a pod joins: the first file of CONF_DIR by name (containerd's choice).
+
+    get() lists the dir each time (a new first file, or none left, is seen at once) but
+    parses the file again only when it changed: another path, or the same name replaced
+    (rename) or rewritten (inode, size, mtime, ctime). Every RunPodSandbox and Status asks.
+    """
+
+    def __init__(self, conf_dir: str) -> None:
+        self.conf_dir = conf_dir
+        self._loaded: tuple[tuple[Any, ...], NetworkConfigList] | None = None
+
+    def get(self) -> NetworkConfigList | None:
+        """The first network of the dir (the same object while its file is unchanged), or
+        None if the dir holds none; ConfigError for a file that is bad or went away."""
+        files = config_files(self.conf_dir)
+        if not files:
+            return None
+        try:
+            st = os.stat(files[0])
+            key: tuple[Any, ...] = (files[0], st.st_ino, st.st_size, st.st_mtime_ns,
+                                    st.st_ctime_ns)
+        except FileNotFoundError:  # removed since the listing: load_file says so
+            key = ()
+        loaded = self._loaded
+        if key and loaded is not None and loaded[0] == key:
+            return loaded[1]
+        conf = load_file(files[0])
+        self._loaded = (key, conf) if key else None
+        return conf
 
 
 def plugin_stdin(net: NetworkConfigList, plugin: PluginConf, *,

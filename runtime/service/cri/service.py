@@ -44,7 +44,7 @@ from runtime.service.images.store import Image, ImageNotFound
 from runtime.service.images.unpack import resolve_manifest
 from runtime.service.snapshots import NotFound as SnapshotNotFound
 from runtime.service.snapshots import OverlaySnapshotter, mount_all, unmount_all
-from runtime.service.tasks import TaskInfo, TaskManager, TaskState
+from runtime.service.tasks import TaskInfo, TaskManager, TaskState, stdio_flags
 
 SNAPSHOTTER = "overlayfs"
 
@@ -107,12 +107,6 @@ class ContainerView:
     def cri(self) -> dict[str, Any]:
         cri: dict[str, Any] = self.record.spec["cri"]
         return cri
-
-    @property
-    def stdio(self) -> dict[str, bool]:
-        """CRI's stdin, stdin_once, tty; a record from an older daemon has none: False."""
-        cri = self.cri
-        return {f: bool(cri.get(f, False)) for f in ("stdin", "stdin_once", "tty")}
 
 
 class Service:
@@ -325,7 +319,8 @@ class Service:
                "annotations": dict(req.annotations), "log_path": info.log_path,
                "image": req.image, "image_id": image.id,
                "started_at": time.time_ns() if start else 0,
-               "resources": _resources_dict(cfg.resources), **cfg.stdio()}
+               "resources": _resources_dict(cfg.resources),
+               **stdio_flags(stdin=cfg.stdin, stdin_once=cfg.stdin_once, tty=cfg.tty)}
         try:
             self.containers.create(Container(
                 namespace=tenant, id=cid, image=image.image.name, runtime=runtime,

@@ -14,6 +14,8 @@
                    interpreter start per runtime call; runc and crun are exec'd
     stdio.py       the container's stdin (a pipe) or terminal (the pty master from
                    --console-socket), held by the shim, a copy handed to each "attach"
+    execs.py       exec sessions: `runtime exec --detach`, the output collected from its
+                   pipes, killed at its deadline, one reply when it exits
     holder.py      once the container runs, main.py execs corral-shim-holder (holder.c,
                    built by scripts/make_launchers.py): same pid and fds, same protocol,
                    ~60 kB PSS instead of a forked interpreter's ~1.5 MB

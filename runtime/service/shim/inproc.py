@@ -29,10 +29,11 @@ What each child would otherwise redo is done once in the parent, before the fork
 and the child skips a signal handler that is already the default, so a child costs
 the fork, a few dup2s, close_range(2) and one sigprocmask before the runtime's main.
 
-    call(["start", ID], stdio)   no fork at all: `start` (open the exec fifo, wait for
-                                 the init's exec) runs in the shim itself, its stdio
-                                 swapped in and back; main.py does so when the holder
-                                 execs next (IN_CALLER says why it is safe)
+    call(["start", ID], runtime_flags=, stdio=)
+                       no fork at all: `start` (open the exec fifo, wait for the init's
+                       exec) runs in the shim itself, its stdio swapped in and back;
+                       main.py does so when the holder execs next (IN_CALLER says why
+                       it is safe)
 """
 
 from __future__ import annotations
@@ -133,36 +134,25 @@ def spawn(argv: Sequence[str], *, stdio: tuple[int, int, int], env: dict[str, st
 IN_CALLER = frozenset({"start"})
 
 
-def call(argv: Sequence[str], *, stdio: tuple[int, int, int],
+def call(args: Sequence[str], *, runtime_flags: Sequence[str], stdio: tuple[int, int, int],
          entry: Callable[[list[str]], int] | None = None) -> int:
-    """Run `corral-runc ARGV` in this process, its stdio on STDIO's fds (kept open), and
-    return its exit code, as waitpid on spawn()'s child would give it. Only for a verb in
-    IN_CALLER: every other one goes to spawn()."""
-    args = list(argv)
-    if _verb(args) not in IN_CALLER:
-        raise ValueError(f"inproc.call: {_verb(args) or 'no verb'}: "
+    """Run `corral-runc RUNTIME_FLAGS ARGS` in this process, its stdio on STDIO's fds (kept
+    open), and return its exit code, as waitpid on spawn()'s child would give it. ARGS
+    starts with the verb (the caller has it in hand: nothing is parsed again here), which
+    must be in IN_CALLER: every other one goes to spawn()."""
+    verb = args[0] if args else ""
+    if verb not in IN_CALLER:
+        raise ValueError(f"inproc.call: {verb or 'no verb'}: "
                          f"only {', '.join(sorted(IN_CALLER))} runs in the caller")
     saved = sys.stdin, sys.stdout, sys.stderr
     collecting = gc.isenabled()
     sys.stdin, sys.stdout, sys.stderr = _open_streams(stdio)
     try:
-        return run(args, entry)  # catches everything, SystemExit included; flushes
+        return run([*runtime_flags, *args], entry)  # catches everything, SystemExit too
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
         if collecting:
             gc.enable()  # run() turned it off, as for a short-lived process
-
-
-def _verb(argv: list[str]) -> str:
-    """The verb of a corral-runc ARGV, found by the CLI's own parser ("" if none/bad)."""
-    from runtime.oci.cli.flags import parse
-    from runtime.oci.cli.main import GLOBAL_FLAGS
-
-    try:
-        _, rest = parse(GLOBAL_FLAGS, argv)
-    except Exception:  # a usage error: the CLI would say so, in a child of its own
-        return ""
-    return str(rest[0]) if rest else ""
 
 
 def run(argv: list[str], entry: Callable[[list[str]], int] | None = None) -> int:

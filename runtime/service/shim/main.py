@@ -10,10 +10,12 @@
 
         poll(listener, connections, container pipes, exec pipes, SIGCHLD wakeup pipe)
           pipes      -> CRI log lines appended to the log file (rotated by size)
+          exec pipes -> an exec session's output, kept for its reply (execs.py)
           SIGCHLD    -> reap; init's exit (code, time, OOMKilled from the memory cgroup)
-                        is written to exit.json atomically, then "wait" callers answered
-          requests   -> state / start / kill / exec / wait / delete / shutdown / reopen /
-                        attach (a copy of the container's stdin: stdio.py)
+                        is written to exit.json atomically, then "wait" callers answered;
+                        an exec's exit answers its caller (execs.py)
+          requests   -> state / start / kill / exec (execs.py) / wait / delete / shutdown
+                        / reopen / attach (a copy of the container's stdin: stdio.py)
         once the container runs: execve corral-shim-holder (holder.py, holder.c), which
         keeps the pid, fds and subreaper role and serves the same protocol in C
 
@@ -32,14 +34,13 @@ if __name__ == "__main__":  # run as a file with -I: put the repository on the p
         os.path.abspath(__file__))))))
 
 import _socket
-import binascii
 import gc
 import json
 import select
 import signal
 import time
 
-from runtime.service.shim import holder, inproc, stdio
+from runtime.service.shim import execs, holder, inproc, stdio
 from runtime.service.shim import protocol as P
 from runtime.service.shim.files import oom_kills, read_file, report, tail, write_atomic
 
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 PR_GET_DUMPABLE = 3
 PR_SET_CHILD_SUBREAPER = 36
 PATH_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-EXEC_OUTPUT_MAX = 16 << 20
 # Reset in the runtime (and so in the container): Python ignores SIGPIPE and SIGXFSZ.
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT,
                    signal.SIGHUP, signal.SIGCHLD)
@@ -79,16 +79,6 @@ def set_subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
     if not keep:
         del sys.modules["ctypes"]
-
-
-class Exec:
-    __slots__ = ("conn", "deadline", "err", "fds", "out", "pid", "timed_out")
-
-    def __init__(self, conn: Conn, pid: int, fds: list[int], deadline: float | None) -> None:
-        self.conn, self.pid, self.fds, self.deadline = conn, pid, fds, deadline
-        self.out = bytearray()
-        self.err = bytearray()
-        self.timed_out = False
 
 
 class Conn:
@@ -126,8 +116,9 @@ class Shim:
         self.exit: dict[str, Any] | None = None
         self.waiters: list[Conn] = []
         self.conns: dict[int, Conn] = {}
-        self.execs: dict[int, Exec] = {}  # by pid
-        self.exec_fds: dict[int, tuple[Exec, bool]] = {}  # pipe fd -> (exec, is stderr)
+        # exec sessions (execs.py)
+        self.execs: dict[int, execs.Exec] = {}  # by pid
+        self.exec_fds: dict[int, tuple[execs.Exec, bool]] = {}  # pipe fd -> (exec, is stderr)
         self.streams: dict[int, P.CriLog] = {}
         self.log_fd = -1
         self.log_size = 0
@@ -152,7 +143,8 @@ class Shim:
                 if self.holder and args[0] in inproc.IN_CALLER:
                     # start: here, not in a forked child; only where the holder replaces
                     # us next (the pages it dirties go with that exec), as a wait status
-                    status = (inproc.call(self.runtime[1:] + args, stdio=fds) & 0xFF) << 8
+                    rc = inproc.call(args, runtime_flags=self.runtime[1:], stdio=fds)
+                    status = (rc & 0xFF) << 8
                 else:
                     pid = inproc.spawn(self.runtime[1:] + args, stdio=fds, env=PATH_ENV)
             else:
@@ -291,7 +283,7 @@ class Shim:
             if pid == self.init_pid and self.exit is None:
                 self.init_exited(status)
             elif pid in self.execs:
-                self.exec_exited(self.execs.pop(pid), status)
+                execs.exited(self, self.execs.pop(pid), status)
 
     def init_exited(self, status: int) -> None:
         for fd in list(self.streams):
@@ -304,86 +296,6 @@ class Shim:
         for conn in self.waiters:
             conn.send({"ok": True, "exit": self.exit})
         self.waiters.clear()
-
-    def start_exec(self, conn: Conn, req: dict[str, Any]) -> None:
-        if self.status != P.RUNNING:
-            raise RuntimeError(f"container {self.id} is {self.status}, not running")
-        n = int(time.time_ns())
-        proc_file = f"exec-{n}.json"
-        pid_file = f"exec-{n}.pid"
-        with open(proc_file, "w") as f:
-            f.write(json.dumps(req["process"]))
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            self.run_runtime(["exec", "--detach", "--process", proc_file, "--pid-file",
-                              pid_file, self.id], stdio=(null, out_w, err_w))
-            pid = int(read_file(pid_file).strip())
-        except BaseException:
-            os.close(out_r)
-            os.close(err_r)
-            raise
-        finally:
-            for fd in (null, out_w, err_w):
-                os.close(fd)
-            for name in (proc_file, pid_file):
-                try:
-                    os.unlink(name)
-                except FileNotFoundError:
-                    pass
-        timeout = req.get("exec_timeout")
-        ex = Exec(conn, pid, [out_r, err_r], time.monotonic() + timeout if timeout else None)
-        self.execs[pid] = ex
-        for fd, is_err in ((out_r, False), (err_r, True)):
-            os.set_blocking(fd, False)
-            self.exec_fds[fd] = (ex, is_err)
-            self.poll.register(fd, select.POLLIN)
-
-    def read_exec(self, fd: int) -> None:
-        ex, is_err = self.exec_fds[fd]
-        buf = ex.err if is_err else ex.out
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                self.poll.unregister(fd)
-                os.close(fd)
-                del self.exec_fds[fd]
-                ex.fds.remove(fd)
-                return
-            buf += data[:max(0, EXEC_OUTPUT_MAX - len(buf))]
-
-    def exec_exited(self, ex: Exec, status: int) -> None:
-        for fd in list(ex.fds):  # what the process wrote is in the pipe now
-            self.read_exec(fd)
-        for fd in list(ex.fds):  # a child of it may hold the pipe open: stop reading
-            self.poll.unregister(fd)
-            os.close(fd)
-            del self.exec_fds[fd]
-        ex.conn.send({"ok": True, "exit_code": P.wait_status_code(status),
-                      "timed_out": ex.timed_out,
-                      "stdout": binascii.b2a_base64(bytes(ex.out), newline=False).decode(),
-                      "stderr": binascii.b2a_base64(bytes(ex.err), newline=False).decode()})
-
-    def expire_execs(self) -> float | None:
-        """Kill execs past their deadline; the poll timeout (ms) until the next one."""
-        now = time.monotonic()
-        soonest = None
-        for ex in self.execs.values():
-            if ex.deadline is None or ex.timed_out:
-                continue
-            if ex.deadline <= now:
-                ex.timed_out = True
-                try:
-                    os.kill(ex.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            elif soonest is None or ex.deadline < soonest:
-                soonest = ex.deadline
-        return None if soonest is None else max(0.0, (soonest - now) * 1000) + 1
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -408,7 +320,7 @@ class Shim:
                     os.kill(self.init_pid, sig)  # our child: the pid is not reused yet
             conn.send({"ok": True, "exited": self.exit is not None})
         elif op == P.OP_EXEC:
-            self.start_exec(conn, req)
+            execs.start(self, conn, req)
         elif op == P.OP_WAIT:
             if self.exit is not None:
                 conn.send({"ok": True, "exit": self.exit})
@@ -478,7 +390,7 @@ class Shim:
         while self.running:
             if self.holder and holder.ready(self):
                 holder.hand_over(self)  # returns only if the exec failed
-            timeout = self.expire_execs()
+            timeout = execs.expire(self)
             try:
                 events = self.poll.poll(timeout)
             except InterruptedError:
@@ -505,7 +417,7 @@ class Shim:
                 elif fd in self.streams:
                     self.read_stream(fd)
                 elif fd in self.exec_fds:
-                    self.read_exec(fd)
+                    execs.read(self, fd)
             self.reap()  # a SIGCHLD may have come while a runtime command ran
 
 

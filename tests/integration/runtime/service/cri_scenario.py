@@ -207,10 +207,16 @@ async def pod_lifecycle(cri: CRIClient, *, peer: Peer, node: Node, image: str) -
     assert status.finished_at >= status.started_at
 
     graceful = container_config(
-        image, "graceful", ["sh", "-c", "trap 'echo bye; exit 3' TERM; sleep 30 & wait"])
+        image, "graceful",
+        ["sh", "-c", "trap 'echo bye; exit 3' TERM; echo trapped; sleep 30 & wait"])
     gid = await cri.create_container(pod, graceful, sandbox_config=sandbox)
     await cri.start_container(gid)
-    await asyncio.sleep(0.3)  # let sh install its trap
+    log_path = (await cri.container_status(gid)).status.log_path
+    deadline = time.monotonic() + 20
+    while not (os.path.exists(log_path)  # sh's trap is in place
+               and ("stdout", "F", "trapped") in read_log(log_path)):
+        assert time.monotonic() < deadline, "the graceful container never set its trap"
+        await asyncio.sleep(0.02)
     await cri.stop_container(gid, timeout=20)
     status = (await cri.container_status(gid)).status
     assert (status.state, status.exit_code) == (pb.CONTAINER_EXITED, 3)

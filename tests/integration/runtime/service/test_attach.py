@@ -218,7 +218,8 @@ def spec(rootfs: str, tag: str) -> Spec:
         cfg = B.ContainerConfig(name="main", command=command, cgroups_path=f"/{tag}",
                                 stdin="stdin" in on, stdin_once="stdin_once" in on,
                                 tty="tty" in on)
-        return {"spec": B.build_spec(config=cfg, image={}, rootfs=rootfs), **cfg.stdio()}
+        return {"spec": B.build_spec(config=cfg, image={}, rootfs=rootfs),
+                "stdin": cfg.stdin, "stdin_once": cfg.stdin_once, "tty": cfg.tty}
     return make
 
 
@@ -302,9 +303,12 @@ def test_task_tty_resize(tasks: TaskManager, spec: Spec, tag: str, runtime: str)
 @pytest.mark.parametrize(("flags", "match"), [
     pytest.param("", "stdin: the container was created without stdin", id="no-stdin"),
     pytest.param("tty", "stdin: the container was created without stdin", id="tty-only"),
+    pytest.param("stdin_once", "stdin: the container was created without stdin",
+                 id="once-without-stdin"),
 ])
 def test_task_attach_without_stdin(tasks: TaskManager, spec: Spec, tag: str, flags: str,
                                    match: str) -> None:
     tasks.run(namespace=NS, container_id=tag, **spec(("sleep", "60"), flags))
+    assert tasks.stdio(NS, tag) == {"stdin": False, "stdin_once": False, "tty": flags == "tty"}
     with pytest.raises(FailedPrecondition, match=f"Task {NS}/{tag}: {match}"):
         tasks.attach(NS, tag)

@@ -104,7 +104,22 @@ def test_stop_grace_period(manager: TaskManager, spec: Spec, tag: str) -> None:
         manager.delete(NS, cid)
 
 
-def test_exec_exit_code_output_and_timeout(manager: TaskManager, spec: Spec, tag: str) -> None:
+@pytest.fixture(params=[pytest.param(True, id="holder"), pytest.param(False, id="python-shim")])
+def any_shim(request: pytest.FixtureRequest, tmp_path: Any, leak_check: None
+             ) -> Iterator[TaskManager]:
+    """A TaskManager whose running containers' shims are corral-shim-holder (holder_exec.c
+    runs their execs) or stay Python (shim/execs.py)."""
+    tm = TaskManager(str(tmp_path / "state"), holder=request.param)
+    try:
+        yield tm
+        for info in tm.list():
+            tm.delete(info.namespace, info.id, force=True)
+    finally:
+        tm.close()
+
+
+def test_exec_exit_code_output_and_timeout(any_shim: TaskManager, spec: Spec, tag: str) -> None:
+    manager = any_shim
     manager.run(namespace=NS, container_id=tag, spec=spec("c", ("/bin/sleep", "1000")))
     r = manager.exec(NS, tag, args=["/bin/sh", "-c", "echo $IMAGE $E; echo no >&2; exit 5"],
                      env=["E=e"], timeout=10)

@@ -581,10 +581,11 @@ def test_syscall_number(name: str, number: int | None) -> None:
     pytest.param("runtime.oci.seccomp_profile", id="seccomp_profile"),
 ])
 def test_import_is_light(module: str) -> None:
+    # ctypes included: every create validates linux.seccomp; only a compile needs ctypes
     # -S: without site, whose .pth files may import re/typing themselves; -B: no .pyc in the tree
     code = (f"import sys, {module}\n"
             "heavy = {'re', 'enum', 'typing', 'json', 'dataclasses', 'functools', 'subprocess',"
-            " 'platform'} & set(sys.modules)\n"
+            " 'platform', 'ctypes'} & set(sys.modules)\n"
             "print(sorted(heavy))\n")
     out = subprocess.run([sys.executable, "-S", "-B", "-c", code], cwd=MAIN, check=True,
                          capture_output=True, text=True, env={"PYTHONPATH": MAIN})

@@ -20,7 +20,7 @@ from runtime.service.cri import api_pb2 as pb
 from runtime.service.cri import runtime_servicer as R
 from runtime.service.cri import server
 from runtime.service.cri.service import ContainerView, NotFound
-from runtime.service.tasks import TaskInfo, TaskState
+from runtime.service.tasks import TaskInfo, TaskState, stdio_flags
 
 SB = ["a1" + "0" * 62, "b2" + "0" * 62]
 
@@ -212,16 +212,12 @@ def test_stdio_reaches_the_config_not_the_annotations(tmp_path: Path, flags: dic
                              stdin_once=flags.get("stdin_once", False),
                              tty=flags.get("tty", False))
     req = R.container_request(cfg)
-    assert req.config.stdio() == want
+    c = req.config
+    assert (c.stdin, c.stdin_once, c.tty) == (cfg.stdin, cfg.stdin_once, cfg.tty)  # as asked
+    # the task's (and the CRI record's) flags: stdin_once only with stdin
+    assert stdio_flags(stdin=c.stdin, stdin_once=c.stdin_once, tty=c.tty) == want
     assert dict(req.annotations) == {"a": "b"}
     spec = B.build_spec(config=req.config, image={}, rootfs=str(tmp_path))
     assert spec["process"]["terminal"] is want["tty"]
     assert spec["annotations"] == {"a": "b"}  # nothing of ours in config.json
 
-
-def test_a_record_from_an_older_daemon_has_no_stdio() -> None:
-    v = view(0, 0)
-    assert v.stdio == {"stdin": False, "stdin_once": False, "tty": False}
-    cri = dict(v.record.spec["cri"], stdin=True, tty=True)
-    v = ContainerView(replace(v.record, spec={"cri": cri}), v.task)
-    assert v.stdio == {"stdin": True, "stdin_once": False, "tty": True}

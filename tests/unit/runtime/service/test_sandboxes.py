@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from runtime.service import sandboxes as S
+from runtime.service.cni import config as cni_config
 from runtime.service.nsholder import PinError, Pinned
 from runtime.service.sandboxes import TRANSITIONS, SandboxManager, SandboxSpec, SandboxState
 
@@ -301,8 +302,8 @@ def test_cni_network_parses_its_conflist_once_per_change(tmp_path: Any,
     net = S.CNINetwork(conf_dir=str(conf_dir), bin_dirs=[], cache_dir=str(tmp_path / "c"))
     assert net.ready() == (False, f"network: no CNI network configuration in {conf_dir}")
     loads: list[str] = []
-    real = S.cni.load_file
-    monkeypatch.setattr(S.cni, "load_file", lambda p: loads.append(p) or real(p))
+    real = cni_config.load_file
+    monkeypatch.setattr(cni_config, "load_file", lambda p: loads.append(p) or real(p))
     conflist(conf_dir / "10-a.conflist", "a")
     assert net._network().name == "a" and net._network() is net._network()
     assert net.ready() == (True, "") and len(loads) == 1

@@ -10,7 +10,7 @@ import pytest
 
 from runtime.service.cni import (
     ConfigError,
-    default_network,
+    DefaultNetwork,
     load_dir,
     load_file,
     parse_conf,
@@ -111,14 +111,74 @@ def test_conf_dir_lowest_name_first_and_only_cni_files(tmp_path: Path) -> None:
     (tmp_path / "05-ignored.txt").write_text("not a network")
     (tmp_path / "00-dir.conflist").mkdir()
     assert [n.name for n in load_dir(str(tmp_path))] == ["a", "c", "b"]
-    first = default_network(str(tmp_path))
+    first = DefaultNetwork(str(tmp_path)).get()
     assert first is not None and first.name == "a"
     assert first.source == str(tmp_path / "10-a.conf")
 
 
 def test_empty_or_missing_conf_dir(tmp_path: Path) -> None:
-    assert default_network(str(tmp_path)) is None
+    assert DefaultNetwork(str(tmp_path)).get() is None
+    assert DefaultNetwork(str(tmp_path / "missing")).get() is None
     assert load_dir(str(tmp_path / "missing")) == []
+
+
+def write_net(path: Path, name: str) -> None:
+    path.write_text(json.dumps(with_(name=name)))
+
+
+def rename_over(tmp: Path) -> None:
+    write_net(tmp / "10-a.conflist.new", "a2")  # replaced by rename, as writers do
+    (tmp / "10-a.conflist.new").rename(tmp / "10-a.conflist")
+
+
+def rewrite_in_place(tmp: Path) -> None:
+    write_net(tmp / "10-a.conflist", "a-longer")  # same inode, another size
+
+
+def new_first_file(tmp: Path) -> None:
+    write_net(tmp / "05-c.conflist", "c")
+
+
+def later_file(tmp: Path) -> None:
+    write_net(tmp / "20-z.conflist", "z")  # not the first: the first one is kept
+
+
+def read_it(tmp: Path) -> None:
+    assert b'"a"' in (tmp / "10-a.conflist").read_bytes()  # the access time only
+
+
+@pytest.mark.parametrize("change, name, parsed_again", [
+    pytest.param(rename_over, "a2", True, id="replaced-by-rename"),
+    pytest.param(rewrite_in_place, "a-longer", True, id="rewritten"),
+    pytest.param(new_first_file, "c", True, id="new-first-file"),
+    pytest.param(later_file, "a", False, id="a-later-file"),
+    pytest.param(read_it, "a", False, id="read-only"),
+])
+def test_default_network_is_parsed_again_only_when_its_file_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Any, name: str,
+        parsed_again: bool) -> None:
+    from runtime.service.cni import config as cni_config
+    loads: list[str] = []
+    real = cni_config.load_file
+    monkeypatch.setattr(cni_config, "load_file", lambda p: loads.append(p) or real(p))
+    write_net(tmp_path / "10-a.conflist", "a")
+    default = DefaultNetwork(str(tmp_path))
+    first = default.get()
+    assert first is not None and first.name == "a"
+    assert default.get() is first and len(loads) == 1  # kept while unchanged
+    change(tmp_path)
+    now = default.get()
+    assert now is not None and now.name == name
+    assert (now is not first, len(loads)) == (parsed_again, 1 + parsed_again)
+    assert default.get() is now  # and kept again
+
+
+def test_default_network_follows_the_dir_emptying(tmp_path: Path) -> None:
+    write_net(tmp_path / "10-a.conflist", "a")
+    default = DefaultNetwork(str(tmp_path))
+    assert default.get() is not None
+    (tmp_path / "10-a.conflist").unlink()
+    assert default.get() is None
 
 
 def test_unreadable_file_is_named(tmp_path: Path) -> None:
