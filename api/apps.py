@@ -21,16 +21,23 @@ def _is_zero(v: Any) -> bool:
 # ---- Deployment --------------------------------------------------------------------------
 
 
-def _rolling_update_default(out: dict[str, Any]) -> None:
-    """Kubernetes: a RollingUpdate strategy gets rollingUpdate {25%, 25%}."""
-    if out.get("type", "RollingUpdate") == "RollingUpdate":
-        ru = out.get("rollingUpdate") or {}
-        if not isinstance(ru, dict):
-            return  # validation names it
-        ru = dict(ru)
-        ru.setdefault("maxUnavailable", "25%")
-        ru.setdefault("maxSurge", "25%")
-        out["rollingUpdate"] = ru
+def _rolling_defaults(**defaults: int | str) -> s.PostDefault:
+    """A post-default hook: a RollingUpdate strategy (the default type) gets rollingUpdate
+    with DEFAULTS for the fields it leaves out, as Kubernetes defaults them."""
+    def fill(out: dict[str, Any]) -> None:
+        if out.get("type", "RollingUpdate") == "RollingUpdate":
+            ru = out.get("rollingUpdate") or {}
+            if not isinstance(ru, dict):
+                return  # validation names it
+            ru = dict(ru)  # the caller's dict is not changed; its keys keep their order
+            for field, value in defaults.items():
+                ru.setdefault(field, value)
+            out["rollingUpdate"] = ru
+    return fill
+
+
+# Kubernetes: a Deployment's RollingUpdate strategy gets rollingUpdate {25%, 25%}.
+_rolling_update_default = _rolling_defaults(maxUnavailable="25%", maxSurge="25%")
 
 
 def _strategy_ok(value: Any, path: str, errors: s.Errors) -> None:
@@ -122,15 +129,8 @@ REPLICA_SET = KindDef(
 # ---- DaemonSet ---------------------------------------------------------------------------
 
 
-def _daemon_rolling_default(out: dict[str, Any]) -> None:
-    if out.get("type", "RollingUpdate") == "RollingUpdate":
-        ru = out.get("rollingUpdate") or {}
-        if not isinstance(ru, dict):
-            return  # validation names it
-        ru = dict(ru)
-        ru.setdefault("maxUnavailable", 1)
-        ru.setdefault("maxSurge", 0)
-        out["rollingUpdate"] = ru
+# A DaemonSet's: {maxUnavailable 1, maxSurge 0}.
+_daemon_rolling_default = _rolling_defaults(maxUnavailable=1, maxSurge=0)
 
 
 def _daemon_strategy_ok(value: Any, path: str, errors: s.Errors) -> None:

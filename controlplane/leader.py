@@ -47,9 +47,14 @@ from controlplane.storage import (
     TxnFailed,
     Unavailable,
     Write,
-    keys,
 )
-from controlplane.storage.etcd import RETRY, Outcome, PendingWrite, WriteBatcher
+from controlplane.storage.etcd import (
+    RETRY,
+    BatchedWrites,
+    Outcome,
+    PendingWrite,
+    WriteBatcher,
+)
 from controlplane.storage.forwarding import CommitWrites
 
 LEADER_PREFIX = "/corral/leader/"
@@ -59,7 +64,7 @@ log = logging.getLogger(__name__)
 Work = Callable[[Fence], Coroutine[Any, Any, None]]
 
 
-class TermStore(CommitWrites):
+class TermStore(BatchedWrites, CommitWrites):
     """A Store whose writes are fenced on the current term's fence and held while the
     lease is in doubt, so a term this process wins back at once costs its work nothing.
 
@@ -68,9 +73,9 @@ class TermStore(CommitWrites):
                          is sent again under the next fence (a Fenced txn wrote nothing,
                          and each write keeps its own compare-and-swap conditions)
         depose()      ─► every waiting and later write fails with Fenced
-    Single creates and updates share commits (etcd.WriteBatcher: group commit): those
-    that arrive while one is out go together in the next, as the API server's own writes
-    do; a write that fails its own condition fails alone, the others go out again.
+    Single creates and updates share commits (etcd.BatchedWrites, as EtcdStore's: group
+    commit): those that arrive while one is out go together in the next, one fenced
+    commit (_send_batch), as the API server's own writes do; a write that fails its own condition fails alone, the others go out again.
     Reads, watches and leases pass through to the inner store."""
 
     def __init__(self, inner: Store, *, hold_limit: float = 30.0) -> None:
@@ -116,14 +121,6 @@ class TermStore(CommitWrites):
         if self._deposed or not self._open or self.fence is None or self.fence == stale:
             raise self._refused(self.fence)
         return self.fence
-
-    async def create(self, key: str, value: bytes) -> int:
-        keys.check_size(key, value)  # fails alone, not the commit it would share
-        return await self._batcher.write(key, value, 0)
-
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
-        keys.check_size(key, value)
-        return await self._batcher.write(key, value, expected_revision)
 
     async def _send_batch(self, batch: Sequence[PendingWrite],
                           ) -> list[Outcome]:

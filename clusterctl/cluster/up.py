@@ -258,11 +258,11 @@ def start_agent(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str) -> No
     st.save()
 
 
-def start_node(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str,
-               pull: bool = True) -> None:
+def start_node(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str) -> None:
     """corral-node in the node's netns: the runtime service and the agent in one process
     (the runtime's config as corral-runtimed has it; --runtime-socket the node's socket).
-    PULL: the sandbox image, once it serves (a restarted node has it already)."""
+    It does not wait for the node: up() pulls the sandbox image into each node once all
+    are started (a restarted node has it already)."""
     config = write_node_files(p, n)
     if n.cgroup_parent not in st.cgroups:
         st.cgroups.append(n.cgroup_parent)
@@ -273,8 +273,6 @@ def start_node(p: Plan, st: State, *, n: NodePlan, controlplane_dir: str,
         log=os.path.join(n.dir, "node.log"), role="node", node=n.name)
     st.processes.append(proc)
     st.save()
-    if pull:
-        pull_sandbox_image(p, n, proc=proc)
 
 
 def write_context(p: Plan, st: State, *, admin_conf: str, config_path: str | None) -> str:
@@ -370,7 +368,7 @@ def up(p: Plan, *, config_path: str | None, timeout: float, out: TextIO) -> Stat
         else:
             out.write(f"Starting {len(p.nodes)} nodes (corral-node)\n")
             for n in p.nodes:
-                start_node(p, st, n=n, controlplane_dir=cp_dir, pull=False)
+                start_node(p, st, n=n, controlplane_dir=cp_dir)
             for n in p.nodes:  # all started, each pulls once it serves
                 proc = next(x for x in st.pids("node") if x.node == n.name)
                 pull_sandbox_image(p, n, proc=proc)

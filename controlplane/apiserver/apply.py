@@ -33,13 +33,14 @@ from controlplane.apiserver.fieldset import (
     Nodes,
     Path,
     changed_fields,
+    equal_roots,
     fields_of,
     find_item,
     path_string,
     value_at,
     walk_fields,
 )
-from controlplane.apiserver.patch import is_set_list, json_equal, merge_key
+from controlplane.apiserver.patch import is_set_list, json_equal, merge_key, same_json
 
 APPLY = "Apply"
 UPDATE = "Update"
@@ -132,15 +133,20 @@ def _entries(obj: dict[str, Any] | None) -> list[_Entry]:
 
 
 def _unchanged(before: dict[str, Any], after: dict[str, Any], old: list[_Entry],
-               new: list[_Entry]) -> bool:
+               new: list[_Entry], *, same_top: set[str] | frozenset[str] = frozenset(),
+               ) -> bool:
     """A no-op write: the object and every entry's fields are as they were (then the
-    entries keep their times, as in Kubernetes)."""
-    def strip(obj: dict[str, Any]) -> dict[str, Any]:
-        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-        return {**obj, "metadata": meta}
+    entries keep their times, as in Kubernetes). SAME_TOP: the elements f:<key> of the
+    top-level fields already found equal (fieldset.equal_roots), not compared again."""
     sets = {(e.manager, e.operation): e.fields for e in old if e.fields}
-    return json_equal(strip(before), strip(after)) and sets == {
-        (e.manager, e.operation): e.fields for e in new if e.fields}
+    if sets != {(e.manager, e.operation): e.fields for e in new if e.fields}:
+        return False
+    if before.keys() | {"metadata"} != after.keys() | {"metadata"}:
+        return False
+    def meta(obj: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return all(k == "metadata" or f"f:{k}" in same_top or same_json(before[k], v)
+               for k, v in after.items()) and same_json(meta(before), meta(after))
 
 
 def _store(obj: dict[str, Any], entries: list[_Entry]) -> None:
@@ -167,10 +173,9 @@ def _mine(entries: list[_Entry], *, manager: str, operation: str, api_version: s
 def _existing(obj: dict[str, Any], fields: FieldSet, nodes: Nodes | None = None) -> FieldSet:
     """The paths of FIELDS that OBJ has; NODES (exact, from walking OBJ) answers most
     without a look-up."""
-    known: set[Path] | frozenset[Path] = nodes.paths if nodes is not None and nodes.exact \
-        else frozenset()
-    return FieldSet._of(frozenset(p for p in fields.paths
-                                  if p in known or value_at(obj, p) is not MISSING))
+    known = Nodes.known(nodes)
+    return fields.subset(frozenset(p for p in fields.paths
+                                   if p in known or value_at(obj, p) is not MISSING))
 
 
 # ---- apply -----------------------------------------------------------------------------
@@ -324,7 +329,9 @@ def track_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: st
     entries = _entries(old)
     original = [dataclasses.replace(e) for e in entries]  # (entries' fields are replaced,
     nodes = Nodes()                                       # never changed in place)
-    changed = changed_fields(old or {}, result, walk_fields(result, nodes), nodes)
+    roots = equal_roots(old or {}, result)  # (the top-level fields a write left alone)
+    walked = walk_fields(result, nodes, unchanged={root[2:] for root in roots[0]})
+    changed = changed_fields(old or {}, result, walked, nodes, roots=roots)
     for e in entries:
         if not (e.manager == manager and e.operation == UPDATE):
             e.fields = e.fields - changed
@@ -334,8 +341,10 @@ def track_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: st
         entry.fields |= changed
     for e in entries:
         e.fields = _existing(result, e.fields, nodes)
-    # a changed field is a change to the object (changed_fields compares as _unchanged)
-    if old is not None and not changed and _unchanged(old, result, original, entries):
+    # a changed field is a change to the object (changed_fields compares as _unchanged);
+    # the top-level fields changed_fields found equal are not compared again
+    if old is not None and not changed and _unchanged(old, result, original, entries,
+                                                      same_top=roots[0]):
         original_meta = (old.get("metadata") or {}).get("managedFields")
         _store(result, [])
         if original_meta:

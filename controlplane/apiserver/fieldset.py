@@ -23,11 +23,17 @@ annotations, finalizers and ownerReferences are ever owned; apiVersion and kind 
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import pickle
+from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import Any
 
-from controlplane.apiserver.patch import is_set_list, json_equal, merge_key
+import orjson
+
+from controlplane.apiserver.patch import is_set_list, json_equal, merge_key, same_json
 
 Path = tuple[str, ...]
 
@@ -40,18 +46,21 @@ class FieldSetError(ValueError):
 
 
 class FieldSet:
-    """An immutable set of field paths."""
+    """An immutable set of field paths. An operation that leaves a set as it was gives
+    that very set, whose FieldsV1 form, once made, is kept (to_fields_v1)."""
 
-    __slots__ = ("_paths",)
+    __slots__ = ("_paths", "_v1")
 
     def __init__(self, paths: Iterable[Path] = ()) -> None:
         self._paths: frozenset[Path] = frozenset(tuple(p) for p in paths)
+        self._v1: bytes | None = None
 
     @classmethod
     def _of(cls, paths: frozenset[Path]) -> FieldSet:
         """A set over PATHS as they are (tuples already): no copy, no conversion."""
         out = cls.__new__(cls)
         out._paths = paths
+        out._v1 = None
         return out
 
     @property
@@ -59,15 +68,21 @@ class FieldSet:
         """The paths, unordered (iterating the set sorts them)."""
         return self._paths
 
-    # -- set operations --
+    # -- set operations (a result equal to self is self) --
     def union(self, other: FieldSet) -> FieldSet:
+        if other._paths <= self._paths:
+            return self
         return FieldSet._of(self._paths | other._paths)
 
     def intersection(self, other: FieldSet) -> FieldSet:
-        return FieldSet._of(self._paths & other._paths)
+        return self.subset(self._paths & other._paths)
 
     def difference(self, other: FieldSet) -> FieldSet:
-        return FieldSet._of(self._paths - other._paths)
+        return self.subset(self._paths - other._paths) if other._paths else self
+
+    def subset(self, paths: frozenset[Path]) -> FieldSet:
+        """The set over PATHS (some of this set's): this very set if they are all."""
+        return self if len(paths) == len(self._paths) else FieldSet._of(paths)
 
     __or__ = union
     __and__ = intersection
@@ -102,7 +117,17 @@ class FieldSet:
     # -- FieldsV1 --
     def to_fields_v1(self) -> dict[str, Any]:
         """The set in FieldsV1 form: a tree of elements; "." marks a member that also
-        has members below it, a member with nothing below is an empty map."""
+        has members below it, a member with nothing below is an empty map. Made once
+        per set (kept encoded: each call gives a tree of its own)."""
+        if self._v1 is not None:
+            tree: dict[str, Any] = orjson.loads(self._v1)
+            return tree
+        tree = self._fields_v1_tree()
+        with contextlib.suppress(TypeError):  # (orjson refuses a lone surrogate: not kept)
+            self._v1 = orjson.dumps(tree)
+        return tree
+
+    def _fields_v1_tree(self) -> dict[str, Any]:
         root: dict[str, Any] = {}
         for path in self._paths:
             node = root
@@ -118,11 +143,30 @@ class FieldSet:
 
     @classmethod
     def from_fields_v1(cls, data: object) -> FieldSet:
+        """The set DATA spells. The last PARSED_CACHE sets read are kept by DATA's
+        encoding: the pods of one template are owned alike, and an object's entries are
+        read again at each of its writes."""
         if not isinstance(data, dict):
             raise FieldSetError(f"fieldsV1 must be a map, got {type(data).__name__}")
+        try:
+            key: bytes | None = orjson.dumps(data)
+        except TypeError:  # (not a key: read it every time)
+            key = None
+        if key is not None and (known := _PARSED.get(key)) is not None:
+            _PARSED.move_to_end(key)
+            return known
         paths: set[Path] = set()
         _read_tree(data, (), paths)
-        return cls(paths)
+        out = cls(paths)
+        if key is not None:
+            _PARSED[key] = out
+            if len(_PARSED) > PARSED_CACHE:
+                _PARSED.popitem(last=False)
+        return out
+
+
+PARSED_CACHE = 512
+_PARSED: collections.OrderedDict[bytes, FieldSet] = collections.OrderedDict()
 
 
 def _sorted_tree(node: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +211,11 @@ def key_element(keys: Mapping[str, Any]) -> str:
     return f"k:{_dumps(dict(keys))}"
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
+def _key_element_of(key: str, value: str | int) -> str:
+    return key_element({key: value})
+
+
 def value_element(value: Any) -> str:
     return f"v:{_dumps(value)}"
 
@@ -208,9 +257,19 @@ class Nodes:
         self.paths: set[Path] = set()
         self.exact = True
 
+    @staticmethod
+    def known(nodes: Nodes | None) -> set[Path] | frozenset[Path]:
+        """The paths NODES vouches the walked object has (value_at finds each): every
+        path walked when exact, else (or with no NODES) none."""
+        return nodes.paths if nodes is not None and nodes.exact else frozenset()
 
-def walk_fields(obj: Mapping[str, Any], nodes: Nodes | None) -> FieldSet:
-    """fields_of(OBJ); with NODES, also collect the paths walked through into it."""
+
+def walk_fields(obj: Mapping[str, Any], nodes: Nodes | None, *,
+                unchanged: Container[str] = ()) -> FieldSet:
+    """fields_of(OBJ); with NODES, also collect the paths walked through into it.
+    UNCHANGED: top-level fields whose values an earlier write had too (equal_roots): the
+    walks of such values are kept (WALKS_KEPT of them, by the value's pickle, which
+    is exact: the same bytes, the same walk), not made again at each write."""
     kind = str(obj.get("kind") or "")
     out: set[Path] = set()
     for key, value in obj.items():
@@ -224,10 +283,45 @@ def walk_fields(obj: Mapping[str, Any], nodes: Nodes | None) -> FieldSet:
                     _walk(value[mkey], ("f:metadata", f"f:{mkey}"), field=mkey, kind=kind,
                           out=out, nodes=nodes)
             continue
+        if key in unchanged and isinstance(value, dict):
+            _walk_kept(value, key=key, kind=kind, out=out, nodes=nodes)
+            continue
         _walk(value, (f"f:{key}",), field=key, kind=kind, out=out, nodes=nodes)
     if nodes is not None:
         nodes.paths.update(out)
     return FieldSet._of(frozenset(out))
+
+
+WALKS_KEPT = 512
+# (kind, top-level field, pickle of its value) -> (the paths it sets, the paths walked
+# through, whether they are exact): see walk_fields
+_WALKS: collections.OrderedDict[tuple[str, str, bytes],
+                                tuple[frozenset[Path], frozenset[Path], bool]] = \
+    collections.OrderedDict()
+
+
+def _walk_kept(value: dict[str, Any], *, key: str, kind: str, out: set[Path],
+               nodes: Nodes | None) -> None:
+    try:
+        kept: tuple[str, str, bytes] | None = (kind, key, pickle.dumps(value, protocol=5))
+    except Exception:  # (a value that does not pickle: walked every time)
+        kept = None
+    walk = None
+    if kept is not None and (walk := _WALKS.get(kept)) is not None:
+        _WALKS.move_to_end(kept)
+    if walk is None:
+        sub: set[Path] = set()
+        sub_nodes = Nodes()
+        _walk(value, (f"f:{key}",), field=key, kind=kind, out=sub, nodes=sub_nodes)
+        walk = frozenset(sub), frozenset(sub_nodes.paths), sub_nodes.exact
+        if kept is not None:
+            _WALKS[kept] = walk
+            if len(_WALKS) > WALKS_KEPT:
+                _WALKS.popitem(last=False)
+    out.update(walk[0])
+    if nodes is not None:
+        nodes.paths.update(walk[1])
+        nodes.exact = nodes.exact and walk[2]
 
 
 def list_item_element(item: Any, *, field: str, kind: str, path: Path) -> str | None:
@@ -237,7 +331,10 @@ def list_item_element(item: Any, *, field: str, kind: str, path: Path) -> str | 
         if not isinstance(item, dict) or item.get(key) is None:
             raise FieldSetError(f"{path_string(path)}: an item of an associative list "
                                 f"must be an object with its key {key!r}")
-        return key_element({key: item[key]})
+        value = item[key]
+        if type(value) in (str, int):  # (the common keys: their elements are kept)
+            return _key_element_of(key, value)
+        return key_element({key: value})
     if is_set_list(field):
         if isinstance(item, dict | list):
             raise FieldSetError(f"{path_string(path)}: an item of a set must be a scalar")
@@ -302,13 +399,19 @@ MISSING: Any = _Missing()
 PRESENT = "<present>"  # the value of an existing list item (its content is its fields)
 
 
+@functools.lru_cache(maxsize=4096)
+def _element_value(body: str) -> Any:
+    """The JSON value of a k: or v: element's BODY (shared: read it, never change it)."""
+    return json.loads(body)
+
+
 def find_item(items: list[Any], element: str) -> int | None:
     """The index of the list item ELEMENT (k:, v: or i:) names, or None."""
     tag, _, body = element.partition(":")
     if tag == "i":
         n = int(body)
         return n if 0 <= n < len(items) else None
-    wanted = json.loads(body)
+    wanted = _element_value(body)
     for n, item in enumerate(items):
         if tag == "v" and json_equal(item, wanted):
             return n
@@ -339,16 +442,16 @@ def value_at(obj: Any, path: Path) -> Any:
     return node
 
 
-def changed_fields(old: Any, new: Any, candidates: FieldSet,
-                   nodes: Nodes | None = None) -> FieldSet:
+def changed_fields(old: Any, new: Any, candidates: FieldSet, nodes: Nodes | None = None,
+                   *, roots: tuple[set[str], set[str]] | None = None) -> FieldSet:
     """The paths of CANDIDATES whose value in NEW differs from OLD (or is new).
 
     A path under a top-level field (or a metadata field) equal in OLD and NEW cannot
     have changed: those are not looked at one by one (a status write leaves the spec).
-    NODES (exact, from walking NEW) tells which paths NEW has without a look-up."""
-    same_top, same_meta = _equal_roots(old, new)
-    known: set[Path] | frozenset[Path] = nodes.paths if nodes is not None and nodes.exact \
-        else frozenset()
+    ROOTS: equal_roots(OLD, NEW) if the caller has it. NODES (exact, from walking NEW)
+    tells which paths NEW has without a look-up."""
+    same_top, same_meta = roots if roots is not None else equal_roots(old, new)
+    known = Nodes.known(nodes)
     out = []
     for path in candidates.paths:
         if path[0] in same_top or (len(path) > 1 and path[1] in same_meta
@@ -365,16 +468,17 @@ def changed_fields(old: Any, new: Any, candidates: FieldSet,
     return FieldSet._of(frozenset(out))
 
 
-def _equal_roots(old: Any, new: Any) -> tuple[set[str], set[str]]:
+def equal_roots(old: Any, new: Any) -> tuple[set[str], set[str]]:
     """The elements f:<key> of the top-level fields, and of the metadata fields, whose
-    values are equal in OLD and NEW (JSON equality, as changed_fields compares)."""
+    values are equal in OLD and NEW (JSON equality, as changed_fields compares; told
+    mostly at C speed, patch.same_json)."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return set(), set()
     top = {f"f:{k}" for k, v in new.items()
-           if k != "metadata" and k in old and json_equal(old[k], v)}
+           if k != "metadata" and k in old and same_json(old[k], v)}
     meta: set[str] = set()
     old_meta, new_meta = old.get("metadata"), new.get("metadata")
     if isinstance(old_meta, dict) and isinstance(new_meta, dict):
         meta = {f"f:{k}" for k in OWNED_METADATA
-                if k in new_meta and k in old_meta and json_equal(old_meta[k], new_meta[k])}
+                if k in new_meta and k in old_meta and same_json(old_meta[k], new_meta[k])}
     return top, meta

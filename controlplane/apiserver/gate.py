@@ -5,7 +5,11 @@
                  ──► User(name, groups) ──► Authorizer (roles admin, view, node)
                                                ▲
          for nodes: the stored pod (is it bound to me?) and the pods bound to the
-         node (does one of them use this secret/configmap?) are looked up here
+         node (does one of them use this secret/configmap?) are looked up here; a
+         node's update or patch of pods/status is not: the write reads the pod and
+         calls the guard the gate returns on it (objects.py _write), so each status
+         write costs one read, and the compare-and-swap at that read means what was
+         checked is what is replaced
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from api import errors as e
 from controlplane.apiserver import authn, authz
 from controlplane.apiserver.objects import ObjectService
 from controlplane.apiserver.resources import RESOURCES, Resource
+from controlplane.apiserver.service import Allowed
 
 NODE_CHECKED_VERBS = ("get", "update", "patch", "delete")
+DEFERRED_VERBS = ("update", "patch")  # of pods/status: checked on the write's own read
 
 
 def pod_references(pod: dict[str, Any]) -> set[tuple[str, str]]:
@@ -69,26 +75,31 @@ class AuthGate:
 
     async def check(self, context: Any, *, verb: str, resource: Resource, namespace: str,
                     name: str, subresource: str, obj: dict[str, Any] | None,
-                    field_selector: str = "") -> str:
+                    field_selector: str = "", defer: bool = False) -> Allowed:
         user = self.user(context)
         node = authz.node_name_of(user)
         seen: dict[str, Any] | None = obj
         refs: set[tuple[str, str]] = set()
+
+        def referenced(_node: str, res: str, _ns: str, obj_name: str) -> bool:
+            return (res, obj_name) in refs
+
+        def decide(stored: dict[str, Any] | None) -> None:
+            decision = authz.Authorizer(referenced_by_node=referenced).authorize(
+                authz.Attributes(user=user, verb=verb, resource=resource.name,
+                                 namespace=namespace, name=name, subresource=subresource,
+                                 obj=stored, field_selector=field_selector))
+            if not decision.allowed:
+                raise e.forbidden(decision.reason)
+
         if node and resource.name == "pods" and verb in NODE_CHECKED_VERBS and name:
+            if defer and verb in DEFERRED_VERBS and subresource == "status":
+                return Allowed(user.name, guard=decide)
             seen = await self.objects.get(resource, namespace=namespace, name=name)
         if node and resource.name in ("configmaps", "secrets") and name:
             pods = await self.objects.list(RESOURCES["pods"], namespace=namespace,
                                            field_selector=f"spec.nodeName={node}")
             for p in pods["items"]:
                 refs |= pod_references(p)
-
-        def referenced(_node: str, res: str, _ns: str, obj_name: str) -> bool:
-            return (res, obj_name) in refs
-
-        decision = authz.Authorizer(referenced_by_node=referenced).authorize(
-            authz.Attributes(user=user, verb=verb, resource=resource.name,
-                             namespace=namespace, name=name, subresource=subresource,
-                             obj=seen, field_selector=field_selector))
-        if not decision.allowed:
-            raise e.forbidden(decision.reason)
-        return user.name
+        decide(seen)
+        return Allowed(user.name)

@@ -6,9 +6,10 @@
     update  ─► resourceVersion given: one compare-and-swap at it (Conflict names the
                current version; no read when this process wrote that very version);
                none: read-modify-write until it lands (starting from this process's
-               last read of the object, if it has not written it since: the auth
-               gate's read of a node's pod serves the node's status patch)
-            ─► immutable fields, server-owned parts carried over, generation bumped
+               last GET of the object, if it has not written it since); a guard (the
+               auth gate's, for a node's pod status write) checks what was read
+            ─► immutable fields, server-owned parts carried over, generation bumped;
+               nothing but resourceVersion/managedFields changed: a no-op, not written
     patch / apply ─► read, compute the new object, then update at the read revision,
                retried on Conflict (a patch applies to whatever is current)
     delete  ─► finalizers (or foreground/orphan propagation) or a bound pod's grace period:
@@ -48,6 +49,7 @@ from controlplane.storage import errors as se
 from controlplane.storage import keys, pagination
 from controlplane.storage.interface import Store
 
+Guard = Callable[[Obj], None]  # checks the object a write read: raises APIError
 WRITTEN_CACHE = 4096  # objects whose last write this process remembers
 READ_CACHE = 1024  # objects whose last read this process remembers (for the next write)
 _NS_PREFIX = keys.list_prefix("namespaces")
@@ -69,9 +71,8 @@ class ObjectService:
         # revision never changes, so this cannot be stale, only absent)
         self._written: collections.OrderedDict[str, tuple[int, bytes]] = \
             collections.OrderedDict()
-        # key -> (mod revision, value) of objects this process read and has not written
-        # since: the next write without a resourceVersion (a node's status patch, read
-        # just before by the auth gate) starts from it instead of reading again, once
+        # key -> (mod revision, value) of objects this process read (GET) and has not
+        # written since: the next write without a resourceVersion starts from it, once
         self._read_last: collections.OrderedDict[str, tuple[int, bytes]] = \
             collections.OrderedDict()
 
@@ -343,8 +344,10 @@ class ObjectService:
 
     async def update(self, res: Resource, obj: Any, *, namespace: str = "", name: str = "",
                      subresource: str = "", dry_run: bool = False,
-                     field_manager: str = "") -> Obj:
+                     field_manager: str = "", guard: Guard | None = None) -> Obj:
         namespace = self._scope(res, namespace)
+        if subresource == "scale" and guard is not None:  # (no gate asks: fail closed)
+            raise e.forbidden(f"{res.kind} {name}: scale: a guarded update is not supported")
         if subresource == "scale":
             return await self._update_scale(res, obj, namespace=namespace, name=name,
                                             dry_run=dry_run)
@@ -365,17 +368,18 @@ class ObjectService:
 
         return await self._write(res, namespace=namespace, name=name, change=change,
                                  expected=expected, subresource=subresource,
-                                 dry_run=dry_run, field_manager=field_manager)
+                                 dry_run=dry_run, field_manager=field_manager, guard=guard)
 
     async def _write(self, res: Resource, *, namespace: str, name: str,
                      change: Callable[[Obj], Obj], expected: int = 0, subresource: str = "",
                      dry_run: bool = False, field_manager: str = "",
-                     tracked: bool = True) -> Obj:
-        """Read, CHANGE, admit, compare-and-swap; retried on Conflict unless EXPECTED (the
-        client's resourceVersion) pins the version it may change."""
+                     tracked: bool = True, guard: Guard | None = None) -> Obj:
+        """Read, GUARD (may the caller change what was read?), CHANGE, admit,
+        compare-and-swap; retried on Conflict unless EXPECTED (the client's
+        resourceVersion) pins the version it may change."""
         key = self._key(res, namespace, name)
         for attempt in range(UPDATE_RETRIES):
-            guessed = False
+            guessed = cached = False
             if attempt:
                 current, rev = await self._read(res, namespace, name)
             elif expected:
@@ -383,7 +387,7 @@ class ObjectService:
                 if known is not None and known[0] == expected:
                     # this process wrote the version the client read: skip the etcd read
                     # (the compare-and-swap below still fails if the key has moved on)
-                    rev = expected
+                    rev, cached = expected, True
                     current = decode(known[1], rev)
                 else:
                     current, rev = await self._read(res, namespace, name)
@@ -393,6 +397,13 @@ class ObjectService:
                     rev, current, guessed = guess[0], decode(guess[1], guess[0]), True
                 else:  # (refusals, no-ops and dry runs are decided on a fresh read)
                     current, rev = await self._read(res, namespace, name)
+            if guard is not None:
+                try:
+                    guard(current)
+                except e.APIError:
+                    if guessed or cached:
+                        continue  # refused on a copy: decided again on what is stored
+                    raise
             if expected and rev != expected:
                 raise e.conflict(res.kind, name, current=rev)
             try:
@@ -403,7 +414,7 @@ class ObjectService:
                 if guessed:
                     continue
                 raise
-            if same(current, desired):
+            if desired is None:  # a no-op: nothing is written
                 if guessed:
                     continue
                 return current
@@ -431,8 +442,11 @@ class ObjectService:
                          problem=f"gave up after {UPDATE_RETRIES} conflicting writes")
 
     def _changed(self, res: Resource, current: Obj, change: Callable[[Obj], Obj], *,
-                 namespace: str, name: str, subresource: str, field_manager: str) -> Obj:
-        """CHANGE applied to (a copy of) CURRENT, admitted as an update of it."""
+                 namespace: str, name: str, subresource: str, field_manager: str,
+                 ) -> Obj | None:
+        """CHANGE applied to (a copy of) CURRENT, admitted as an update of it; None if it
+        changes nothing but resourceVersion and managedFields (stored.same: the one test
+        of a no-op write, made before field ownership is tracked)."""
         desired = change(jsoncodec.copy(current))
         if not isinstance(desired, dict) or not isinstance(desired.get("metadata"), dict):
             raise e.invalid(res.kind, name, [("metadata", "must be an object")])
@@ -445,6 +459,8 @@ class ObjectService:
         if problems:
             raise e.invalid(res.kind, name, problems)
         deletion.check_no_new_finalizers(res, name, current, desired)
+        if same(current, desired):
+            return None
         if field_manager:
             desired = _track(current, desired, manager=field_manager,
                              now=rfc3339(self.clock()))
@@ -452,7 +468,8 @@ class ObjectService:
 
     async def patch(self, res: Resource, *, namespace: str = "", name: str,
                     patch: bytes, patch_type: str, subresource: str = "",
-                    dry_run: bool = False, field_manager: str = "") -> Obj:
+                    dry_run: bool = False, field_manager: str = "",
+                    guard: Guard | None = None) -> Obj:
         from controlplane.apiserver import patch as patches
         namespace = self._scope(res, namespace)
         if subresource not in ("", "status"):
@@ -474,7 +491,7 @@ class ObjectService:
 
         return await self._write(res, namespace=namespace, name=name, change=change,
                                  subresource=subresource, dry_run=dry_run,
-                                 field_manager=field_manager)
+                                 field_manager=field_manager, guard=guard)
 
     async def apply(self, res: Resource, body: Any, *, namespace: str = "", name: str = "",
                     field_manager: str, force: bool = False, dry_run: bool = False) -> Obj:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped]
@@ -19,27 +20,39 @@ from api import jsoncodec
 from api.v1 import apiserver_pb2 as pb
 from api.v1 import apiserver_pb2_grpc as pb_grpc
 from controlplane.apiserver import metrics
-from controlplane.apiserver.objects import ObjectService
+from controlplane.apiserver.objects import Guard, ObjectService
 from controlplane.apiserver.resources import RESOURCES, Resource
 
 STATUS_TRAILER = "corral-status-bin"
 VERSION = "corral v0.1.0"
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """A gate's yes: the user's name (for the audit trail) and, when the decision rests on
+    the stored object and the caller offered to check it (DEFER), the GUARD to call on
+    the object the write reads (it raises Forbidden; the write is a compare-and-swap at
+    that read, so a stale read cannot pass)."""
+
+    user: str
+    guard: Guard | None = None
+
+
 class Gate(Protocol):
-    """Authentication and authorization of one call (auth.py). Raises APIError
-    (Unauthorized or Forbidden) or returns the user's name for the audit trail."""
+    """Authentication and authorization of one call (gate.py). Raises APIError
+    (Unauthorized or Forbidden) or says Allowed. DEFER: the call is a write that checks
+    a guard on the object it reads (update, patch), so the gate need not read it."""
 
     async def check(self, context: Any, *, verb: str, resource: Resource, namespace: str,
                     name: str, subresource: str, obj: dict[str, Any] | None,
-                    field_selector: str = "") -> str: ...
+                    field_selector: str = "", defer: bool = False) -> Allowed: ...
 
 
 class AllowAll:
     """No authentication: for tests of the object semantics over a local socket."""
 
-    async def check(self, context: Any, **_: Any) -> str:
-        return "anonymous"
+    async def check(self, context: Any, **_: Any) -> Allowed:
+        return Allowed("anonymous")
 
 
 def _resource(target: Any) -> Resource:
@@ -108,9 +121,11 @@ class APIServicer(pb_grpc.APIServicer):
         self.gate: Gate = gate or AllowAll()
 
     async def _run(self, context: Any, verb: str, target: Any,
-                   call: Callable[[Resource, Any], Awaitable[Any]], *,
-                   body: bytes | None = None, field_selector: str = "") -> Any:
-        """Decode BODY (JSON), check who may do VERB, then CALL(resource, body)."""
+                   call: Callable[[Resource, Any, Guard | None], Awaitable[Any]], *,
+                   body: bytes | None = None, field_selector: str = "",
+                   guarded: bool = False) -> Any:
+        """Decode BODY (JSON), check who may do VERB, then CALL(resource, body, guard);
+        GUARDED: CALL checks the gate's guard (if any) on the object it reads."""
         start = time.perf_counter()
         code = "OK"
         resource = target.resource
@@ -118,12 +133,15 @@ class APIServicer(pb_grpc.APIServicer):
             res = _resource(target)
             obj = None if body is None else _json(body, f"{verb} {target.resource} "
                                                         f"{target.name}".rstrip())
-            await self.gate.check(context, verb=verb, resource=res,
-                                  namespace=target.namespace, name=target.name,
-                                  subresource=target.subresource,
-                                  obj=obj if isinstance(obj, dict) else None,
-                                  field_selector=field_selector)
-            return await call(res, obj)
+            allowed = await self.gate.check(context, verb=verb, resource=res,
+                                            namespace=target.namespace, name=target.name,
+                                            subresource=target.subresource,
+                                            obj=obj if isinstance(obj, dict) else None,
+                                            field_selector=field_selector, defer=guarded)
+            if allowed.guard is not None and not guarded:  # (a gate's bug: fail closed)
+                raise e.forbidden(f"{verb} {target.resource}: the decision needs the "
+                                  "stored object, which this call does not check")
+            return await call(res, obj, allowed.guard)
         except e.APIError as err:
             code = err.reason.grpc_code
             await abort(context, err)
@@ -149,7 +167,7 @@ class APIServicer(pb_grpc.APIServicer):
     async def Get(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             obj = await self.objects.get(res, namespace=t.namespace, name=t.name,
                                          subresource=t.subresource)
             return pb.Object(json=_dump(obj))
@@ -158,7 +176,7 @@ class APIServicer(pb_grpc.APIServicer):
     async def List(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             out = await self.objects.list(
                 res, namespace=t.namespace, label_selector=request.label_selector,
                 field_selector=request.field_selector, limit=request.limit,
@@ -195,7 +213,7 @@ class APIServicer(pb_grpc.APIServicer):
     async def Create(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             obj = await self.objects.create(
                 res, body, namespace=t.namespace, subresource=t.subresource,
                 dry_run=request.options.dry_run, field_manager=request.options.field_manager)
@@ -206,29 +224,31 @@ class APIServicer(pb_grpc.APIServicer):
     async def Update(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             obj = await self.objects.update(
                 res, body, namespace=t.namespace, name=t.name, subresource=t.subresource,
-                dry_run=request.options.dry_run, field_manager=request.options.field_manager)
+                dry_run=request.options.dry_run, field_manager=request.options.field_manager,
+                guard=guard)
             return pb.Object(json=_dump(obj))
         return await self._run(context, "update", t, call,
-                               body=request.json)
+                               body=request.json, guarded=True)
 
     async def Patch(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             obj = await self.objects.patch(
                 res, namespace=t.namespace, name=t.name, patch=request.patch,
                 patch_type=request.patch_type, subresource=t.subresource,
-                dry_run=request.options.dry_run, field_manager=request.options.field_manager)
+                dry_run=request.options.dry_run, field_manager=request.options.field_manager,
+                guard=guard)
             return pb.Object(json=_dump(obj))
-        return await self._run(context, "patch", t, call)
+        return await self._run(context, "patch", t, call, guarded=True)
 
     async def Apply(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             obj = await self.objects.apply(
                 res, body, namespace=t.namespace, name=t.name,
                 field_manager=request.options.field_manager, force=request.force,
@@ -240,7 +260,7 @@ class APIServicer(pb_grpc.APIServicer):
     async def Delete(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             pre = {"uid": request.precondition_uid,
                    "resourceVersion": request.precondition_resource_version}
             grace = request.grace_period_seconds if request.HasField(
@@ -255,7 +275,7 @@ class APIServicer(pb_grpc.APIServicer):
     async def DeleteCollection(self, request: Any, context: Any) -> Any:
         t = request.target
 
-        async def call(res: Resource, body: Any) -> Any:
+        async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
             items = await self.objects.delete_collection(
                 res, namespace=t.namespace, label_selector=request.label_selector,
                 field_selector=request.field_selector,

@@ -11,6 +11,10 @@ from memory, then the live ones; an older revision is served by a direct store w
 "too old resource version" still comes from etcd's compaction). A watcher that falls
 more than QUEUE_LIMIT events behind is ended, as Kubernetes ends slow watchers: the client
 resumes from the last resourceVersion it saw.
+
+Only a watcher with selectors looks at the value before a change (did the object match
+before?): it is decoded when first asked for, and while such a watcher is there the cache
+keeps each key's last value (``latest``) so that it is mostly not decoded at all.
 """
 
 from __future__ import annotations
@@ -39,14 +43,22 @@ Obj = dict[str, Any]
 
 @dataclass(slots=True)
 class Cached:
-    """One change, decoded and encoded once for every watcher."""
+    """One change, decoded and encoded once for every watcher. The value before it
+    (``prev``, only selector watchers look at it) is decoded when first asked for."""
 
     type: str  # ADDED MODIFIED DELETED BOOKMARK
     revision: int
     key: str
     obj: Obj | None
     raw: bytes
-    prev: Obj | None
+    prev_value: bytes | None = None
+    known_prev: Obj | None = None  # prev_value decoded, or an equal copy already decoded
+
+    @property
+    def prev(self) -> Obj | None:
+        if self.known_prev is None and self.prev_value is not None:
+            self.known_prev = jsoncodec.loads(self.prev_value)
+        return self.known_prev
 
 
 Latest = collections.OrderedDict[str, tuple[bytes, Obj]]
@@ -61,15 +73,14 @@ def cached(ev: Any, res: Resource, latest: Latest | None = None) -> Cached:
     if ev.type is EventType.BOOKMARK:
         obj: Obj = {"apiVersion": res.api_version, "kind": res.kind,
                     "metadata": {"resourceVersion": str(ev.revision)}}
-        return Cached("BOOKMARK", ev.revision, "", obj, jsoncodec.dumps(obj), None)
+        return Cached("BOOKMARK", ev.revision, "", obj, jsoncodec.dumps(obj))
     obj = jsoncodec.loads(ev.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(ev.revision)
     raw = jsoncodec.dumps(obj)
-    prev: Obj | None = None
-    if ev.prev_value is not None:
-        seen = latest.get(ev.key) if latest is not None else None
-        prev = seen[1] if seen is not None and seen[0] == ev.prev_value else \
-            jsoncodec.loads(ev.prev_value)
+    known: Obj | None = None
+    if ev.prev_value is not None and latest is not None:
+        seen = latest.get(ev.key)
+        known = seen[1] if seen is not None and seen[0] == ev.prev_value else None
     if latest is not None:
         if ev.type is EventType.DELETED:
             latest.pop(ev.key, None)
@@ -78,7 +89,7 @@ def cached(ev: Any, res: Resource, latest: Latest | None = None) -> Cached:
             latest.move_to_end(ev.key)
             if len(latest) > RING:
                 latest.popitem(last=False)
-    return Cached(ev.type.value, ev.revision, ev.key, obj, raw, prev)
+    return Cached(ev.type.value, ev.revision, ev.key, obj, raw, ev.prev_value, known)
 
 
 class Selection:
@@ -147,7 +158,10 @@ class WatchCache:
         self.prefix = keys.list_prefix(res.name)
         self.bookmark_interval = bookmark_interval
         self.ring: collections.deque[Cached] = collections.deque(maxlen=RING)
-        self.latest: Latest = collections.OrderedDict()  # see cached()
+        # see cached(): kept only while a watcher with selectors (the only reader of the
+        # values before changes) is there; emptied when the last one leaves
+        self.latest: Latest = collections.OrderedDict()
+        self.selective = 0  # watchers with selectors
         self.watchers: set[_Watcher] = set()
         self.revision = 0  # everything up to here has been seen
         self._task: asyncio.Task[None] | None = None
@@ -179,7 +193,7 @@ class WatchCache:
                                           bookmark_interval=self.bookmark_interval)
                 try:
                     async for ev in stream:
-                        c = cached(ev, self.res, self.latest)
+                        c = cached(ev, self.res, self.latest if self.selective else None)
                         if c.type != "BOOKMARK":
                             self.ring.append(c)
                         self.revision = max(self.revision, c.revision)
@@ -213,7 +227,9 @@ class WatchCache:
         w = _Watcher(prefix, labels, fields, bookmarks)
         from_revision = from_revision or self.revision
         backlog = [c for c in self.ring if c.revision > from_revision]
+        selective = not (labels.empty() and not fields.requirements)
         self.watchers.add(w)
+        self.selective += selective
         try:
             last = from_revision
             for c in backlog:
@@ -232,3 +248,6 @@ class WatchCache:
                     yield {"type": out[0], "object": out[1], "raw": out[2]}
         finally:
             self.watchers.discard(w)
+            self.selective -= selective
+            if not self.selective:
+                self.latest.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import functools
 import secrets
 import time
 from typing import Any
@@ -38,6 +39,11 @@ def parse_time(s: str | None) -> float | None:
     """Seconds since the epoch of an RFC 3339 timestamp (None if absent or unreadable)."""
     if not s:
         return None
+    return _parse_seconds(s)
+
+
+@functools.lru_cache(maxsize=8192)  # pods made in one burst share their timestamps
+def _parse_seconds(s: str) -> float | None:
     try:
         return float(calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")))
     except ValueError:

@@ -4,7 +4,9 @@
         │                                index) + the namespace's orphans ("orphan")
         │  (a pod update that cannot change the plan, e.g. a binding, enqueues nothing)
         ──► plan(rs, pods, now, manage)   (pure: adopt, release, create n, delete which,
-                                            status)
+                                            status; linear, and a per-ReplicaSet memo
+                                            of each pod's facts by object identity
+                                            spares re-reading the unchanged pods)
         ──► apply: adopt/release (owner references), create from the template under
             names chosen here ("<rs>-" + 5 characters, as generateName would), delete
             the pods that rank first, write status
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,49 +66,130 @@ def selector_of(obj: Obj) -> sel.Selector:
     return s
 
 
-def plan(rs: Obj, pods: list[Obj], *, now: float, manage: bool = True) -> Plan:
+@dataclass(slots=True)
+class _Facts:
+    """What plan() reads of one pod, for one ReplicaSet (its uid, selector, template)."""
+
+    name: str
+    owned: bool  # its controller reference is the ReplicaSet's
+    orphan: bool  # it has no controller reference
+    matches: bool  # the selector matches its labels
+    deleting: bool
+    active: bool
+    labeled: bool  # it has every label of the template
+    ready: bool
+    ready_time: str | None  # the Ready condition's lastTransitionTime, when ready
+
+
+class PlanMemo:
+    """The facts plan() found for each pod of one ReplicaSet, by the pod object's
+    identity: the informer replaces an object that changes and never changes one in
+    place, so a sync in a burst of pod events reads only the pods that changed (each
+    entry holds its pod, so an id is not reused while it is here). Entries of pods no
+    longer given, or of another selector or template, are dropped by the next plan."""
+
+    __slots__ = ("context", "facts")
+
+    def __init__(self) -> None:
+        self.context: tuple[Any, ...] | None = None
+        self.facts: dict[int, tuple[Obj, _Facts]] = {}
+
+
+_NO_REF = object()
+
+
+def _facts(pod: Obj, *, rs_uid: str, selector: sel.Selector,
+           template_labels: dict[str, str]) -> _Facts:
+    m = pod.get("metadata") or {}
+    labels = m.get("labels") or {}
+    ref_uid: Any = _NO_REF  # (the first controller reference's uid, as pu.controller_ref)
+    for ref in m.get("ownerReferences") or ():
+        if ref.get("controller"):
+            ref_uid = ref.get("uid")
+            break
+    status = pod.get("status") or {}
+    ready, ready_time = False, None
+    for c in status.get("conditions") or ():  # the first Ready condition, as pu.is_ready
+        if c.get("type") == "Ready":
+            if c.get("status") == "True":
+                ready, ready_time = True, c.get("lastTransitionTime")
+            break
+    labeled = True  # pu.has_labels
+    for k, v in template_labels.items():
+        if labels.get(k) != v:
+            labeled = False
+            break
+    deleting = bool(m.get("deletionTimestamp"))
+    return _Facts(m.get("name") or "", ref_uid is not _NO_REF and ref_uid == rs_uid,
+                  ref_uid is _NO_REF, selector.matches(labels), deleting,
+                  not deleting and status.get("phase") not in pu.TERMINATED, labeled,
+                  ready, ready_time)
+
+
+def plan(rs: Obj, pods: list[Obj], *, now: float, manage: bool = True,
+         memo: PlanMemo | None = None) -> Plan:
     """What to do about RS given PODS (its own and any orphans; others are ignored).
     MANAGE false (expectations pending): no creates or deletes, only ownership and
-    status."""
+    status. MEMO (the controller's, one per ReplicaSet) spares reading again the pods
+    that have not changed since the last plan. Linear in the pods; the pods to delete
+    are the first by pu.deletion_rank (Kubernetes' order), picked without sorting all."""
     spec = rs.get("spec") or {}
     replicas = int(spec.get("replicas", 1))
     min_ready = int(spec.get("minReadySeconds") or 0)
     selector = selector_of(rs)
+    template_labels = pu.labels_of(spec.get("template") or {})
     rs_uid, deleting = pu.uid(rs), pu.being_deleted(rs)
+    known: dict[int, tuple[Obj, _Facts]] = {}
+    if memo is not None:
+        context = (rs_uid, spec.get("selector"), template_labels)
+        if memo.context != context:
+            memo.context, memo.facts = context, {}
+        known = memo.facts
+    seen: dict[int, tuple[Obj, _Facts]] = {}
     out = Plan()
-    active: list[Obj] = []
+    active: list[tuple[Obj, _Facts]] = []
     for pod in pods:
-        ref = pu.controller_ref(pod)
-        pod_meta = pod.get("metadata") or {}
-        matches = selector.matches(pod_meta.get("labels") or {})
-        if ref is not None and ref.get("uid") == rs_uid:
-            if not matches:
-                if not pu.being_deleted(pod):
-                    out.release.append(pod_meta["name"])
+        entry = known.get(id(pod))
+        if entry is None or entry[0] is not pod:
+            entry = (pod, _facts(pod, rs_uid=rs_uid, selector=selector,
+                                 template_labels=template_labels))
+        if memo is not None:
+            seen[id(pod)] = entry
+        f = entry[1]
+        if f.owned:
+            if not f.matches:
+                if not f.deleting:
+                    out.release.append(f.name)
                 continue
-        elif ref is None and matches and not deleting and not pu.being_deleted(pod):
-            out.adopt.append(pod_meta["name"])
+        elif f.orphan and f.matches and not deleting and not f.deleting:
+            out.adopt.append(f.name)
         else:
             continue
-        if pu.is_active(pod):
-            active.append(pod)
+        if f.active:
+            active.append(entry)
+    if memo is not None:
+        memo.facts = seen
     remaining = active
     if manage and not deleting:
         diff = len(active) - replicas
         if diff < 0:
             out.create = min(-diff, BURST)
         elif diff > 0:
-            doomed = sorted(active, key=pu.deletion_rank)[:min(diff, BURST)]
-            out.delete = [p["metadata"]["name"] for p in doomed]
-            gone = set(out.delete)
-            remaining = [p for p in active if p["metadata"]["name"] not in gone]
-    template_labels = pu.labels_of(spec.get("template") or {})
+            doomed = heapq.nsmallest(min(diff, BURST), active,
+                                     key=lambda e: pu.deletion_rank(e[0]))
+            out.delete = [f.name for _, f in doomed]
+            gone = {id(p) for p, _ in doomed}
+            remaining = [e for e in active if id(e[0]) not in gone]
     labeled = ready = available = 0
-    for p in remaining:
-        labeled += pu.has_labels(p, template_labels)
-        if pu.is_ready(p):
+    for _, f in remaining:
+        labeled += f.labeled
+        if f.ready:
             ready += 1
-            available += pu.is_available(p, min_ready, now)
+            if min_ready <= 0:
+                available += 1
+            else:
+                since = pu.parse_time(f.ready_time)
+                available += since is not None and since + min_ready <= now
     status: Obj = dict(rs.get("status") or {})
     status.update(
         replicas=len(remaining), fullyLabeledReplicas=labeled, readyReplicas=ready,
@@ -167,6 +251,7 @@ class ReplicaSetController(Controller):
     def setup(self) -> None:
         self.expectations = Expectations()
         self._status_due: dict[str, float] = {}  # key -> no status-only sync before
+        self._memos: dict[str, PlanMemo] = {}  # key -> what plan() knows of its pods
         # key -> pods whose create failed ambiguously and could not be looked up
         self._unverified: dict[str, set[str]] = {}
         self.rs_informer = self.informer("replicasets")
@@ -183,6 +268,7 @@ class ReplicaSetController(Controller):
         self.expectations.forget(key_of(rs))
         self._status_due.pop(key_of(rs), None)
         self._unverified.pop(key_of(rs), None)
+        self._memos.pop(key_of(rs), None)
         self.enqueue(rs)
 
     def _owner_key(self, pod: Obj) -> str | None:
@@ -244,6 +330,7 @@ class ReplicaSetController(Controller):
             self.expectations.forget(key)
             self._status_due.pop(key, None)
             self._unverified.pop(key, None)
+            self._memos.pop(key, None)
             return
         ns, _name = split_key(key)
         if key in self._unverified:
@@ -255,7 +342,8 @@ class ReplicaSetController(Controller):
             return  # only the status could change: refresh it a little later
         pods = self.pods_of(rs)
         now = self.clock()
-        p = plan(rs, pods, now=now, manage=manage)
+        p = plan(rs, pods, now=now, manage=manage,
+                 memo=self._memos.setdefault(key, PlanMemo()))
         took = self.queue.clock() - started
         self._status_due[key] = started + max(MIN_STATUS_INTERVAL, took / STATUS_SHARE)
         by_name = {pu.meta(pod)["name"]: pod for pod in pods} if p.adopt or p.release \

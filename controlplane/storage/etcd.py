@@ -286,7 +286,24 @@ class WriteBatcher:
         self._pump()
 
 
-class EtcdStore:
+class BatchedWrites:
+    """A Store's create and update as group-committed writes: each goes through the
+    store's WriteBatcher (``_batcher``), whose Sender makes the Txn (EtcdStore's plain,
+    the leader's TermStore fenced). The size check comes first, so a write too large
+    fails alone instead of failing the commit it would share."""
+
+    _batcher: WriteBatcher
+
+    async def create(self, key: str, value: bytes) -> int:
+        keys.check_size(key, value)
+        return await self._batcher.write(key, value, 0)
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        keys.check_size(key, value)
+        return await self._batcher.write(key, value, expected_revision)
+
+
+class EtcdStore(BatchedWrites):
     """A Store on an etcd cluster. Create it inside the event loop that will use it."""
 
     def __init__(self, endpoints: Sequence[str], *, timeout: float = 2.0) -> None:
@@ -364,19 +381,13 @@ class EtcdStore:
 
     # -- the Store protocol -----------------------------------------------------------
 
-    async def create(self, key: str, value: bytes) -> int:
-        keys.check_size(key, value)
-        return await self._batcher.write(key, value, 0)
+    # create and update: BatchedWrites
 
     async def get(self, key: str) -> tuple[bytes, int]:
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()), key=key)
         if not resp.kvs:
             raise NotFound(key)
         return bytes(resp.kvs[0].value), int(resp.kvs[0].mod_revision)
-
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
-        keys.check_size(key, value)
-        return await self._batcher.write(key, value, expected_revision)
 
     async def delete(self, key: str, expected_revision: int | None = None) -> int:
         request = rpc.DeleteRangeRequest(key=key.encode())

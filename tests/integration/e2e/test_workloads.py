@@ -449,7 +449,7 @@ def test_kill9_of_an_agent_restarts_no_container(web: Cluster) -> None:
     n1 = next(n for n in p.nodes if n.name == "node-1")
     cp_dir = os.path.join(c.dir, "controlplane")
     if one:
-        cup.start_node(p, st, n=n1, controlplane_dir=cp_dir, pull=False)
+        cup.start_node(p, st, n=n1, controlplane_dir=cp_dir)
     else:
         cup.start_agent(p, st, n=n1, controlplane_dir=cp_dir)
     c.children.append(st.processes[-1])

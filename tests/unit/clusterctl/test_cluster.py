@@ -171,3 +171,28 @@ def test_command(argv: list[str], rc: int, stream: str, text: str, tmp_path: Any
     assert main.main([a.replace("{tmp}", tmp) for a in argv]) == rc
     captured = capsys.readouterr()
     assert text.replace("{tmp}", tmp) in (captured.err if stream == "err" else captured.out)
+
+
+def test_start_node_starts_and_records_the_node_without_waiting_for_it(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """start_node only starts corral-node (the sandbox image is pulled by up() once every
+    node is started, each when it serves): nothing waits on the node's socket here."""
+    p = state.plan(name="c", nodes=2, subnet="10.99.0.0/24", directory=str(tmp_path))
+    st = state.State(name="c", dir=str(tmp_path))
+    calls: list[tuple[str, Any]] = []
+    monkeypatch.setattr(up, "node_credentials",
+                        lambda n, *, controlplane_dir: calls.append(("cert", n.name)) or "k")
+    monkeypatch.setattr(up, "spawn", lambda argv, **kw: calls.append(("spawn", argv)) or
+                        state.Proc(pid=4242, start_time=1, role=kw["role"], node=kw["node"],
+                                   log=kw["log"]))
+    monkeypatch.setattr(up, "pull_sandbox_image",
+                        lambda *a, **kw: calls.append(("pull", a[1].name)))
+    n = p.nodes[0]
+    up.start_node(p, st, n=n, controlplane_dir=str(tmp_path / "cp"))
+    assert [c[0] for c in calls] == ["cert", "spawn"]
+    argv = calls[1][1]
+    assert argv[:2] == ["nsenter", f"--net=/run/netns/{n.netns}"]
+    assert "corral-node" in argv[3] and argv[argv.index("--runtime-socket") + 1] == n.socket
+    assert [(x.role, x.node, x.pid) for x in st.processes] == [("node", n.name, 4242)]
+    assert n.cgroup_parent in st.cgroups
+    assert state.State.load(str(tmp_path)) is not None  # recorded before returning

@@ -203,6 +203,40 @@ async def test_unchanged_update_writes_nothing(svc: ObjectService) -> None:
     assert out["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
 
 
+@pytest.mark.parametrize("verb", [pytest.param("update", id="update"),
+                                  pytest.param("patch", id="patch")])
+async def test_an_unchanged_tracked_write_is_decided_once_and_writes_nothing(
+        svc: ObjectService, verb: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stored.same decides a no-op before field ownership is tracked: nothing is written,
+    resourceVersion and managedFields stay, and track_update is not run at all."""
+    from controlplane.apiserver import apply as ssa
+    made = await svc.create(CMS, cm(), namespace="default", field_manager="maker")
+    tracked: list[str] = []
+    real = ssa.track_update
+
+    def counting(old: Any, new: Any, *, manager: str, now: str) -> dict[str, Any]:
+        tracked.append(manager)
+        return real(old, new, manager=manager, now=now)
+    monkeypatch.setattr(ssa, "track_update", counting)
+    svc.clock.t += 60  # type: ignore[attr-defined]
+    if verb == "update":
+        out = await svc.update(CMS, made, namespace="default", name="cfg",
+                               field_manager="editor")
+    else:
+        out = await svc.patch(CMS, namespace="default", name="cfg",
+                              patch=b'{"data": {"a": "1"}}',
+                              patch_type="application/merge-patch+json",
+                              field_manager="editor")
+    assert tracked == []
+    assert out["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
+    assert out["metadata"]["managedFields"] == made["metadata"]["managedFields"]
+    changed = {**made, "data": {"a": "2"}}
+    out = await svc.update(CMS, changed, namespace="default", name="cfg",
+                           field_manager="editor")
+    assert tracked == ["editor"]  # a real change is tracked, and written
+    assert int(out["metadata"]["resourceVersion"]) > int(made["metadata"]["resourceVersion"])
+
+
 @pytest.mark.parametrize(("res", "make", "change", "field"), [
     pytest.param(DEPLOYS, deploy, lambda o: o["spec"].update(
         selector={"matchLabels": {"app": "other"}}, template={

@@ -154,6 +154,9 @@ def test_walked_paths_are_found_where_exact(obj: dict[str, Any], exact: bool) ->
     assert fields == fields_of(obj)
     assert nodes.exact is exact
     assert fields.paths <= nodes.paths
+    # what _existing and changed_fields may take as found without a look-up
+    assert Nodes.known(nodes) == (nodes.paths if exact else frozenset())
+    assert Nodes.known(None) == frozenset()
     if exact:
         assert all(value_at(obj, p) is not MISSING for p in nodes.paths)
 
@@ -206,3 +209,87 @@ def test_random_writes_agree_with_the_plain_algorithm(
         got = track_update(stored, new, manager=manager, now=LATER)
         assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
         stored = got
+
+
+# -- the equal-value shortcuts: same_json, kept walks, kept FieldsV1 ----------------------
+
+_NAN, _INF = float("nan"), float("inf")
+_SHARED_NAN = {"x": [_NAN]}
+
+
+class _Str(str):
+    pass
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    pytest.param({"a": 1, "b": [1, 2]}, {"a": 1, "b": [1, 2]}, id="equal"),
+    pytest.param({"a": 1, "b": 2}, {"b": 2, "a": 1}, id="key-order"),
+    pytest.param({"a": 1}, {"a": 1.0}, id="int-float"),
+    pytest.param({"a": True}, {"a": 1}, id="true-one"),
+    pytest.param([False], [0.0], id="false-zero"),
+    pytest.param(_SHARED_NAN, _SHARED_NAN, id="one-nan-object-both-sides"),
+    pytest.param({"x": [_NAN]}, {"x": [float("nan")]}, id="two-nans"),
+    pytest.param([None], [_NAN], id="null-nan"),
+    pytest.param([_INF], [_INF], id="infinity"),
+    pytest.param([None, "null"], [None, "null"], id="null-itself"),
+    pytest.param((1,), [1], id="tuple-list"),
+    pytest.param({"s": _Str("a")}, {"s": "a"}, id="str-subclass"),
+    pytest.param({"n": 2 ** 70}, {"n": 2 ** 70}, id="big-int"),
+    pytest.param({"a": 0.0}, {"a": -0.0}, id="signed-zero"),
+])
+def test_same_json_is_json_equal(a: Any, b: Any) -> None:
+    from controlplane.apiserver.patch import same_json
+    assert same_json(a, b) is json_equal(a, b)
+    assert same_json(b, a) is json_equal(b, a)
+
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(
+        [0.0, -0.0, 1.0, _NAN, _INF]), st.sampled_from(["a", "null", ""])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2)),
+    max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_json, b=_json)
+def test_same_json_agrees_with_json_equal_on_random_values(a: Any, b: Any) -> None:
+    from controlplane.apiserver.patch import same_json
+    assert same_json(a, b) is json_equal(a, b)
+    assert same_json(a, a) is json_equal(a, a)
+
+
+@pytest.mark.parametrize("specs", [
+    pytest.param([{"flag": True}, {"flag": 1}, {"flag": 1.0}], id="true-one-float"),
+    pytest.param([{"containers": [WEB, WEB]}, {"containers": [WEB, {**WEB, "name": "b"}]}],
+                 id="duplicate-keys-then-not"),
+    pytest.param([{"containers": [{**WEB, "ports": [{"containerPort": 8.0}]}]},
+                  {"containers": [{**WEB, "ports": [{"containerPort": 8}]}]}],
+                 id="float-key-then-int"),
+    pytest.param([{"x": [_NAN]}, {"x": [None]}, {"x": (1,)}, {"x": [1]}],
+                 id="nan-null-tuple-list"),
+])
+def test_kept_walks_are_the_walks(specs: list[Any]) -> None:
+    """A value walked before (an unchanged spec) is not walked again: what is kept is
+    exactly what a walk gives, for values Python's == cannot tell apart too."""
+    for spec in specs * 2:
+        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+        fresh, kept = Nodes(), Nodes()
+        assert walk_fields(obj, kept, unchanged={"spec"}) == walk_fields(obj, fresh)
+        assert (kept.paths, kept.exact) == (fresh.paths, fresh.exact)
+
+
+def test_set_operations_that_change_nothing_give_the_set_and_its_kept_fields_v1() -> None:
+    a = FieldSet([("f:spec", "f:x"), ("f:spec", "f:y")])
+    b = FieldSet([("f:status", "f:phase")])
+    assert a - b is a and a | FieldSet([("f:spec", "f:x")]) is a and a & a is a
+    assert a - FieldSet() is a
+    assert (a | b) is not a and (a - a) == FieldSet()
+    tree = a.to_fields_v1()
+    tree["f:spec"]["f:z"] = {}  # the caller's own tree: the set keeps its form
+    assert a.to_fields_v1() == {"f:spec": {"f:x": {}, "f:y": {}}}
+    parsed = FieldSet.from_fields_v1({"f:spec": {"f:x": {}, "f:y": {}}})
+    assert parsed == a
+    assert FieldSet.from_fields_v1({"f:spec": {"f:x": {}, "f:y": {}}}) is parsed  # kept
+    with pytest.raises(ssa.FieldSetError):
+        FieldSet.from_fields_v1({"f:spec": {"x": {}}})

@@ -179,3 +179,62 @@ async def test_the_latest_values_are_bounded() -> None:
     assert len(latest) == watchcache.RING
     assert "/registry/configmaps/a/c0" not in latest
     assert f"/registry/configmaps/a/c{watchcache.RING + 4}" in latest
+
+
+async def test_the_latest_values_are_kept_only_while_a_selector_watcher_is_there(
+        svc: ObjectService) -> None:
+    cache = await svc._cache(CMS)
+    assert cache is not None
+    plain = svc.watch(CMS)
+    task = asyncio.create_task(take(plain, 2))
+    await asyncio.sleep(0.05)
+    await svc.create(CMS, cm("x", tier="web"), namespace="a")
+    await svc.create(CMS, cm("y", tier="web"), namespace="a")
+    assert await task == [("ADDED", "x"), ("ADDED", "y")]
+    assert not cache.latest and not cache.selective  # nobody reads them: not kept
+    selected = svc.watch(CMS, label_selector="tier=web")
+    sel_task = asyncio.create_task(take(selected, 1))
+    await asyncio.sleep(0.05)
+    await svc.create(CMS, cm("z", tier="web"), namespace="a")
+    assert await sel_task == [("ADDED", "z")]
+    assert set(cache.latest) == {"/registry/configmaps/a/z"}  # kept while it watched
+    async with asyncio.timeout(5):  # (the cache's generator is closed by the loop)
+        while cache.selective:
+            await asyncio.sleep(0.01)
+    assert not cache.latest  # emptied when the last one left
+
+
+@pytest.mark.parametrize("joins", [
+    pytest.param("before", id="watching-while-it-moves"),
+    pytest.param("after-creation", id="joined-after-its-last-change-then-it-moves"),
+    pytest.param("replay", id="replayed-from-the-ring"),
+])
+async def test_an_object_leaving_the_selector_is_deleted_for_the_watcher(
+        svc: ObjectService, joins: str) -> None:
+    """The value before each change decides (Kubernetes' filtered watch): decoded when
+    asked for, whether or not the cache kept the last value of the key."""
+    cache = await svc._cache(CMS)
+    assert cache is not None
+    start = str(cache.revision)
+    task = None
+    if joins == "before":
+        task = asyncio.create_task(take(svc.watch(CMS, label_selector="tier=web"), 3))
+        await asyncio.sleep(0.05)
+    made = await svc.create(CMS, cm("w", tier="web"), namespace="a")
+    if joins == "after-creation":
+        rv = made["metadata"]["resourceVersion"]
+        task = asyncio.create_task(take(svc.watch(CMS, label_selector="tier=web",
+                                                  resource_version=rv), 2))
+        await asyncio.sleep(0.05)
+        assert cache.selective == 1 and not cache.latest  # x's value was not kept
+    made["metadata"]["labels"] = {"tier": "db"}
+    moved = await svc.update(CMS, made, namespace="a", name="w")
+    moved["metadata"]["labels"] = {"tier": "web"}
+    await svc.update(CMS, moved, namespace="a", name="w")
+    if joins == "replay":
+        assert not cache.latest  # no selector watcher saw these changes
+        task = asyncio.create_task(take(svc.watch(CMS, label_selector="tier=web",
+                                                  resource_version=start), 3))
+    assert task is not None
+    want = [("ADDED", "w"), ("DELETED", "w"), ("ADDED", "w")]
+    assert await task == (want[1:] if joins == "after-creation" else want)

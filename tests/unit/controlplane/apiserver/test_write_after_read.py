@@ -1,6 +1,6 @@
-"""A write without a resourceVersion that follows a read of the same object (a node's
-status patch after the auth gate read the pod) starts from that read instead of reading
-again; whatever changed in between, the outcome is what a fresh read would give."""
+"""A write without a resourceVersion that follows a read of the same object (a client's
+GET, then its PATCH) starts from that read instead of reading again; whatever changed in
+between, the outcome is what a fresh read would give."""
 
 from __future__ import annotations
 

@@ -144,3 +144,71 @@ def test_expectations() -> None:
     assert not exp.satisfied("k")
     t[0] = 301.0  # gives up after five minutes
     assert exp.satisfied("k")
+
+
+# ---- scale-down order and the facts memo ------------------------------------------------
+
+def _random_pods(n: int, seed: int) -> list[Obj]:
+    import random
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        ready = rnd.random() < 0.6
+        out.append(pod(f"p{i:04d}", node=rnd.choice(["", "n1", "n2"]),
+                       phase=rnd.choice(["Pending", "Unknown", "Running", "Running"]),
+                       ready_at=NOW - rnd.choice([5, 60, 900]) if ready else None,
+                       created=NOW - rnd.choice([10, 100, 500])))  # many ties: names decide
+    return out
+
+
+@pytest.mark.parametrize(("n", "replicas"), [
+    pytest.param(40, 39, id="one-too-many"),
+    pytest.param(40, 10, id="most-go"),
+    pytest.param(40, 0, id="all-go"),
+    pytest.param(700, 100, id="more-than-a-burst"),
+])
+def test_scale_down_deletes_in_kubernetes_order(n: int, replicas: int) -> None:
+    """The pods deleted are the first of Kubernetes' ActivePods order (unscheduled,
+    Pending before Unknown before Running, not ready, recently ready, newest; then the
+    name), in that order, at most BURST of them, whatever order they are given in."""
+    from controlplane.controllers.replicaset import BURST
+    pods = _random_pods(n, seed=n + replicas)
+    want = [p["metadata"]["name"] for p in sorted(pods, key=pu.deletion_rank)]
+    want = want[:min(n - replicas, BURST)]
+    for given in (pods, list(reversed(pods))):
+        p = plan(rs(replicas), given, now=NOW)
+        assert p.delete == want
+        assert p.status["replicas"] == n - len(want)
+
+
+def test_the_memo_reads_only_changed_pods_and_gives_the_same_plans() -> None:
+    from controlplane.controllers import replicaset
+    memo = replicaset.PlanMemo()
+    pods = _random_pods(50, seed=1)
+    pods.append(pod("orphan", owner=None))
+    pods.append(pod("moved", labels={"app": "db"}))
+    first = plan(rs(30, min_ready=30), pods, now=NOW, memo=memo)
+    assert first == plan(rs(30, min_ready=30), pods, now=NOW)
+    read: list[str] = []
+    real = replicaset._facts
+
+    def counting(p: Obj, **kw: Any) -> Any:
+        read.append(p["metadata"]["name"])
+        return real(p, **kw)
+    import unittest.mock
+    with unittest.mock.patch.object(replicaset, "_facts", counting):
+        changed = pod("p0007", node="n1", ready_at=NOW - 1000)  # a new object: an update
+        pods[7] = changed
+        again = plan(rs(30, min_ready=30), pods, now=NOW + 5, memo=memo)
+        assert read == ["p0007"]
+        assert again == plan(rs(30, min_ready=30), pods, now=NOW + 5)
+        # another selector or template: every pod is read again
+        other = rs(30, min_ready=30)
+        other["spec"]["template"]["metadata"]["labels"]["tier"] = "be"
+        read.clear()
+        with_memo = plan(other, pods, now=NOW, memo=memo)
+        assert len(read) == len(pods)
+        assert with_memo == plan(other, pods, now=NOW)
+    # a pod no longer given is no longer held
+    plan(other, pods[:10], now=NOW, memo=memo)
+    assert len(memo.facts) == 10
