@@ -1,7 +1,8 @@
 """The cgroup filesystem, as agent.qos uses it: the hierarchies under a root, found from the
 directory tree (cgroup.controllers at the root: v2; else a directory per v1 hierarchy,
-plus unified/ on hybrid hosts, whose cgroup.controllers names what v1 left to it, hugetlb
-say), and the few operations the pod cgroups need.
+plus unified/ on hybrid hosts, where pods get directories but no controller: a hybrid host
+is a v1 host to the agent, as to kubelet, and nothing is enabled in unified/), and the few
+operations the pod cgroups need.
 
     Cgroupfs(root, io=, hugepages=)     .mode "v1" | "hybrid" | "v2", .hierarchies,
                                         .page_sizes (the host's huge page sizes when a
@@ -24,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 
-log = logging.getLogger("agent.qos")
+log = logging.getLogger("corral.agent.cgroupfs")
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 HUGEPAGES = "/sys/kernel/mm/hugepages"
@@ -114,8 +115,10 @@ class Cgroupfs:
             if os.path.islink(path) or not os.path.isdir(path):
                 continue  # cpu -> cpu,cpuacct: the same hierarchy under a second name
             if name == "unified" and os.path.exists(os.path.join(path, "cgroup.controllers")):
-                found.append(Hierarchy(path, tuple(self.io.read(os.path.join(
-                    path, "cgroup.controllers")).split()), unified=True))  # hugetlb, say
+                # no controller of hybrid's unified/ is used (kubelet neither): enabling
+                # one there is a host-wide change that outlives the agent, and a v1 runtime
+                # puts no container's limits in unified/
+                found.append(Hierarchy(path, (), unified=True))
             elif os.path.exists(os.path.join(path, "cgroup.procs")):
                 found.append(Hierarchy(path, tuple(name.split(","))))
         if not found:
@@ -124,7 +127,8 @@ class Cgroupfs:
         return ("hybrid" if hybrid else "v1"), found
 
     def holding(self, controller: str) -> Hierarchy | None:
-        """The hierarchy whose files FILES names for CONTROLLER."""
+        """The hierarchy whose files hold CONTROLLER's limits (None: no hierarchy has
+        it)."""
         for h in self.hierarchies:
             if (self.mode == "v2" and h.unified) or controller in h.controllers:
                 return h

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from agent import qos
+from agent import cgroupfs, qos
 from agent.lease import micro_time
 from agent.stats import parse_meminfo
 from api import errors
@@ -129,6 +129,34 @@ class HostFacts:
     runtime_version: str  # "<name>://<version>"
     agent_port: int = 0
     pids: int = 0  # kubelet's pid capacity: min(kernel.pid_max, kernel.threads-max)
+    # (page size, pages the kernel holds) for each size a hugetlb controller limits
+    hugepages: tuple[tuple[int, int], ...] = ()
+
+
+def hugepages_held(sizes: tuple[int, ...], *, root: str = cgroupfs.HUGEPAGES,
+                   ) -> tuple[tuple[int, int], ...]:
+    """(size, nr_hugepages) of each of SIZES (bytes), read under ROOT (kubelet's
+    hugepages-<size> capacity: the pages the kernel has set aside)."""
+    out = []
+    for size in sizes:
+        text = _read(os.path.join(root, f"hugepages-{size // 1024}kB", "nr_hugepages"))
+        out.append((size, int(text) if text.strip().isdigit() else 0))
+    return tuple(out)
+
+
+def hugepage_resources(facts: HostFacts) -> dict[str, str]:
+    """The node's hugepages-<size> resources ("hugepages-2Mi": "512Mi"), as kubelet names
+    them: every size the agent can limit, 0 included."""
+    return {f"hugepages-{_binary(size)}": _binary(size * n) for size, n in facts.hugepages}
+
+
+def _binary(n: int) -> str:
+    """N bytes in the largest binary suffix that divides it: 2097152 -> 2Mi, 0 -> 0."""
+    for suffix, unit in (("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30),
+                         ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if n and n % unit == 0:
+            return f"{n // unit}{suffix}"
+    return str(n)
 
 
 def pid_capacity(pid_max: str, threads_max: str) -> int:
@@ -149,7 +177,16 @@ def probe_host(*, internal_ip: str, runtime_version: str, agent_port: int = 0) -
         arch=ARCH.get(uname.machine, uname.machine),
         machine_id=_read("/etc/machine-id").strip(),
         boot_id=_read("/proc/sys/kernel/random/boot_id").strip(),
-        runtime_version=runtime_version, agent_port=agent_port)
+        runtime_version=runtime_version, agent_port=agent_port,
+        hugepages=hugepages_held(_limited_page_sizes()))
+
+
+def _limited_page_sizes() -> tuple[int, ...]:
+    """The huge page sizes a hugetlb controller limits here (none without cgroups)."""
+    try:
+        return qos.host_cgroupfs().page_sizes
+    except qos.CgroupError:
+        return ()
 
 
 def node_labels(name: str, facts: HostFacts) -> dict[str, str]:
@@ -304,23 +341,26 @@ class Reservation:
                     f"{with_eviction} exceeds the node's capacity {_amount(r, have)}")
 
     def allocatable(self, facts: HostFacts) -> dict[str, str]:
-        """Node status allocatable: capacity less reservations and eviction, at least 0."""
+        """Node status allocatable: capacity less reservations and eviction, at least 0;
+        memory less the huge pages the kernel holds, which are allocatable as
+        hugepages-<size> (kubelet's)."""
         cpu = max(0, facts.cpus * 1000 - self.reserved("cpu"))
-        memory = max(0, (facts.memory // 1024) * 1024 - self.reserved("memory"))
+        huge = sum(size * n for size, n in facts.hugepages)
+        memory = max(0, (facts.memory // 1024) * 1024 - self.reserved("memory") - huge)
         return {"cpu": _amount("cpu", cpu), "memory": _amount("memory", memory),
-                "pods": str(MAX_PODS)}
+                "pods": str(MAX_PODS), **hugepage_resources(facts)}
 
     def pods_limits(self, facts: HostFacts) -> PodsLimits:
         """The pods' parent cgroup: allocatable without the eviction threshold when
         "pods" is enforced, the capacity otherwise (kubelet sets it either way: the
-        kernel's default cpu weight would starve the pods); pids only when reserved."""
+        kernel's default cpu weight would starve the pods); pids.max likewise, from the
+        host's pid capacity (0, "max", when it is unknown)."""
         if "pods" not in self.enforce:
-            return PodsLimits(cpu=facts.cpus * 1000, memory=facts.memory)
-        pid = self.reserved("pid")
+            return PodsLimits(cpu=facts.cpus * 1000, memory=facts.memory, pids=facts.pids)
         return PodsLimits(
             cpu=max(0, facts.cpus * 1000 - self.reserved("cpu")),
             memory=max(0, facts.memory - self.reserved("memory", eviction=False)),
-            pids=max(1, facts.pids - pid) if pid and facts.pids else 0)
+            pids=max(1, facts.pids - self.reserved("pid")) if facts.pids else 0)
 
 
 def enforce_reservation(reserve: Reservation, facts: HostFacts, *, cgroup_parent: str,
@@ -333,7 +373,7 @@ def enforce_reservation(reserve: Reservation, facts: HostFacts, *, cgroup_parent
         qos.ensure_node_cgroup(cgroup_parent, cpu_milli=limits.cpu, memory=limits.memory,
                                pids=limits.pids, fs=fs)
     except qos.CgroupError as e:
-        raise ReservedError(f"--enforce-node-allocatable: {e}") from None
+        raise ReservedError(str(e)) from None  # (it names --cgroup-parent)
     return limits
 
 
@@ -379,7 +419,7 @@ def node_status(facts: HostFacts, *, ready: bool, why: str = "",
     now = micro_time()[:19] + "Z"
     before = {c.get("type", ""): c for c in (old or {}).get("conditions") or []}
     resources = {"cpu": str(facts.cpus), "memory": f"{facts.memory // 1024}Ki",
-                 "pods": str(MAX_PODS)}
+                 "pods": str(MAX_PODS), **hugepage_resources(facts)}
     p = pressure or Pressure()
     conditions = [
         _condition("MemoryPressure", bool(p.memory),

@@ -283,9 +283,15 @@ def ensure_node_cgroup(parent: str, *, cpu_milli: int, memory: int, pids: int = 
         log.warning("--cgroup-parent /: the pods are not held to the node's allocatable")
         return
     fs = fs or host_cgroupfs()
+    who = f"--cgroup-parent {parent}"
+    for d in fs.dirs(parent.rstrip("/")):  # the pods' budget would cap these processes too
+        pids_in = fs.io.read(os.path.join(d, "cgroup.procs")).split()
+        if pids_in:
+            raise CgroupError(f"{who}: the cgroup {d} has processes (pid {pids_in[0]}): "
+                              "give the pods a cgroup of their own")
     files = node_files(fs.mode, cpu_milli=cpu_milli, memory=memory, pids=pids,
                        with_pids=bool(pids) or fs.has("pids"))
-    fs.ensure(parent.rstrip("/"), files, who=f"node allocatable cgroup {parent}")
+    fs.ensure(parent.rstrip("/"), files, who=who)
 
 
 def ensure_pod_cgroup(pod: Mapping[str, Any], parent: str, *, pod_max_pids: int = -1,

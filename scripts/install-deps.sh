@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(python3 python3-venv busybox-static runc crun containerd podman conmon uidmap
           iproute2 libseccomp2 procps util-linux etcd-server etcd-client docker-registry
           apache2-utils containernetworking-plugins iptables prometheus gcc libc6-dev
-          tinyproxy)
+          tinyproxy-bin)
 [[ "${1:-}" == "--bench" ]] && packages+=(hyperfine time docker.io)
 
 missing=()

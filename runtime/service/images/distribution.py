@@ -12,8 +12,10 @@ closed ``idle_timeout`` s (60) after the last operation that used it ended; requ
 transport.py (asyncio + h11), with an SSL context (the CA bundle) only for https: verified
 unless the registry is in ``insecure_tls`` (decided in ``_new_client``, nowhere else).
 Proxies (proxy.py): HTTP_PROXY / HTTPS_PROXY / NO_PROXY as Go reads them, from the
-environment at the first pull unless ``proxies`` is given; a proxy that refuses (a 4xx) is
-not retried: ``proxy http://127.0.0.1:3128: CONNECT answered 403 Forbidden``.
+environment at the first pull unless ``proxies`` is given; a proxy that refuses a CONNECT
+(https: a 4xx) is named and not retried: ``proxy http://127.0.0.1:3128: CONNECT answered
+403 Forbidden``. Through a plain-http proxy request only a 407 is known to be the proxy's:
+any other answer reads as the registry's, since the proxy relays those.
 
 Every request goes through ``_send`` (Authorization from the Authorizer; one answer to a 401
 challenge) and every attempt through ``_retrying``: connection errors, resets, stalls, 5xx

@@ -153,8 +153,9 @@ def parse_proxy(value: str, *, variable: str) -> Proxy:
         host, port = parts.hostname, parts.port
     except ValueError as e:
         raise ValueError(f"{variable}: {e}") from None
-    if not host:
-        raise ValueError(f"{variable}: no proxy host in {url!r}")
+    if not host:  # (the value's credentials are not repeated in the message)
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ValueError(f"{variable}: no proxy host in {shown!r}")
     authorization = None
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"

@@ -8,7 +8,9 @@ request, TLS only for https, through an http proxy when proxy.py says so.
                      http://   the request in absolute form: GET http://host:port/path
                      https://  CONNECT host:port ──2xx──► start_tls(tls_context(),
                                server_hostname=host) inside the tunnel
-                               non-2xx ──► ProxyRefused (4xx: not retried) | ProxyError (5xx)
+                               non-2xx ──► ProxyRefused (4xx: not retried) | ProxyError
+                               (3xx, 5xx: retried); http: a 407 is ProxyRefused, any other
+                               answer is the registry's (relayed)
                    each ≤ timeout["connect"]       ──► httpx.ConnectTimeout | ConnectError
         send       h11.Request (+ body), Connection: close  ≤ timeout["write"]
         receive    h11 events until the Response (status, headers, reason)

@@ -62,6 +62,11 @@ def test_the_reservations_show_in_allocatable_and_hold_the_cgroups(
             assert int(read(fs, "memory", parent, "memory.limit_in_bytes")) // 4096 == \
                 (memory - 768 * MI) // 4096
             assert read(fs, "cpu", parent, "cpu.shares") == str((milli - 500) * 1024 // 1000)
+        else:
+            assert int(read(fs, "memory", parent, "memory.max")) // 4096 == \
+                (memory - 768 * MI) // 4096
+            assert read(fs, "cpu", parent, "cpu.weight") == \
+                str(Q.shares_to_weight((milli - 500) * 1024 // 1000))
         if fs.has("pids"):
             with open("/proc/sys/kernel/pid_max") as f, \
                     open("/proc/sys/kernel/threads-max") as g:

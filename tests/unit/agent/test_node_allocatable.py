@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import pytest
@@ -183,13 +184,16 @@ def test_an_unknown_pid_capacity_refuses_no_pid_reservation() -> None:
     pytest.param(N.Reservation(system=SYS, kube=KUBE),
                  N.PodsLimits(cpu=1250, memory=8 * GI - GI - 512 * MI, pids=31768),
                  id="pods-enforced-without-eviction"),
+    pytest.param(N.Reservation(kube=KUBE), N.PodsLimits(1750, 8 * GI - 512 * MI, 32768),
+                 id="no-pid-reservation-pid-capacity"),
+    pytest.param(N.Reservation(system=SYS, enforce=frozenset()),
+                 N.PodsLimits(2000, 8 * GI, 32768), id="none-holds-to-capacity"),
     pytest.param(N.Reservation(kube=KUBE), N.PodsLimits(1750, 8 * GI - 512 * MI, 0),
-                 id="no-pid-reservation-no-pid-limit"),
-    pytest.param(N.Reservation(system=SYS, enforce=frozenset()), N.PodsLimits(2000, 8 * GI),
-                 id="none-holds-to-capacity"),
+                 id="unknown-pid-capacity-max"),
 ])
 def test_pods_limits(reserve: N.Reservation, want: N.PodsLimits) -> None:
-    assert reserve.pods_limits(FACTS) == want
+    facts = FACTS if want.pids else N.HostFacts(**{**FACTS.__dict__, "pids": 0})
+    assert reserve.pods_limits(facts) == want
 
 
 @pytest.mark.parametrize(("pid_max", "threads_max", "want"), [
@@ -210,12 +214,12 @@ def test_enforce_reservation_holds_the_parent_v1(tmp_path: Any) -> None:
     assert read(root, "memory", "kubepods", "memory.limit_in_bytes") == str(got.memory)
     assert read(root, "cpu", "kubepods", "cpu.shares") == "1280"
     assert read(root, "pids", "kubepods", "pids.max") == "31768"
-    # enforcement off: the capacity (kubelet sets it all the same), no pid limit
+    # enforcement off: the capacity (kubelet sets it all the same), pids included
     N.enforce_reservation(N.Reservation(system=SYS, enforce=frozenset()), FACTS,
                           cgroup_parent="/kubepods", fs=fs)
     assert read(root, "memory", "kubepods", "memory.limit_in_bytes") == str(8 * GI)
     assert read(root, "cpu", "kubepods", "cpu.shares") == "2048"
-    assert read(root, "pids", "kubepods", "pids.max") == "max"
+    assert read(root, "pids", "kubepods", "pids.max") == "32768"
 
 
 def test_enforce_reservation_holds_the_parent_v2(tmp_path: Any) -> None:
@@ -231,10 +235,10 @@ def test_enforce_reservation_holds_the_parent_v2(tmp_path: Any) -> None:
     pytest.param(N.Reservation(system=N.Reserved(cpu=3000)), ("pids",), "",
                  "--system-reserved: cpu: reserving 3 exceeds", id="checked-first"),
     pytest.param(N.Reservation(system=SYS), (), "",
-                 "--enforce-node-allocatable: node allocatable cgroup /kubepods: pids: the "
+                 "--cgroup-parent /kubepods: pids: the "
                  "pids cgroup controller is not mounted", id="pid-limit-without-pids"),
     pytest.param(N.Reservation(), ("pids",), "memory.limit_in_bytes",
-                 "--enforce-node-allocatable: node allocatable cgroup /kubepods: "
+                 "--cgroup-parent /kubepods: "
                  "memory.limit_in_bytes: writing '8589934592' to .*: Invalid argument",
                  id="refused-write"),
 ])
@@ -276,3 +280,38 @@ def test_registration_posts_the_reserved_allocatable() -> None:
     node = asyncio.run(reg.register())
     assert node["status"]["allocatable"]["cpu"] == "1250m"
     assert api.patches[-1]["status"]["allocatable"]["memory"] == "6713344Ki"
+
+
+def test_a_parent_with_processes_is_refused_and_left_alone(tmp_path: Any) -> None:
+    """--cgroup-parent naming a cgroup that has processes (say /system.slice): the pods'
+    budget would cap them too (and v2 refuses controllers there): refused, nothing
+    written."""
+    root = str(tmp_path)
+    kernel = hybrid_tree(root, extra=("pids",))
+    fs = Q.Cgroupfs(root, io=kernel)
+    os.makedirs(os.path.join(root, "memory", "busy"))
+    with open(os.path.join(root, "memory", "busy", "cgroup.procs"), "w") as f:
+        f.write("4242\n")
+    before = len(kernel.writes)
+    with pytest.raises(N.ReservedError, match=r"^--cgroup-parent /busy: the cgroup "
+                       r".*/memory/busy has processes \(pid 4242\): give the pods a cgroup "
+                       r"of their own$"):
+        N.enforce_reservation(N.Reservation(), FACTS, cgroup_parent="/busy", fs=fs)
+    assert kernel.writes[before:] == []
+
+
+def test_huge_pages_are_resources_of_their_own_and_leave_memory(tmp_path: Any) -> None:
+    """kubelet's: hugepages-<size> capacity and allocatable for every size the agent can
+    limit (0 included), and the pages the kernel holds taken from allocatable memory."""
+    for size_kb, n in (("2048", "256"), ("1048576", "0")):
+        os.makedirs(tmp_path / f"hugepages-{size_kb}kB")
+        (tmp_path / f"hugepages-{size_kb}kB" / "nr_hugepages").write_text(n + "\n")
+    held = N.hugepages_held((2 * MI, GI), root=str(tmp_path))
+    assert held == ((2 * MI, 256), (GI, 0))
+    facts = N.HostFacts(**{**FACTS.__dict__, "hugepages": held})
+    status = N.node_status(facts, ready=True, reserve=N.Reservation())
+    assert {k: v for k, v in status["capacity"].items() if k.startswith("huge")} == \
+        {"hugepages-2Mi": "512Mi", "hugepages-1Gi": "0"}
+    alloc = status["allocatable"]
+    assert (alloc["hugepages-2Mi"], alloc["hugepages-1Gi"]) == ("512Mi", "0")
+    assert alloc["memory"] == f"{(8 * GI - 100 * MI - 512 * MI) // 1024}Ki"

@@ -118,20 +118,21 @@ def test_host_page_sizes(tmp_path: Any) -> None:
 HUGE_POD = pod_of(huge("2Mi", "4Mi", cpu="100m", memory="32Mi"))
 
 
-def test_hybrid_pids_on_v1_and_hugetlb_on_unified(tmp_path: Any) -> None:
-    """This host's shape: v1 pids hierarchy, hugetlb only on unified/ (v2 file names,
-    enabled in subtree_control from unified/'s root down)."""
+def test_hybrid_pids_on_v1_and_no_hugetlb_from_unified(tmp_path: Any) -> None:
+    """This host's shape: v1 pids hierarchy, hugetlb only on unified/. A hybrid host is a
+    v1 host to the agent, as to kubelet: no hugetlb limits, nothing enabled in unified/
+    (that would be a host-wide change outliving the agent)."""
     root = str(tmp_path / "cg")
     os.makedirs(root)
     kernel = hybrid_tree(root, extra=("pids",))
     fs = Q.Cgroupfs(root, io=kernel, hugepages=pages(str(tmp_path), 2048, 1048576))
-    assert (fs.page_sizes, fs.hugetlb_v2) == ((M2, GI), True)
+    assert (fs.page_sizes, fs.hugetlb_v2) == ((), False)
     path = Q.ensure_pod_cgroup(HUGE_POD, "/kubepods", pod_max_pids=64, fs=fs)
     assert read(root, "pids" + path, "pids.max") == "64"
-    assert [read(root, "unified" + path, f) for f in ("hugetlb.2MB.max", "hugetlb.1GB.max")] \
-        == [str(4 * MI), "0"]
+    assert os.path.isdir(os.path.join(root, "unified" + path))  # made, as runc makes it
     for level in ("", "kubepods", f"kubepods/pod{UID}"):
-        assert read(root, "unified", level, "cgroup.subtree_control") == "hugetlb", level
+        assert read(root, "unified", level, "cgroup.subtree_control") == "", level
+    assert not any(w[0].startswith("unified") for w in kernel.writes)
     before = len(kernel.writes)  # adopted as it is: nothing rewritten
     assert Q.ensure_pod_cgroup(HUGE_POD, "/kubepods", pod_max_pids=64, fs=fs) == path
     assert kernel.writes[before:] == []

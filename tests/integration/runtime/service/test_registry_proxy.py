@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import datetime
 import gc
+import hashlib
 import ipaddress
 import os
-import random
 import shutil
 import socket
 import ssl
@@ -57,11 +57,20 @@ def ip(*args: str) -> None:
 
 class Netns(process.Managed):
     """A network namespace named after the test's tag, joined to the host by a veth pair
-    on a /30 of 10.255.77.0/24 (picked at random); deleting the netns deletes the pair."""
+    on a /30 of 10.255.77.0/24 (from the tag, and one no interface of the host has yet);
+    deleting the netns deletes the pair."""
 
     def __init__(self, tag: str) -> None:
         self.name = f"{tag}-px"
-        base = 4 * random.randrange(64)
+        first = int(hashlib.sha256(tag.encode()).hexdigest(), 16) % 64
+        for k in range(64):
+            base = 4 * ((first + k) % 64)
+            taken = subprocess.run(["ip", "-o", "addr", "show", "to", f"10.255.77.{base}/30"],
+                                   capture_output=True, text=True, timeout=10).stdout
+            if not taken.strip():
+                break
+        else:
+            pytest.fail("every /30 of 10.255.77.0/24 is in use on this host")
         self.host_ip, self.ns_ip = f"10.255.77.{base + 1}", f"10.255.77.{base + 2}"
         self.host_if, self.ns_if = f"pxh{tag[-10:]}", f"pxn{tag[-10:]}"  # <= 15 characters
 
@@ -171,7 +180,7 @@ class TinyProxy(process.Managed):
 
     def start(self) -> TinyProxy:
         if not os.path.exists(TINYPROXY):
-            pytest.fail(f"{TINYPROXY} is missing (Debian package tinyproxy: "
+            pytest.fail(f"{TINYPROXY} is missing (Debian package tinyproxy-bin: "
                         "scripts/install-deps.sh)")
         lines = [f"Port {self.port}", "Listen 127.0.0.1", "Timeout 30",
                  f'LogFile "{self.log_path}"', "LogLevel Info", "MaxClients 20",

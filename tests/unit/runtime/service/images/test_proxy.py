@@ -126,7 +126,9 @@ def test_proxy_urls(value: str, want: str, auth: str | None) -> None:
      pytest.param("https://proxy.test:443", "HTTPS_PROXY: https://proxy.test: unsupported",
                   id="https-proxy"),
      pytest.param("http://proxy.test:99999", "HTTPS_PROXY: Port out of range", id="bad-port"),
-     pytest.param("http://:3128", "HTTPS_PROXY: no proxy host", id="no-host")],
+     pytest.param("http://:3128", "HTTPS_PROXY: no proxy host", id="no-host"),
+     pytest.param("http://alice:s3cret@:3128",
+                  "HTTPS_PROXY: no proxy host in 'http://:3128'$", id="no-host-no-secret")],
 )
 def test_unusable_proxy_names_the_variable(value: str, message: str) -> None:
     settings = ProxySettings.from_environment({"HTTPS_PROXY": value})
