@@ -75,7 +75,8 @@ class TermStore(BatchedWrites, CommitWrites):
         depose()      ─► every waiting and later write fails with Fenced
     Single creates and updates share commits (etcd.BatchedWrites, as EtcdStore's: group
     commit): those that arrive while one is out go together in the next, one fenced
-    commit (_send_batch), as the API server's own writes do; a write that fails its own condition fails alone, the others go out again.
+    commit (_send_batch), as the API server's own writes do; a write that fails its own
+    condition fails alone, the others go out again.
     Reads, watches and leases pass through to the inner store."""
 
     def __init__(self, inner: Store, *, hold_limit: float = 30.0) -> None:

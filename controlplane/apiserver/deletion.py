@@ -43,9 +43,11 @@ TERMINATED_PHASES = ("Succeeded", "Failed")
 
 async def delete(self: ObjectService, res: Resource, *, namespace: str = "", name: str,
                  grace_period: int | None = None, propagation: str = "",
-                 preconditions: Obj | None = None, dry_run: bool = False) -> Obj:
+                 preconditions: Obj | None = None, dry_run: bool = False,
+                 guard: Callable[[Obj], None] | None = None) -> Obj:
     """Remove the object, or mark it for deletion when something must happen first:
-    finalizers, foreground/orphan propagation, or a bound pod's graceful stop."""
+    finalizers, foreground/orphan propagation, or a bound pod's graceful stop. GUARD (the
+    gate's, for a node) is called on each read; the delete is a compare-and-swap at it."""
     namespace = self._scope(res, namespace)
     if propagation not in ("", "Background", "Foreground", "Orphan"):
         raise e.bad_request(f"{res.kind} {name}: propagationPolicy {propagation!r}: "
@@ -56,6 +58,8 @@ async def delete(self: ObjectService, res: Resource, *, namespace: str = "", nam
     key = self._key(res, namespace, name)
     for _ in range(UPDATE_RETRIES):
         current, rev = await self._read(res, namespace, name)
+        if guard is not None:
+            guard(current)
         meta = current["metadata"]
         for field, want in (preconditions or {}).items():
             have = meta.get(field)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import hashlib
 import json
 import pickle
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -303,7 +304,8 @@ _WALKS: collections.OrderedDict[tuple[str, str, bytes],
 def _walk_kept(value: dict[str, Any], *, key: str, kind: str, out: set[Path],
                nodes: Nodes | None) -> None:
     try:
-        kept: tuple[str, str, bytes] | None = (kind, key, pickle.dumps(value, protocol=5))
+        kept: tuple[str, str, bytes] | None = (kind, key, hashlib.blake2b(
+            pickle.dumps(value, protocol=5), digest_size=32).digest())
     except Exception:  # (a value that does not pickle: walked every time)
         kept = None
     walk = None

@@ -6,10 +6,11 @@
                                                ▲
          for nodes: the stored pod (is it bound to me?) and the pods bound to the
          node (does one of them use this secret/configmap?) are looked up here; a
-         node's update or patch of pods/status is not: the write reads the pod and
-         calls the guard the gate returns on it (objects.py _write), so each status
-         write costs one read, and the compare-and-swap at that read means what was
-         checked is what is replaced
+         node's update or patch of pods/status, and its delete of a pod, are not: the
+         write reads the pod and calls the guard the gate returns on it (objects.py
+         _write, deletion.delete), so each costs one read, and the compare-and-swap at
+         that read means what was checked is what is replaced or deleted; a node must
+         name the pod (an empty name would let the body decide)
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from controlplane.apiserver.resources import RESOURCES, Resource
 from controlplane.apiserver.service import Allowed
 
 NODE_CHECKED_VERBS = ("get", "update", "patch", "delete")
-DEFERRED_VERBS = ("update", "patch")  # of pods/status: checked on the write's own read
+# checked on the write's own read: update and patch of pods/status, delete of a pod
+DEFERRED = {("update", "status"), ("patch", "status"), ("delete", "")}
 
 
 def pod_references(pod: dict[str, Any]) -> set[tuple[str, str]]:
@@ -92,9 +94,11 @@ class AuthGate:
             if not decision.allowed:
                 raise e.forbidden(decision.reason)
 
-        if node and resource.name == "pods" and verb in NODE_CHECKED_VERBS and name:
-            if defer and verb in DEFERRED_VERBS and subresource == "status":
-                return Allowed(user.name, guard=decide)
+        if node and resource.name == "pods" and verb in NODE_CHECKED_VERBS:
+            if defer and (verb, subresource) in DEFERRED:
+                return Allowed(user.name, guard=decide)  # (on whichever pod is written)
+            if not name:  # the body would decide: a node must name the pod
+                decide(None)
             seen = await self.objects.get(resource, namespace=namespace, name=name)
         if node and resource.name in ("configmaps", "secrets") and name:
             pods = await self.objects.list(RESOURCES["pods"], namespace=namespace,

@@ -409,7 +409,8 @@ class ObjectService:
             try:
                 desired = self._changed(res, current, change, namespace=namespace,
                                         name=name, subresource=subresource,
-                                        field_manager=field_manager if tracked else "")
+                                        field_manager=field_manager if tracked else "",
+                                        managed_by_change=not tracked)
             except Exception:
                 if guessed:
                     continue
@@ -443,7 +444,7 @@ class ObjectService:
 
     def _changed(self, res: Resource, current: Obj, change: Callable[[Obj], Obj], *,
                  namespace: str, name: str, subresource: str, field_manager: str,
-                 ) -> Obj | None:
+                 managed_by_change: bool = False) -> Obj | None:
         """CHANGE applied to (a copy of) CURRENT, admitted as an update of it; None if it
         changes nothing but resourceVersion and managedFields (stored.same: the one test
         of a no-op write, made before field ownership is tracked)."""
@@ -459,7 +460,8 @@ class ObjectService:
         if problems:
             raise e.invalid(res.kind, name, problems)
         deletion.check_no_new_finalizers(res, name, current, desired)
-        if same(current, desired):
+        if same(current, desired) and (not managed_by_change or _managed(current)
+                                       == _managed(desired)):
             return None
         if field_manager:
             desired = _track(current, desired, manager=field_manager,
@@ -559,3 +561,6 @@ def _track(old: Obj | None, new: Obj, *, manager: str, now: str) -> Obj:
     return ssa.track_update(old, new, manager=manager, now=now)
 
 
+def _managed(obj: Obj) -> Any:
+    """OBJ's managedFields: what an apply changes even when no value moves."""
+    return (obj.get("metadata") or {}).get("managedFields")

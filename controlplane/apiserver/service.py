@@ -249,6 +249,9 @@ class APIServicer(pb_grpc.APIServicer):
         t = request.target
 
         async def call(res: Resource, body: Any, guard: Guard | None) -> Any:
+            if t.subresource:
+                raise e.bad_request(f"{res.name}/{t.subresource}: apply to a subresource "
+                                    "is not supported")
             obj = await self.objects.apply(
                 res, body, namespace=t.namespace, name=t.name,
                 field_manager=request.options.field_manager, force=request.force,
@@ -268,9 +271,10 @@ class APIServicer(pb_grpc.APIServicer):
             obj = await self.objects.delete(
                 res, namespace=t.namespace, name=t.name, grace_period=grace,
                 propagation=request.propagation_policy,
-                preconditions={k: v for k, v in pre.items() if v}, dry_run=request.dry_run)
+                preconditions={k: v for k, v in pre.items() if v}, dry_run=request.dry_run,
+                guard=guard)
             return pb.Object(json=_dump(obj))
-        return await self._run(context, "delete", t, call)
+        return await self._run(context, "delete", t, call, guarded=True)
 
     async def DeleteCollection(self, request: Any, context: Any) -> Any:
         t = request.target

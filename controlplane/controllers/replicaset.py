@@ -92,7 +92,7 @@ class PlanMemo:
 
     def __init__(self) -> None:
         self.context: tuple[Any, ...] | None = None
-        self.facts: dict[int, tuple[Obj, _Facts]] = {}
+        self.facts: dict[tuple[Any, Any], _Facts] = {}
 
 
 _NO_REF = object()
@@ -139,22 +139,25 @@ def plan(rs: Obj, pods: list[Obj], *, now: float, manage: bool = True,
     selector = selector_of(rs)
     template_labels = pu.labels_of(spec.get("template") or {})
     rs_uid, deleting = pu.uid(rs), pu.being_deleted(rs)
-    known: dict[int, tuple[Obj, _Facts]] = {}
+    known: dict[tuple[Any, Any], _Facts] = {}
     if memo is not None:
         context = (rs_uid, spec.get("selector"), template_labels)
         if memo.context != context:
             memo.context, memo.facts = context, {}
         known = memo.facts
-    seen: dict[int, tuple[Obj, _Facts]] = {}
+    seen: dict[tuple[Any, Any], _Facts] = {}
     out = Plan()
     active: list[tuple[Obj, _Facts]] = []
     for pod in pods:
-        entry = known.get(id(pod))
-        if entry is None or entry[0] is not pod:
-            entry = (pod, _facts(pod, rs_uid=rs_uid, selector=selector,
-                                 template_labels=template_labels))
-        if memo is not None:
-            seen[id(pod)] = entry
+        pm = pod.get("metadata") or {}
+        version = (pm.get("uid"), pm.get("resourceVersion"))
+        facts = known.get(version) if version[1] else None
+        if facts is None:
+            facts = _facts(pod, rs_uid=rs_uid, selector=selector,
+                           template_labels=template_labels)
+        entry = (pod, facts)
+        if memo is not None and version[1]:
+            seen[version] = facts
         f = entry[1]
         if f.owned:
             if not f.matches:

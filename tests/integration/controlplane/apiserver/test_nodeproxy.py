@@ -54,12 +54,14 @@ class StandInNode(ngrpc.NodeServicer):
         self._caller(context)
         self.logs_requests.append(request)
         lines = LOG[-request.tail_lines:] if request.HasField("tail_lines") else LOG
+        if request.follow:  # a follow ends only when the caller goes: however it ends,
+            # this runs (a generator suspended at a yield is never resumed after a cancel)
+            context.add_callback(self.follow_cancelled.set)
         for line in lines:
             yield npb.LogChunk(data=line)
         if request.follow:
             while context.is_active():
                 time.sleep(0.02)
-            self.follow_cancelled.set()
 
     def Exec(self, request_iterator: Any, context: Any) -> Iterator[Any]:
         self._caller(context)

@@ -492,3 +492,29 @@ async def test_pods_get_kubernetes_default_tolerations(svc: ObjectService) -> No
 async def test_pod_may_be_created_already_bound(svc: ObjectService) -> None:
     made = await svc.create(PODS, pod(nodeName="n1"), namespace="default")
     assert made["spec"]["nodeName"] == "n1"
+
+
+async def _cm_service() -> ObjectService:
+    svc = ObjectService(InMemoryStore(), watch_cache=False)
+    await svc.create(RESOURCES["namespaces"], {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": {"name": "default"}})
+    return svc
+
+
+@pytest.mark.asyncio
+async def test_an_apply_that_changes_only_ownership_is_recorded() -> None:
+    """A second manager applying the same values owns them too (Kubernetes); when the
+    first stops applying a field, the second still holds it and the value stays."""
+    svc, cm = await _cm_service(), RESOURCES["configmaps"]
+    both = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {"a": "1", "b": "2"}}
+    await svc.apply(cm, both, namespace="default", name="c", field_manager="one")
+    await svc.apply(cm, {**both, "data": {"a": "1"}}, namespace="default", name="c",
+                    field_manager="two")
+    stored = await svc.get(cm, namespace="default", name="c")
+    assert sorted(m["manager"] for m in stored["metadata"]["managedFields"]) == ["one", "two"]
+    await svc.apply(cm, {**both, "data": {"b": "2"}}, namespace="default", name="c",
+                    field_manager="one")
+    stored = await svc.get(cm, namespace="default", name="c")
+    assert stored["data"] == {"a": "1", "b": "2"}
+    await svc.close()

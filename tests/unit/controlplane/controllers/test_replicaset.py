@@ -28,8 +28,9 @@ def rs(replicas: int = 3, *, min_ready: int = 0, deleting: bool = False) -> Obj:
 
 def pod(name: str, *, owner: str | None = RS_UID, labels: Obj | None = None,
         ready_at: float | None = None, node: str = "", phase: str = "Running",
-        created: float = NOW - 100, deleting: bool = False) -> Obj:
-    meta: Obj = {"name": name, "namespace": "default",
+        created: float = NOW - 100, deleting: bool = False, version: str = "1") -> Obj:
+    meta: Obj = {"name": name, "namespace": "default", "uid": f"uid-{name}",
+                 "resourceVersion": version,
                  "labels": {"app": "web", "tier": "fe"} if labels is None else labels,
                  "creationTimestamp": pu.rfc3339(created)}
     if owner:
@@ -197,7 +198,7 @@ def test_the_memo_reads_only_changed_pods_and_gives_the_same_plans() -> None:
         return real(p, **kw)
     import unittest.mock
     with unittest.mock.patch.object(replicaset, "_facts", counting):
-        changed = pod("p0007", node="n1", ready_at=NOW - 1000)  # a new object: an update
+        changed = pod("p0007", node="n1", ready_at=NOW - 1000, version="2")  # an update
         pods[7] = changed
         again = plan(rs(30, min_ready=30), pods, now=NOW + 5, memo=memo)
         assert read == ["p0007"]
