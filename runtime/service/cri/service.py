@@ -394,6 +394,8 @@ class Service:
         if info.state is TaskState.STOPPED:
             return
         self.tasks.stop(tenant, c.id, grace=grace)
+        with self._lock:  # exited: a status read after StopContainer must say so, even
+            self._live.pop((tenant, c.id), None)  # before the watch thread has seen it
 
     def remove(self, tenant: str, cid: str) -> None:
         """Remove the container (stopping it first); a missing one is fine, as CRI says."""

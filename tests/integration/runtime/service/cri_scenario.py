@@ -219,7 +219,8 @@ async def pod_lifecycle(cri: CRIClient, *, peer: Peer, node: Node, image: str) -
         await asyncio.sleep(0.02)
     await cri.stop_container(gid, timeout=20)
     status = (await cri.container_status(gid)).status
-    assert (status.state, status.exit_code) == (pb.CONTAINER_EXITED, 3)
+    assert (status.state, status.exit_code) == (pb.CONTAINER_EXITED, 3), \
+        (status.state, status.exit_code, status.reason, read_log(status.log_path))
     assert ("stdout", "F", "bye") in read_log(status.log_path)
 
     for c in (cid, gid):
