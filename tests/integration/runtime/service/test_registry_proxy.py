@@ -16,10 +16,8 @@ are removed by the test; leak_check checks the netns and the processes.
 
 from __future__ import annotations
 
-import datetime
 import gc
 import hashlib
-import ipaddress
 import os
 import shutil
 import socket
@@ -32,15 +30,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from runtime.service.content import FileContentStore
 from runtime.service.images import RegistryClient, RetryPolicy, Unauthorized, pull
 from runtime.service.images import connections as conn
-from tests.support import ociimage, process
+from tests.support import certs, ociimage, process
 from tests.support.etcd import free_port
 from tests.support.registry import REGISTRY, Registry
 
@@ -92,28 +86,6 @@ class Netns(process.Managed):
     def cleanup(self) -> None:
         for args in (["netns", "delete", self.name], ["link", "delete", self.host_if]):
             subprocess.run(["ip", *args], check=False, capture_output=True, timeout=10)
-
-
-def certificate(directory: str, address: str) -> tuple[str, str]:
-    """(key, certificate) PEM files: a self-signed CA certificate for IP ADDRESS."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corral-test-registry")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    key_path, cert_path = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
 
 
 class NetnsRegistry(Registry):
@@ -251,7 +223,7 @@ def registry(netns: Netns) -> Iterator[NetnsRegistry]:
 @pytest.fixture
 def tls_registry(netns: Netns, registry: NetnsRegistry) -> Iterator[NetnsRegistry]:
     """The same storage as REGISTRY (so the image is there), served over https on 5443."""
-    key, cert = certificate(registry.dir, netns.ns_ip)
+    key, cert = certs.self_signed(registry.dir, netns.ns_ip)
     with NetnsRegistry(netns, port=5443, tls=(key, cert), data_dir=registry.data_dir) as reg:
         yield reg
 

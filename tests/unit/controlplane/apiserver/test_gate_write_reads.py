@@ -19,21 +19,11 @@ from controlplane.apiserver.objects import ObjectService
 from controlplane.apiserver.resources import RESOURCES
 from controlplane.apiserver.service import APIServicer
 from controlplane.storage import InMemoryStore
-from controlplane.storage.forwarding import ForwardingStore
+from tests.unit.controlplane.apiserver.test_write_after_read import CountingReads
 
 pytestmark = pytest.mark.asyncio
 PODS, NS = RESOURCES["pods"], RESOURCES["namespaces"]
 MERGE = "application/merge-patch+json"
-
-
-class CountingReads(ForwardingStore):
-    def __init__(self, inner: InMemoryStore) -> None:
-        super().__init__(inner)
-        self.gets = 0
-
-    async def get(self, key: str) -> tuple[bytes, int]:
-        self.gets += 1
-        return await self.inner.get(key)
 
 
 class Aborted(Exception):

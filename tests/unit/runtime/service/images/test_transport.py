@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import ssl
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from runtime.service.images import connections as conn
 from runtime.service.images.transport import H11Transport
+from tests.support import certs
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n"
@@ -132,31 +127,10 @@ def test_https_without_tls_configured_is_refused() -> None:
     asyncio.run(go())
 
 
-def self_signed(tmp_path: Path) -> tuple[str, str]:
-    """A key and a self-signed certificate for IP 127.0.0.1 (PEM files)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corral-test-registry")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    key_path, cert_path = tmp_path / "key.pem", tmp_path / "cert.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(key_path), str(cert_path)
-
-
 @pytest.mark.parametrize("trusted", [pytest.param(True, id="trusted-ca"),
                                      pytest.param(False, id="default-cas-refuse-it")])
 def test_https_is_verified(tmp_path: Path, trusted: bool) -> None:
-    key, cert = self_signed(tmp_path)
+    key, cert = certs.self_signed(tmp_path, "127.0.0.1")
 
     async def go() -> tuple[int | None, BaseException | None]:
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

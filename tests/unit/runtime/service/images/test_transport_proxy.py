@@ -9,17 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from runtime.service.content import MemoryContentStore
 from runtime.service.images import (
@@ -32,6 +27,7 @@ from runtime.service.images import (
 )
 from runtime.service.images import connections as conn
 from runtime.service.images.transport import H11Transport, ProxyRefused
+from tests.support import certs
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -41,26 +37,6 @@ AUTH_REQUIRED = (b"HTTP/1.1 407 Proxy Authentication Required\r\n"
 BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
 UNAUTHORIZED = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
 REGISTRY = "registry.test:5000"  # never resolved: the scripted proxy is the far end
-
-
-def certificate(tmp_path: Path, name: str) -> tuple[str, str]:
-    """A key and a self-signed CA certificate for DNS name NAME (PEM files)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    key_path, cert_path = tmp_path / "key.pem", tmp_path / "cert.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(key_path), str(cert_path)
 
 
 class ScriptedProxy:
@@ -110,7 +86,7 @@ class ScriptedProxy:
 
 
 def server_tls(tmp_path: Path, name: str = "registry.test") -> tuple[ssl.SSLContext, str]:
-    key, cert = certificate(tmp_path, name)
+    key, cert = certs.self_signed(tmp_path, name, common_name=name)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     return ctx, cert
