@@ -147,16 +147,10 @@ def hugepages_held(sizes: tuple[int, ...], *, root: str = cgroupfs.HUGEPAGES,
 def hugepage_resources(facts: HostFacts) -> dict[str, str]:
     """The node's hugepages-<size> resources ("hugepages-2Mi": "512Mi"), as kubelet names
     them: every size the agent can limit, 0 included."""
-    return {f"hugepages-{_binary(size)}": _binary(size * n) for size, n in facts.hugepages}
-
-
-def _binary(n: int) -> str:
-    """N bytes in the largest binary suffix that divides it: 2097152 -> 2Mi, 0 -> 0."""
-    for suffix, unit in (("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30),
-                         ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if n and n % unit == 0:
-            return f"{n // unit}{suffix}"
-    return str(n)
+    def binary(n: int) -> str:  # 2097152 -> "2Mi", as Kubernetes prints it
+        from fractions import Fraction  # (only with huge pages: api.quantity's lazy import)
+        return Qty.canonical(Fraction(n), "binary")
+    return {f"hugepages-{binary(size)}": binary(size * n) for size, n in facts.hugepages}
 
 
 def pid_capacity(pid_max: str, threads_max: str) -> int:
